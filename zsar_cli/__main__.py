@@ -1,0 +1,3 @@
+from zsar_cli.cli.app import main
+
+main()
