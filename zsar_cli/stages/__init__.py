@@ -1,0 +1,1 @@
+"""Stages: one module per pipeline step (frozen Config dataclass, pure functions, run())."""
