@@ -31,8 +31,15 @@ def make_clip(
 ) -> Path:
     """Generate a short test clip with ffmpeg's lavfi sources (no media committed to the repo)."""
     cmd = [
-        "ffmpeg", "-nostdin", "-loglevel", "error", "-y",
-        "-f", "lavfi", "-i", f"{source}=duration={duration}:rate={rate}:size={size}",
+        "ffmpeg",
+        "-nostdin",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "lavfi",
+        "-i",
+        f"{source}=duration={duration}:rate={rate}:size={size}",
         *(extra_input or []),
         *(extra_output or ["-pix_fmt", "yuv420p"]),
         str(path),

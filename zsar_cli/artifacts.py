@@ -337,8 +337,11 @@ class ArtifactMeta:
                 config=json.loads(raw.get("zsar.config", "{}")),
                 upstream=json.loads(raw.get("zsar.upstream", "[]")),
                 cache_key=raw.get("zsar.cache_key", ""),
-                extra={k[len(META_PREFIX) :]: v for k, v in raw.items() if k.startswith(META_PREFIX)
-                       and k not in known},
+                extra={
+                    k[len(META_PREFIX) :]: v
+                    for k, v in raw.items()
+                    if k.startswith(META_PREFIX) and k not in known
+                },
             )
         except (ValueError, json.JSONDecodeError) as exc:
             raise ArtifactError(f"{source}: corrupt zsar metadata ({exc})") from None
@@ -356,7 +359,9 @@ class ArtifactMeta:
 # Tables
 
 
-def build_table(kind: str, columns: Mapping[str, Any], extra_fields: Sequence[pa.Field] = ()) -> pa.Table:
+def build_table(
+    kind: str, columns: Mapping[str, Any], extra_fields: Sequence[pa.Field] = ()
+) -> pa.Table:
     """Build a table of `kind` from column data, typed by the spec (unknown columns inferred)."""
     spec = get_spec(kind)
     arrays: list[pa.Array] = []
@@ -365,7 +370,9 @@ def build_table(kind: str, columns: Mapping[str, Any], extra_fields: Sequence[pa
     for name, data in columns.items():
         target = extra.get(name) or spec.field(name)
         if isinstance(data, (pa.Array, pa.ChunkedArray)):
-            arr = data.cast(target.type) if target is not None and data.type != target.type else data
+            arr = (
+                data.cast(target.type) if target is not None and data.type != target.type else data
+            )
         else:
             arr = pa.array(data, type=target.type if target is not None else None)
         arrays.append(arr)
@@ -567,7 +574,9 @@ class Artifact:
 
 
 def _part_files(folder: Path) -> list[Path]:
-    parts = sorted(p for p in folder.iterdir() if p.suffix == ".parquet" and not p.name.startswith("."))
+    parts = sorted(
+        p for p in folder.iterdir() if p.suffix == ".parquet" and not p.name.startswith(".")
+    )
     if not parts:
         raise InputError(f"{folder}: folder holds no .parquet part files")
     return parts
@@ -598,7 +607,9 @@ def _kinds(kind: str | Sequence[str] | None) -> tuple[str, ...]:
     return (kind,) if isinstance(kind, str) else tuple(kind)
 
 
-def read_meta(path: str | os.PathLike[str], kind: str | Sequence[str] | None = None) -> ArtifactMeta:
+def read_meta(
+    path: str | os.PathLike[str], kind: str | Sequence[str] | None = None
+) -> ArtifactMeta:
     """Read and validate only the provenance of a Parquet artifact (or a folder of parts)."""
     p = Path(path)
     if not p.exists():
@@ -625,7 +636,9 @@ def read_artifact(
             reader = ipc.open_stream(sys.stdin.buffer)
             table = reader.read_all()
         except (pa.ArrowInvalid, OSError) as exc:
-            raise ArtifactError(f"stdin: not an Arrow IPC stream of a zsar artifact ({exc})") from None
+            raise ArtifactError(
+                f"stdin: not an Arrow IPC stream of a zsar artifact ({exc})"
+            ) from None
         meta = _validate(table.schema, "stdin", kinds)
         if columns is not None:
             table = table.select([c for c in columns if c in table.schema.names])
@@ -665,13 +678,17 @@ def iter_batches(
         try:
             reader = ipc.open_stream(sys.stdin.buffer)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise ArtifactError(f"stdin: not an Arrow IPC stream of a zsar artifact ({exc})") from None
+            raise ArtifactError(
+                f"stdin: not an Arrow IPC stream of a zsar artifact ({exc})"
+            ) from None
         meta = _validate(reader.schema, "stdin", kinds)
 
         def gen_stream() -> Iterator[pa.RecordBatch]:
             for batch in reader:
-                yield batch if columns is None else batch.select(
-                    [c for c in columns if c in batch.schema.names]
+                yield (
+                    batch
+                    if columns is None
+                    else batch.select([c for c in columns if c in batch.schema.names])
                 )
 
         return meta, gen_stream()

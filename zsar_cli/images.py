@@ -26,7 +26,9 @@ def encode_image(rgb: np.ndarray, image_format: str = "jpeg", quality: int = 90)
     elif image_format == "png":
         img.save(buf, format="PNG", compress_level=1)
     else:
-        raise ValueError(f"unknown image format {image_format!r} (known: {', '.join(IMAGE_FORMATS)})")
+        raise ValueError(
+            f"unknown image format {image_format!r} (known: {', '.join(IMAGE_FORMATS)})"
+        )
     return buf.getvalue()
 
 

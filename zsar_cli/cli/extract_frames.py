@@ -1,3 +1,123 @@
-"""placeholder"""
-def register(app):
-    pass
+"""`zsar extract-frames INPUT… -o frames.parquet`: videos → `frames` artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from zsar_cli.cli.common import cli_errors, err_console, finish_batch, show_progress
+from zsar_cli.stages.extract_frames import ExtractConfig
+
+_D = ExtractConfig()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("extract-frames")(extract_frames)
+
+
+def extract_frames(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Video files, folders (searched recursively) or list files "
+            "(.txt/.csv: one path per line, or 'video,label').",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        str,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Output frames artifact (.parquet), or - for an Arrow IPC stream on stdout.",
+        ),
+    ],
+    num_frames: Annotated[
+        int | None,
+        typer.Option(
+            "--num-frames",
+            "-n",
+            help="N frames uniformly over the duration (segment midpoints). "
+            "Default when no other mode is given: 8.",
+        ),
+    ] = _D.num_frames,
+    fps: Annotated[
+        float | None,
+        typer.Option(
+            help="Frames per second (first frame at or after each 1/F tick; ZEAL uses 1)."
+        ),
+    ] = _D.fps,
+    segments: Annotated[
+        int | None, typer.Option(help="Dense sampling for Self-ReS: R segments ...")
+    ] = _D.segments,
+    frames_per_segment: Annotated[
+        int | None,
+        typer.Option(help="... of S frames each (R·S uniform frames, segment = i // S)."),
+    ] = _D.frames_per_segment,
+    all_frames: Annotated[bool, typer.Option("--all", help="Every decoded frame.")] = _D.all_frames,
+    start: Annotated[
+        float | None, typer.Option(help="Window start, seconds from the video's first frame.")
+    ] = _D.start,
+    end: Annotated[float | None, typer.Option(help="Window end, seconds.")] = _D.end,
+    size: Annotated[
+        int | None,
+        typer.Option(
+            help="Resize (inside ffmpeg) so the shorter side is "
+            "SIZE pixels, keeping the aspect ratio."
+        ),
+    ] = _D.size,
+    image_format: Annotated[str, typer.Option(help="Storage: jpeg, png or raw (RGB24).")] = (
+        _D.image_format
+    ),
+    quality: Annotated[int, typer.Option(help="JPEG quality 1-100.")] = _D.quality,
+    workers: Annotated[int, typer.Option(help="Videos decoded in parallel.")] = _D.workers,
+    strict: Annotated[bool, typer.Option(help="Exit 1 if any video fails.")] = _D.strict,
+) -> None:
+    """Sample frames from videos with the real ffmpeg; real presentation timestamps."""
+    with cli_errors():
+        from zsar_cli.stages import extract_frames as stage
+
+        config = ExtractConfig(
+            num_frames=num_frames,
+            fps=fps,
+            segments=segments,
+            frames_per_segment=frames_per_segment,
+            all_frames=all_frames,
+            start=start,
+            end=end,
+            size=size,
+            image_format=image_format,
+            quality=quality,
+            workers=workers,
+            strict=strict,
+        ).validated()
+        videos = stage.resolve_inputs([str(p) for p in inputs])
+        summary = _run_with_progress(stage, videos, output, config)
+    for video_id, message in summary.errors:
+        err_console.print(f"[red]failed:[/] {video_id}: {message}", markup=True, soft_wrap=True)
+    err_console.print(
+        f"{summary.frames} frames from {summary.videos - summary.failed}/{summary.videos} videos"
+        + (f" → {output}" if output != "-" else "")
+    )
+    finish_batch(summary.videos, summary.failed, strict)
+
+
+def _run_with_progress(stage, videos, output, config):  # type: ignore[no-untyped-def]
+    if not show_progress():
+        return stage.run([], output, config, videos=videos)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("extracting", total=len(videos))
+        return stage.run(
+            [], output, config, videos=videos, on_video=lambda _r: progress.advance(task)
+        )

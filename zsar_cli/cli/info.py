@@ -14,7 +14,9 @@ def register(app: typer.Typer) -> None:
 
 
 def info(
-    artifact: Annotated[str, typer.Argument(help="Parquet artifact, folder of parts, or - (stdin).")],
+    artifact: Annotated[
+        str, typer.Argument(help="Parquet artifact, folder of parts, or - (stdin).")
+    ],
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show an artifact's kind, rows, columns and provenance (config, upstream cache keys)."""

@@ -1,0 +1,454 @@
+"""Stage `extract-frames`: videos → `frames` artifact.
+
+Input: video files, folders (recursive, by extension) and list files (one path per line, or CSV
+`video,label`). Output: a `frames` artifact, one row per sampled frame (JPEG/PNG/raw RGB bytes),
+with the decoded frame number and its real presentation time; a video that fails is one row with
+`error` set, and every other video still completes.
+
+Decoding is streamed: frames go from the ffmpeg pipe to the writer in chunks, so memory does not
+grow with video length. With `workers > 1` several videos decode at once while rows are still
+written in input order (bounded per-video queues keep memory flat).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from zsar_cli.artifacts import ArtifactWriter, build_table
+from zsar_cli.errors import ConfigError, InputError, VideoError, ZsarError
+from zsar_cli.images import IMAGE_FORMATS, encode_image
+from zsar_cli.video import VIDEO_EXTENSIONS, FrameIndexer, decode, plan_sampling, probe
+
+LIST_EXTENSIONS = frozenset({".txt", ".csv", ".lst", ".list", ".tsv"})
+# Options that change how a run executes but never what it writes: kept out of cache keys.
+RUN_ONLY_FIELDS = frozenset({"workers", "strict"})
+CHUNK_FRAMES = 32  # frames per written batch: small enough to keep memory flat for long videos
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """How frames are sampled and stored. Exactly one sampling mode is chosen."""
+
+    num_frames: int | None = None
+    fps: float | None = None
+    segments: int | None = None
+    frames_per_segment: int | None = None
+    all_frames: bool = False
+    start: float | None = None
+    end: float | None = None
+    size: int | None = None
+    image_format: str = "jpeg"
+    quality: int = 90
+    workers: int = 1
+    strict: bool = False
+
+    def validated(self) -> ExtractConfig:
+        """Check option consistency; default to 8 uniform frames when no mode is given."""
+        modes = [
+            self.num_frames is not None,
+            self.fps is not None,
+            self.segments is not None or self.frames_per_segment is not None,
+            self.all_frames,
+        ]
+        if sum(modes) > 1:
+            raise ConfigError(
+                "choose one sampling mode: --num-frames, --fps, --segments/--frames-per-segment, "
+                "or --all"
+            )
+        cfg = self
+        if sum(modes) == 0:
+            cfg = _replace(self, num_frames=8)
+        if cfg.num_frames is not None and cfg.num_frames < 1:
+            raise ConfigError(f"--num-frames must be >= 1 (got {cfg.num_frames})")
+        if cfg.fps is not None and not cfg.fps > 0:
+            raise ConfigError(f"--fps must be > 0 (got {cfg.fps})")
+        if (cfg.segments is None) != (cfg.frames_per_segment is None):
+            raise ConfigError("--segments and --frames-per-segment go together")
+        if cfg.segments is not None and (cfg.segments < 1 or (cfg.frames_per_segment or 0) < 1):
+            raise ConfigError("--segments and --frames-per-segment must be >= 1")
+        if cfg.start is not None and cfg.start < 0:
+            raise ConfigError(f"--start must be >= 0 (got {cfg.start})")
+        if cfg.end is not None and cfg.end <= (cfg.start or 0):
+            raise ConfigError(f"--end ({cfg.end}) must be after --start ({cfg.start or 0})")
+        if cfg.size is not None and cfg.size < 8:
+            raise ConfigError(f"--size must be >= 8 pixels (got {cfg.size})")
+        if cfg.image_format not in IMAGE_FORMATS:
+            raise ConfigError(
+                f"--image-format {cfg.image_format!r}: choose one of {', '.join(IMAGE_FORMATS)}"
+            )
+        if not 1 <= cfg.quality <= 100:
+            raise ConfigError(f"--quality must be 1..100 (got {cfg.quality})")
+        if cfg.workers < 1:
+            raise ConfigError(f"--workers must be >= 1 (got {cfg.workers})")
+        return cfg
+
+    def provenance(self) -> dict[str, object]:
+        """The settings that decide the artifact's content (not how the run was executed)."""
+        return {k: v for k, v in asdict(self).items() if k not in RUN_ONLY_FIELDS}
+
+
+def _replace(cfg: ExtractConfig, **changes: object) -> ExtractConfig:
+    from dataclasses import replace
+
+    return replace(cfg, **changes)
+
+
+@dataclass(frozen=True)
+class VideoInput:
+    path: Path
+    video_id: str
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    frame_index: int
+    timestamp: float
+    segment: int
+    rgb: np.ndarray
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def _is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def _walk_folder(folder: Path) -> list[Path]:
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise InputError(f"{folder}: folder is not readable (permission denied)")
+    found: list[Path] = []
+
+    def onerror(exc: OSError) -> None:
+        raise InputError(f"{exc.filename}: folder is not readable ({exc.strerror})")
+
+    for root, dirs, files in os.walk(folder, onerror=onerror):
+        dirs.sort()
+        found.extend(Path(root) / f for f in sorted(files) if _is_video(Path(f)))
+    return found
+
+
+def _read_list(list_file: Path) -> list[tuple[Path, str | None]]:
+    try:
+        text = list_file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{list_file}: cannot read list file ({exc})") from None
+    delimiter = "\t" if list_file.suffix.lower() == ".tsv" else ","
+    entries: list[tuple[Path, str | None]] = []
+    for lineno, row in enumerate(csv.reader(text.splitlines(), delimiter=delimiter), start=1):
+        if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
+            continue
+        if (
+            lineno == 1
+            and row[0].strip().lower() in ("video", "path", "file")
+            and (len(row) == 1 or row[1].strip().lower() in ("label", "class"))
+        ):
+            continue  # header
+        if len(row) > 2:
+            raise InputError(
+                f"{list_file}:{lineno}: expected 'path' or 'path,label', got {len(row)} fields"
+            )
+        raw = Path(row[0].strip())
+        path = raw if raw.is_absolute() else list_file.parent / raw
+        label = row[1].strip() if len(row) == 2 and row[1].strip() else None
+        entries.append((path, label))
+    return entries
+
+
+def resolve_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[VideoInput]:
+    """Expand files, folders and list files into videos with unique ids, in a stable order.
+
+    A missing video stays in the list (it becomes an error row); a missing or unreadable folder or
+    list file is an InputError, since nothing sensible can be produced for it.
+    """
+    items: list[tuple[Path, str | None]] = []
+    if not inputs:
+        raise InputError("no input videos given")
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_dir():
+            videos = _walk_folder(path)
+            if not videos:
+                raise InputError(
+                    f"{path}: folder holds no video files "
+                    f"({', '.join(sorted(VIDEO_EXTENSIONS)[:6])}, ...)"
+                )
+            items.extend((v, None) for v in videos)
+        elif path.suffix.lower() in LIST_EXTENSIONS:
+            if not path.exists():
+                raise InputError(f"{path}: no such list file")
+            entries = _read_list(path)
+            if not entries:
+                raise InputError(f"{path}: list file names no videos")
+            items.extend(entries)
+        else:
+            items.append((path, None))
+    return _assign_ids(items)
+
+
+def _assign_ids(items: list[tuple[Path, str | None]]) -> list[VideoInput]:
+    stems: dict[str, int] = {}
+    for path, _ in items:
+        stems[path.stem] = stems.get(path.stem, 0) + 1
+    out: list[VideoInput] = []
+    seen: set[str] = set()
+    for path, label in items:
+        video_id = path.stem
+        if stems[path.stem] > 1:
+            # Same file name in several folders: keep ids unique with the parent folder.
+            video_id = f"{path.parent.name}/{path.stem}"
+        base, n = video_id, 1
+        while video_id in seen:
+            n += 1
+            video_id = f"{base}#{n}"
+        seen.add(video_id)
+        out.append(VideoInput(path, video_id, label))
+    return out
+
+
+def inputs_fingerprint(videos: Sequence[VideoInput]) -> str:
+    """Identity of the source videos (path, size, mtime), the upstream key of a frames artifact."""
+    h = hashlib.sha256()
+    for v in videos:
+        try:
+            st = v.path.stat()
+            ident = f"{v.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{v.label}"
+        except OSError:
+            ident = f"{v.path}|missing|{v.label}"
+        h.update(ident.encode())
+    return "videos:" + h.hexdigest()[:32]
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding one video
+
+
+def decode_frames(video: VideoInput, config: ExtractConfig) -> Iterator[DecodedFrame]:
+    """Sample and decode one video's frames (raises VideoError with a clear reason)."""
+    cfg = config.validated()
+    info = probe(video.path)
+    plan = plan_sampling(
+        info,
+        num_frames=cfg.num_frames,
+        fps=cfg.fps,
+        segments=cfg.segments,
+        frames_per_segment=cfg.frames_per_segment,
+        all_frames=cfg.all_frames,
+        start=cfg.start,
+        end=cfg.end,
+    )
+    indexer = FrameIndexer(info)
+    per_segment = plan.frames_per_segment
+    count = 0
+    for pts, rgb in decode(info, plan, cfg.size):
+        segment = count // per_segment if per_segment else -1
+        yield DecodedFrame(indexer(pts), pts, segment, rgb)
+        count += 1
+    if count == 0:
+        raise VideoError(f"{video.path}: no frames decoded in the requested window")
+    if plan.exact_count and plan.count is not None and count < plan.count:
+        raise VideoError(
+            f"{video.path}: only {count} distinct frames for the {plan.count} requested "
+            "(clip too short for this sampling)"
+        )
+
+
+def _frames_table(video: VideoInput, frames: list[DecodedFrame], cfg: ExtractConfig) -> pa.Table:
+    return build_table(
+        "frames",
+        {
+            "video_id": [video.video_id] * len(frames),
+            "path": [str(video.path)] * len(frames),
+            "label": [video.label] * len(frames),
+            "frame_index": [f.frame_index for f in frames],
+            "timestamp": [f.timestamp for f in frames],
+            "segment": [f.segment for f in frames],
+            "width": [f.rgb.shape[1] for f in frames],
+            "height": [f.rgb.shape[0] for f in frames],
+            "image": [encode_image(f.rgb, cfg.image_format, cfg.quality) for f in frames],
+            "error": [None] * len(frames),
+        },
+    )
+
+
+def error_row(video: VideoInput, message: str) -> pa.Table:
+    return build_table(
+        "frames",
+        {
+            "video_id": [video.video_id],
+            "path": [str(video.path)],
+            "label": [video.label],
+            "frame_index": [None],
+            "timestamp": [None],
+            "segment": [None],
+            "width": [None],
+            "height": [None],
+            "image": [None],
+            "error": [message],
+        },
+    )
+
+
+def _video_tables(video: VideoInput, cfg: ExtractConfig) -> Iterator[pa.Table]:
+    """One video's rows in chunks; an error becomes a final error row.
+
+    Exact-count plans (num-frames, segments) are held until complete, so a clip too short for
+    them yields only its error row; rate-based plans stream, and a failure part-way is recorded
+    as an error row after the frames that did decode.
+    """
+    chunk: list[DecodedFrame] = []
+    hold = cfg.num_frames is not None or cfg.segments is not None
+    try:
+        for frame in decode_frames(video, cfg):
+            chunk.append(frame)
+            if not hold and len(chunk) >= CHUNK_FRAMES:
+                yield _frames_table(video, chunk, cfg)
+                chunk = []
+    except ZsarError as exc:
+        if hold:
+            chunk = []
+        if chunk:
+            yield _frames_table(video, chunk, cfg)
+        yield error_row(video, str(exc))
+        return
+    if chunk:
+        yield _frames_table(video, chunk, cfg)
+
+
+# ---------------------------------------------------------------------------------------------
+# Many videos
+
+
+@dataclass
+class VideoResult:
+    video: VideoInput
+    frames: int
+    error: str | None
+
+
+_DONE = object()
+
+
+def iter_frame_tables(
+    videos: Sequence[VideoInput],
+    config: ExtractConfig,
+    on_video: Callable[[VideoResult], None] | None = None,
+) -> Iterator[pa.Table]:
+    """Rows for all videos in input order; `workers` videos decode concurrently."""
+    cfg = config.validated()
+
+    def finish(video: VideoInput, tables: list[pa.Table]) -> None:
+        if on_video is None:
+            return
+        errors = [
+            t.column("error")[0].as_py()
+            for t in tables
+            if t.num_rows == 1 and t.column("error")[0].is_valid
+        ]
+        frames = sum(t.num_rows for t in tables) - len(errors)
+        on_video(VideoResult(video, frames, errors[0] if errors else None))
+
+    if cfg.workers <= 1 or len(videos) <= 1:
+        for video in videos:
+            seen: list[pa.Table] = []
+            for table in _video_tables(video, cfg):
+                seen.append(table.select(["error"]))
+                yield table
+            finish(video, seen)
+        return
+
+    cancel = threading.Event()
+    queues: list[queue.Queue[object]] = [queue.Queue(maxsize=4) for _ in videos]
+
+    def work(i: int) -> None:
+        q = queues[i]
+
+        def put(item: object) -> None:
+            while not cancel.is_set():
+                try:
+                    q.put(item, timeout=0.2)
+                    return
+                except queue.Full:
+                    continue
+
+        try:
+            for table in _video_tables(videos[i], cfg):
+                put(table)
+                if cancel.is_set():
+                    return
+        except BaseException as exc:  # surfaced in the consumer thread
+            put(exc)
+        put(_DONE)
+
+    with ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="zsar-decode") as pool:
+        for i in range(len(videos)):
+            pool.submit(work, i)
+        try:
+            for i, video in enumerate(videos):
+                seen = []
+                while True:
+                    item = queues[i].get()
+                    if item is _DONE:
+                        break
+                    if isinstance(item, BaseException):
+                        raise item
+                    assert isinstance(item, pa.Table)
+                    seen.append(item.select(["error"]))
+                    yield item
+                finish(video, seen)
+        finally:
+            cancel.set()
+
+
+@dataclass
+class ExtractSummary:
+    videos: int
+    failed: int
+    frames: int
+    errors: list[tuple[str, str]]
+    cache_key: str
+
+
+def run(
+    inputs: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    config: ExtractConfig,
+    on_video: Callable[[VideoResult], None] | None = None,
+    videos: Sequence[VideoInput] | None = None,
+) -> ExtractSummary:
+    """Resolve inputs, extract every video, write the frames artifact atomically."""
+    cfg = config.validated()
+    videos = list(videos) if videos is not None else resolve_inputs(inputs)
+    results: list[VideoResult] = []
+
+    def record(result: VideoResult) -> None:
+        results.append(result)
+        if on_video is not None:
+            on_video(result)
+
+    with ArtifactWriter(
+        output,
+        "frames",
+        cfg.provenance(),
+        upstream=[inputs_fingerprint(videos)],
+        extra_metadata={"image_encoding": cfg.image_format},
+    ) as writer:
+        for table in iter_frame_tables(videos, cfg, record):
+            writer.write(table)
+    errors = [(r.video.video_id, r.error) for r in results if r.error]
+    return ExtractSummary(
+        len(videos), len(errors), sum(r.frames for r in results), errors, writer.cache_key
+    )
