@@ -29,6 +29,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "extract_frames",
     "synth",
     "info",
+    "encode",
+    "classify",
     "localize",
     "score",
 )

@@ -1,0 +1,343 @@
+"""Stages `encode` and `encode-text`: CLIP embeddings of frames and of label prompts.
+
+`encode`: input a `frames` artifact, output an `embeddings` artifact — one L2-normalised image
+embedding per frame (float16 by default), optionally the frame's patch tokens projected into the
+joint space (`patch_tokens`, flattened rows×cols×D, grid in the metadata). Upstream error rows are
+carried forward with a null embedding; a frame whose image cannot be decoded becomes an error row.
+
+`encode-text`: input a labels file (+ templates / descriptions), output a `text_embeddings`
+artifact — one row per prompt (label, text, kind, embedding).
+
+The frames artifact is streamed in record batches, so images from many videos share each model
+batch and memory stays bounded however long the input is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from zsar_cli.artifacts import (
+    ArtifactMeta,
+    ArtifactWriter,
+    build_table,
+    iter_batches,
+    write_artifact,
+)
+from zsar_cli.errors import ConfigError
+from zsar_cli.images import decode_image, image_encoding
+from zsar_cli.labels import (
+    Description,
+    Prompt,
+    build_prompts,
+    load_descriptions,
+    read_labels,
+    resolve_templates,
+)
+
+DEFAULT_MODEL = "openclip:ViT-B-32/laion2b_s34b_b79k"
+DTYPES: dict[str, pa.DataType] = {"float16": pa.float16(), "float32": pa.float32()}
+# How a run executes, never what it writes: kept out of the cache key.
+RUN_ONLY_FIELDS = frozenset({"device", "batch_size", "strict"})
+KEY_COLUMNS: tuple[str, ...] = ("video_id", "path", "label", "frame_index", "timestamp", "segment")
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """Which model embeds the frames, how, and how embeddings are stored."""
+
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    precision: str = "fp32"
+    batch_size: int = 32
+    dtype: str = "float16"
+    patch_tokens: bool = False
+    strict: bool = False
+
+    def validated(self) -> EncodeConfig:
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size must be >= 1 (got {self.batch_size})")
+        return self
+
+    def provenance(self) -> dict[str, object]:
+        return {k: v for k, v in asdict(self).items() if k not in RUN_ONLY_FIELDS}
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """How label prompts are made (see zsar_cli.labels.build_prompts)."""
+
+    templates: str = "video"
+    descriptions: str | None = None
+    random_descriptors: int = 0
+    seed: int = 0
+
+    def validated(self) -> PromptConfig:
+        if self.random_descriptors < 0:
+            raise ConfigError(f"--random-descriptors must be >= 0 (got {self.random_descriptors})")
+        if self.descriptions is not None and self.random_descriptors:
+            raise ConfigError("--descriptions and --random-descriptors are alternatives; give one")
+        resolve_templates(self.templates)
+        return self
+
+
+@dataclass(frozen=True)
+class TextEncodeConfig:
+    """`encode-text`: model plus prompt settings."""
+
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    precision: str = "fp32"
+    batch_size: int = 256
+    prompts: PromptConfig = field(default_factory=PromptConfig)
+
+    def provenance(self) -> dict[str, object]:
+        return {k: v for k, v in asdict(self).items() if k not in RUN_ONLY_FIELDS}
+
+
+def load_model(model: str, device: str, precision: str, batch_size: int) -> Any:
+    """The encoder of a spec, through the backend registry (loaded once per process)."""
+    from zsar_cli.backends import load_encoder
+
+    return load_encoder(model, device=device, precision=precision, batch_size=batch_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# Image side
+
+
+@dataclass
+class Timings:
+    """Seconds spent per step, summed over a run (for status lines and bench/encode.py)."""
+
+    decode: float = 0.0
+    preprocess: float = 0.0
+    image_encode: float = 0.0
+    text_encode: float = 0.0
+    read_write: float = 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def list_column(rows: Sequence[np.ndarray | None], value_type: pa.DataType) -> pa.Array:
+    """A list<value_type> array from per-row vectors, null where a row has none."""
+    valid = [r for r in rows if r is not None]
+    flat = np.concatenate([np.ravel(r) for r in valid]) if valid else np.zeros(0, dtype=np.float32)
+    lengths = np.array([0 if r is None else np.size(r) for r in rows], dtype=np.int32)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    mask = np.array([r is None for r in rows], dtype=bool)
+    values = pa.array(flat.astype(np.float32)).cast(value_type)
+    return pa.ListArray.from_arrays(pa.array(offsets), values, mask=pa.array(mask))
+
+
+def embed_images(
+    encoder: Any, images: Sequence[np.ndarray], patch_tokens: bool, timings: Timings
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Embeddings (and optionally patch tokens) of RGB frames, timing preprocess and forward."""
+    t0 = time.perf_counter()
+    pixels = encoder.preprocess_images(images)
+    t1 = time.perf_counter()
+    if patch_tokens:
+        emb, tokens = encoder.encode_pixels_with_patches(pixels)
+    else:
+        emb, tokens = encoder.encode_pixels(pixels), None
+    timings.preprocess += t1 - t0
+    timings.image_encode += time.perf_counter() - t1
+    return emb, tokens
+
+
+def encode_frames_table(
+    frames: pa.Table,
+    encoder: Any,
+    encoding: str,
+    config: EncodeConfig,
+    timings: Timings | None = None,
+) -> pa.Table:
+    """One `embeddings` table from a slice of a `frames` artifact (any number of videos)."""
+    timings = timings if timings is not None else Timings()
+    cols = frames.to_pydict()
+    n = frames.num_rows
+    errors: list[str | None] = list(cols.get("error") or [None] * n)
+    images: list[np.ndarray] = []
+    positions: list[int] = []
+    t0 = time.perf_counter()
+    for i in range(n):
+        if errors[i] is not None:
+            continue
+        data = cols["image"][i]
+        if data is None:
+            errors[i] = "frame has no image"
+            continue
+        try:
+            rgb = decode_image(data, encoding, cols["width"][i], cols["height"][i])
+        except Exception as exc:  # PIL raises several types for corrupt bytes
+            errors[i] = f"cannot decode frame image ({type(exc).__name__}: {exc})"
+            continue
+        images.append(rgb)
+        positions.append(i)
+    timings.decode += time.perf_counter() - t0
+    embeddings: list[np.ndarray | None] = [None] * n
+    tokens: list[np.ndarray | None] = [None] * n
+    if images:
+        emb, tok = embed_images(encoder, images, config.patch_tokens, timings)
+        for j, i in enumerate(positions):
+            embeddings[i] = emb[j]
+            if tok is not None:
+                tokens[i] = tok[j]
+    value_type = DTYPES[config.dtype]
+    columns: dict[str, Any] = {name: cols.get(name, [None] * n) for name in KEY_COLUMNS}
+    columns["embedding"] = list_column(embeddings, value_type)
+    extra = [pa.field("embedding", pa.list_(value_type))]
+    if config.patch_tokens:
+        columns["patch_tokens"] = list_column(tokens, value_type)
+        extra.append(pa.field("patch_tokens", pa.list_(value_type)))
+    columns["error"] = errors
+    return build_table("embeddings", columns, extra_fields=extra)
+
+
+def encoder_metadata(encoder: Any, config: EncodeConfig) -> dict[str, Any]:
+    meta: dict[str, Any] = dict(encoder.describe())
+    meta["embedding_dtype"] = config.dtype
+    if config.patch_tokens:
+        meta["patch_grid"] = list(encoder.patch_grid)
+        meta["patch_dim"] = encoder.dim
+    return meta
+
+
+@dataclass
+class EncodeSummary:
+    videos: int
+    failed: int
+    frames: int
+    cache_key: str
+    timings: Timings
+
+
+def run(
+    frames: str | Path,
+    output: str | Path,
+    config: EncodeConfig,
+    encoder: Any | None = None,
+    on_batch: Callable[[int], None] | None = None,
+) -> EncodeSummary:
+    """Stream a `frames` artifact through the encoder into an `embeddings` artifact."""
+    cfg = config.validated()
+    timings = Timings()
+    meta, batches = iter_batches(frames, "frames", batch_size=max(cfg.batch_size, 64))
+    if encoder is None:
+        encoder = load_model(cfg.model, cfg.device, cfg.precision, cfg.batch_size)
+    if cfg.patch_tokens and getattr(encoder, "patch_grid", None) is None:
+        from zsar_cli.errors import ModelError
+
+        raise ModelError(f"--patch-tokens: {cfg.model} has no patch grid (needs a ViT)")
+    encoding = image_encoding(meta.extra)
+    videos: set[str] = set()
+    failed: set[str] = set()
+    rows = 0
+    with ArtifactWriter(
+        output,
+        "embeddings",
+        cfg.provenance(),
+        upstream=[meta.cache_key],
+        extra_metadata=encoder_metadata(encoder, cfg),
+    ) as writer:
+        for batch in batches:
+            table = encode_frames_table(
+                pa.Table.from_batches([batch]), encoder, encoding, cfg, timings
+            )
+            t0 = time.perf_counter()
+            writer.write(table)
+            timings.read_write += time.perf_counter() - t0
+            ids = table.column("video_id").to_pylist()
+            errs = table.column("error").to_pylist()
+            videos.update(ids)
+            failed.update(v for v, e in zip(ids, errs, strict=True) if e is not None)
+            rows += table.num_rows
+            if on_batch is not None:
+                on_batch(table.num_rows)
+    return EncodeSummary(len(videos), len(failed), rows, writer.cache_key, timings)
+
+
+# ---------------------------------------------------------------------------------------------
+# Text side
+
+
+def prompts_for(labels: Sequence[str], prompts: PromptConfig) -> list[Prompt]:
+    cfg = prompts.validated()
+    descriptions: dict[str, Description] | None = None
+    if cfg.descriptions is not None:
+        descriptions = load_descriptions(cfg.descriptions)
+    return build_prompts(labels, cfg.templates, descriptions, cfg.random_descriptors, cfg.seed)
+
+
+def encode_prompts(encoder: Any, prompts: Sequence[Prompt]) -> np.ndarray:
+    return encoder.encode_texts([p.text for p in prompts])
+
+
+def text_table(prompts: Sequence[Prompt], embeddings: np.ndarray) -> pa.Table:
+    return build_table(
+        "text_embeddings",
+        {
+            "label": [p.label for p in prompts],
+            "text": [p.text for p in prompts],
+            "kind": [p.kind for p in prompts],
+            "embedding": list_column(list(embeddings), pa.float32()),
+        },
+    )
+
+
+def label_source_key(labels: Iterable[str], config: PromptConfig) -> str:
+    """Stand-in for an upstream cache key: the labels and any descriptions file's identity."""
+    import hashlib
+
+    h = hashlib.sha256("\n".join(labels).encode())
+    if config.descriptions is not None:
+        h.update(Path(config.descriptions).read_bytes())
+    if config.templates not in ("none", "video"):
+        h.update(Path(config.templates).read_bytes())
+    return "labels:" + h.hexdigest()[:32]
+
+
+@dataclass
+class TextEncodeSummary:
+    labels: int
+    prompts: int
+    cache_key: str
+
+
+def run_text(
+    labels_file: str | Path,
+    output: str | Path,
+    config: TextEncodeConfig,
+    encoder: Any | None = None,
+) -> TextEncodeSummary:
+    """Labels (+ templates/descriptions) → `text_embeddings` artifact."""
+    labels = read_labels(labels_file)
+    prompts = prompts_for(labels, config.prompts)
+    if encoder is None:
+        encoder = load_model(config.model, config.device, config.precision, config.batch_size)
+    embeddings = encode_prompts(encoder, prompts)
+    key = write_artifact(
+        text_table(prompts, embeddings),
+        output,
+        "text_embeddings",
+        config.provenance(),
+        upstream=[label_source_key(labels, config.prompts)],
+        extra_metadata={**encoder.describe(), "labels": labels},
+    )
+    return TextEncodeSummary(len(labels), len(prompts), key)
+
+
+def embeddings_meta_model(meta: ArtifactMeta) -> str | None:
+    """The model spec an `embeddings` artifact was made with (None if it does not say)."""
+    spec = meta.extra.get("model_spec")
+    return spec.strip('"') if spec else None
