@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 
 from zsar_cli.artifacts import STDIO, build_table, read_artifact, write_artifact
+from zsar_cli.datasets import normalize_label
 from zsar_cli.errors import ConfigError, InputError
 from zsar_cli.stages.localize_config import LocalizeConfig
 from zsar_cli.stages.localize_scores import (
@@ -75,39 +75,22 @@ class LocalizeResult:
 # Label names and ground truth
 
 
-def normalise_label(label: str) -> str:
-    """Case-insensitive, spaces/underscores/hyphens equivalent (the score stage's rule)."""
-    return re.sub(r"[\s_\-]+", " ", label.strip().lower())
-
-
 def read_gt_labels(path: str | os.PathLike[str]) -> dict[str, set[str]]:
-    """Ground-truth labels per video from an ActivityNet JSON (`database` → annotations) or a
-    THUMOS14 annotation folder (`<Label>_test.txt` lines "video start end")."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
-    gt: dict[str, set[str]] = {}
-    if p.is_dir():
-        files = sorted(f for f in p.glob("*.txt") if not f.name.startswith("Ambiguous"))
-        if not files:
-            raise InputError(f"{p}: no THUMOS-style <Label>_test.txt annotation files")
-        for f in files:
-            label = re.sub(r"_(test|val|validation)$", "", f.stem)
-            for line in f.read_text().splitlines():
-                if line.strip():
-                    gt.setdefault(line.split()[0], set()).add(label)
-        return gt
-    try:
-        data = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InputError(f"{p}: not an ActivityNet JSON ({exc})") from None
-    database = data.get("database") if isinstance(data, dict) else None
-    if not isinstance(database, dict):
-        raise InputError(f"{p}: not an ActivityNet JSON (no 'database' object)")
-    for video_id, entry in database.items():
-        annotations = entry.get("annotations", []) if isinstance(entry, dict) else []
-        gt[str(video_id)] = {str(a["label"]) for a in annotations if "label" in a}
-    return gt
+    """Ground-truth labels per video from any annotation format `zsar score` reads
+    (ActivityNet JSON, a THUMOS14 folder, UCF101/HMDB51 splits, label lists)."""
+    from zsar_cli.datasets import ClassificationGT, LocalizationGT, load_ground_truth
+
+    _, gt = load_ground_truth(path)
+    labels: dict[str, set[str]] = {}
+    if isinstance(gt, LocalizationGT):
+        labels = {vid: set() for vid in gt.videos}
+        for vid, label in zip(gt.video_id, gt.label, strict=True):
+            labels.setdefault(vid, set()).add(label)
+    elif isinstance(gt, ClassificationGT):
+        labels = {vid: {label} for vid, label in gt.labels.items()}
+    else:
+        raise InputError(f"{path}: anomaly annotations carry no action labels for --gt-labels")
+    return labels
 
 
 # ---------------------------------------------------------------------------------------------
@@ -315,10 +298,10 @@ def _fps_note(frames: Mapping[str, VideoFrames], source: str, config: LocalizeCo
 
 def _match_labels(wanted: Iterable[str], available: Sequence[str]) -> tuple[list[str], list[str]]:
     """Map labels to the available spelling (normalised match); returns (matched, missing)."""
-    lookup = {normalise_label(a): a for a in available}
+    lookup = {normalize_label(a): a for a in available}
     matched, missing = [], []
     for label in wanted:
-        hit = lookup.get(normalise_label(label))
+        hit = lookup.get(normalize_label(label))
         (matched.append(hit) if hit is not None else missing.append(label))
     return matched, missing
 
@@ -636,7 +619,7 @@ def run(
 
     if config.method == "zeal":
         frames, emb_meta = read_frames(embeddings)
-        labels, label_emb, text_meta = read_text(text, prefer=("description",))
+        labels, label_emb, text_meta = read_text(text, prefer=("description", "descriptor"))
         series, errors, ans_meta = read_answers(answers, ("start", "end"))
         upstream = [emb_meta.cache_key, text_meta.cache_key, ans_meta.cache_key]
         _check_dims(frames, label_emb, embeddings, text)
