@@ -10,7 +10,7 @@ import io
 
 import numpy as np
 
-IMAGE_FORMATS: tuple[str, ...] = ("jpeg", "png", "raw")
+from zsar_cli.stages.extract_frames_config import IMAGE_FORMATS
 
 
 def encode_image(rgb: np.ndarray, image_format: str = "jpeg", quality: int = 90) -> bytes:

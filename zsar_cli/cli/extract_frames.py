@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from zsar_cli.cli.common import cli_errors, err_console, finish_batch, show_progress
-from zsar_cli.stages.extract_frames import ExtractConfig
+from zsar_cli.stages.extract_frames_config import ExtractConfig
 
 _D = ExtractConfig()
 
