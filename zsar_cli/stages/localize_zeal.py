@@ -154,22 +154,29 @@ def pair_boundaries(
     the length bound. With no pair at all, compat falls back to (starts[0], ends[0]) (quirk 6).
     """
     max_length = max_len * num_frames
-    pairs: list[tuple[int, int]] = []
-    ends_list = [int(e) for e in ends]
-    n_starts = len(starts)
-    for i in range(n_starts):
-        s = int(starts[i])
-        next_start = int(starts[i + 1]) if i < n_starts - 1 else None
-        for e in ends_list:
-            if s < e and e - s <= max_length:
-                pairs.append((s, e))
-            if next_start is not None and e > next_start:
-                break
-    if not pairs:
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    pair_starts: list[np.ndarray] = []
+    pair_ends: list[np.ndarray] = []
+    # Ends at or before a start can neither pair with it nor stop its scan (they are before the
+    # next start too), so each scan starts at the first later end; it stops after the first end
+    # beyond the next start.
+    first = np.searchsorted(ends, starts, side="right")
+    stop = np.searchsorted(ends, starts[1:], side="right") + 1
+    last = np.concatenate([np.minimum(stop, len(ends)), [len(ends)]])
+    for s, lo, hi in zip(starts.tolist(), first.tolist(), last.tolist(), strict=True):
+        if lo >= hi:
+            continue
+        taken = ends[lo:hi]
+        taken = taken[taken - s <= max_length]
+        if taken.size:
+            pair_starts.append(np.full(taken.size, s, dtype=np.int64))
+            pair_ends.append(taken)
+    if not pair_ends:
         if compat and len(starts) and len(ends):
             return np.array([(int(starts[0]), int(ends[0]))], dtype=np.int64)
         return np.zeros((0, 2), dtype=np.int64)
-    return np.asarray(pairs, dtype=np.int64)
+    return np.stack([np.concatenate(pair_starts), np.concatenate(pair_ends)], axis=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,12 +221,20 @@ def _iou_inclusive(a: np.ndarray, others: np.ndarray) -> np.ndarray:
         return inter / union
 
 
-def _iou_exclusive(a: np.ndarray, others: np.ndarray) -> np.ndarray:
-    """IoU of [start, end] as real intervals (the reference's merge test; 0/0 → NaN)."""
-    inter = np.clip(np.minimum(a[1], others[:, 1]) - np.maximum(a[0], others[:, 0]), 0, None)
-    union = (others[:, 1] - others[:, 0]) + (a[1] - a[0]) - inter
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return inter.astype(float) / union
+def _decay_rows(intervals: np.ndarray, sigma: float):
+    """A function i → exp(-IoU(i, ·)²/σ) over all intervals (inclusive-length IoU), computed
+    per kept interval: cheaper than the K×K matrix since only kept rows are ever needed."""
+    starts = intervals[:, 0].astype(np.float64)
+    ends = intervals[:, 1].astype(np.float64)
+    lengths = ends - starts + 1
+
+    def row(i: int) -> np.ndarray:
+        inter = np.minimum(ends[i], ends) - np.maximum(starts[i], starts) + 1
+        np.maximum(inter, 0, out=inter)
+        iou = inter / (lengths[i] + lengths - inter)
+        return np.exp(-(iou * iou) / sigma)
+
+    return row
 
 
 def soft_nms(
@@ -230,42 +245,44 @@ def soft_nms(
     compat: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian soft-NMS: a kept interval multiplies every remaining one's score by
-    exp(-IoU²/σ); an interval whose decayed score is below `drop` is discarded (and decays nobody).
+    exp(-IoU²/σ) (IoU of inclusive frame counts); an interval whose decayed score is below
+    `drop` is discarded (and decays nobody).
 
     Default: the next interval is always the highest decayed score (stable ties). Compat: the
     order is fixed once by `np.argsort(score)[::-1]` and never re-sorted (quirk 8).
     Returns the kept intervals (in visiting order) and their decayed scores.
     """
     scores = np.asarray(scores, dtype=np.float64).copy()
-    intervals = np.asarray(intervals, dtype=np.int64)
+    intervals = np.asarray(intervals, dtype=np.int64).reshape(-1, 2)
     if len(intervals) == 0:
-        return intervals.reshape(0, 2), scores
+        return intervals, scores
     if compat:
         order = np.argsort(scores)[::-1]
         intervals, scores = intervals[order], scores[order]
+        decay = _decay_rows(intervals, sigma)
         keep = []
-        for i in range(len(scores)):
-            if scores[i] < drop:
-                continue
-            keep.append(i)
-            overlap = _iou_inclusive(intervals[i], intervals[i + 1 :])
-            scores[i + 1 :] *= np.exp(-(overlap**2) / sigma)
+        with np.errstate(invalid="ignore"):
+            for i in range(len(scores)):
+                if scores[i] < drop:
+                    continue
+                keep.append(i)
+                scores[i + 1 :] *= decay(i)[i + 1 :]
         return intervals[keep], scores[keep]
-    remaining = np.arange(len(scores))
+    decay = _decay_rows(intervals, sigma)
+    alive = np.ones(len(scores), dtype=bool)
     kept_idx: list[int] = []
     kept_scores: list[float] = []
-    while remaining.size:
-        best = int(np.argmax(scores[remaining]))  # first maximum: stable tie-break
-        i = int(remaining[best])
-        remaining = np.delete(remaining, best)
+    for _ in range(len(scores)):
+        i = int(np.argmax(np.where(alive, scores, -np.inf)))  # first maximum: stable ties
         if scores[i] < drop:
-            # Scores only decay, so the best being under `drop` means all the rest are too.
+            # Scores only decay, so once the best is under `drop` all the rest are too.
             break
         kept_idx.append(i)
         kept_scores.append(float(scores[i]))
-        if remaining.size:
-            overlap = _iou_inclusive(intervals[i], intervals[remaining])
-            scores[remaining] *= np.exp(-(overlap**2) / sigma)
+        alive[i] = False
+        if not alive.any():
+            break
+        scores = scores * decay(i)
     return intervals[kept_idx].reshape(-1, 2), np.asarray(kept_scores, dtype=np.float64)
 
 
@@ -281,32 +298,38 @@ def merge_intervals(
     scoring below `score_threshold` are dropped.
 
     Default: stable sort, inclusive-length IoU, merged score = mean of the group's members.
-    Compat (quirk 9): `np.argsort(start)`, exclusive-length IoU, merged score = running pairwise
-    mean (previous + current)/2, and quirk 10 (everything filtered out → ZealCompatCrash).
+    Compat (quirk 9): `np.argsort(start)`, exclusive-length IoU (0/0 → NaN → no merge), merged
+    score = running pairwise mean (previous + current)/2, and quirk 10 (everything filtered
+    out → ZealCompatCrash).
     """
-    intervals = np.asarray(intervals, dtype=np.int64)
+    intervals = np.asarray(intervals, dtype=np.int64).reshape(-1, 2)
     scores = np.asarray(scores, dtype=np.float64)
     if len(intervals) == 0:
-        return intervals.reshape(0, 2), scores
+        return intervals, scores
     order = np.argsort(intervals[:, 0]) if compat else np.argsort(intervals[:, 0], kind="stable")
-    intervals, scores = intervals[order], scores[order]
-    merged: list[np.ndarray] = [intervals[0].copy()]
-    merged_scores: list[float] = [float(scores[0])]
-    members: list[list[float]] = [[float(scores[0])]]
-    iou = _iou_exclusive if compat else _iou_inclusive
-    for interval, score in zip(intervals[1:], scores[1:], strict=True):
-        prev = merged[-1]
-        if iou(prev, interval[None, :])[0] > merge_iou:
-            merged[-1] = np.array([min(prev[0], interval[0]), max(prev[1], interval[1])])
+    spans = intervals[order].tolist()
+    values = scores[order].tolist()
+    # Plain Python scalars: int/int true division rounds exactly as numpy's float division.
+    merged: list[list[int]] = [spans[0]]
+    merged_scores: list[float] = [values[0]]
+    members: list[list[float]] = [[values[0]]]
+    extra = 0 if compat else 1
+    for (start, end), score in zip(spans[1:], values[1:], strict=True):
+        prev_start, prev_end = merged[-1]
+        inter = max(0, min(prev_end, end) - max(prev_start, start) + extra)
+        union = (end - start + extra) + (prev_end - prev_start + extra) - inter
+        iou = inter / union if union != 0 else math.nan
+        if iou > merge_iou:
+            merged[-1] = [min(prev_start, start), max(prev_end, end)]
             if compat:
-                merged_scores[-1] = (merged_scores[-1] + float(score)) / 2
+                merged_scores[-1] = (merged_scores[-1] + score) / 2
             else:
-                members[-1].append(float(score))
+                members[-1].append(score)
                 merged_scores[-1] = float(np.mean(members[-1]))
         else:
-            merged.append(interval.copy())
-            merged_scores.append(float(score))
-            members.append([float(score)])
+            merged.append([start, end])
+            merged_scores.append(score)
+            members.append([score])
     keep = [i for i, s in enumerate(merged_scores) if s >= score_threshold]
     if not keep:
         if compat:
