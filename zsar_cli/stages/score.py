@@ -519,6 +519,17 @@ def score_classification(
 # Localization
 
 
+def _codes(column: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
+    """Distinct strings of a column (nulls as "") and each row's index into them."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(pc.fill_null(column, "")).combine_chunks()
+    return (
+        encoded.dictionary.to_pylist(),
+        encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
+    )
+
+
 def score_localization(
     intervals: pa.Table,
     gt: LocalizationGT,
@@ -535,30 +546,26 @@ def score_localization(
     vindex = {v: i for i, v in enumerate(videos)}
     matcher = _IdMatcher(videos)
 
-    ids = intervals.column("video_id").to_pylist()
-    labels = intervals.column("label").to_pylist()
     start = intervals.column("t_start").to_numpy(zero_copy_only=False).astype(float)
     end = intervals.column("t_end").to_numpy(zero_copy_only=False).astype(float)
     score = intervals.column("score").to_numpy(zero_copy_only=False).astype(float)
 
-    # Label and video codes, vectorised over distinct values (1e5+ rows).
-    uniq_labels, label_inv = np.unique(
-        np.array([lab or "" for lab in labels], dtype=object), return_inverse=True
-    )
-    label_code = np.array([index.get(normalize_label(str(u)), -1) for u in uniq_labels], np.int64)
-    pred_class = label_code[label_inv] if len(labels) else np.zeros(0, np.int64)
-    uniq_ids, id_inv = np.unique(np.array(ids, dtype=object), return_inverse=True)
+    # Label and video codes via their distinct values (1e5+ rows, a few hundred distinct).
+    uniq_labels, label_inv = _codes(intervals.column("label"))
+    label_code = np.array([index.get(normalize_label(u), -1) for u in uniq_labels] or [0], np.int64)
+    pred_class = label_code[label_inv]
+    uniq_ids, id_inv = _codes(intervals.column("video_id"))
     extra: list[str] = []
     codes = []
     for u in uniq_ids:
-        gid = matcher(str(u))
+        gid = matcher(u)
         if gid is None:
-            extra.append(str(u))
-            vindex[str(u)] = len(vindex)  # its own video: it matches nothing, counts as FP
-            codes.append(vindex[str(u)])
+            extra.append(u)
+            vindex[u] = len(vindex)  # its own video: it matches nothing, counts as FP
+            codes.append(vindex[u])
         else:
             codes.append(vindex[gid])
-    pred_video = np.asarray(codes, np.int64)[id_inv] if len(ids) else np.zeros(0, np.int64)
+    pred_video = np.asarray(codes or [0], np.int64)[id_inv]
 
     unknown_mask = pred_class < 0
     unknown = (
@@ -713,17 +720,12 @@ def score_anomaly(
     """
     config.validate()
     rows, label = _anomaly_rows(frame_scores, config.label)
-    ids = np.array(rows.column("video_id").to_pylist(), dtype=object)
+    uniq, inv = _codes(rows.column("video_id"))
     frame = rows.column("frame_index").to_numpy(zero_copy_only=False)
     score = rows.column("score").to_numpy(zero_copy_only=False).astype(float)
     valid = ~np.isnan(frame.astype(float)) if frame.dtype.kind == "f" else np.ones(len(frame), bool)
-    ids, frame, score = ids[valid], frame[valid].astype(np.int64), score[valid]
+    inv, frame, score = inv[valid], frame[valid].astype(np.int64), score[valid]
     matcher = _IdMatcher(list(gt.spans))
-    uniq, inv = (
-        np.unique(ids, return_inverse=True)
-        if len(ids)
-        else (np.array([], object), np.array([], int))
-    )
     order = np.argsort(inv, kind="stable")
     bounds = np.searchsorted(inv[order], np.arange(len(uniq) + 1))
     per_video: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -735,6 +737,8 @@ def score_anomaly(
             extra.append(str(vid))
             continue
         sel = order[bounds[k] : bounds[k + 1]]
+        if sel.size == 0:  # only rows without frame_index
+            continue
         n_frames = int(frame[sel].max()) + 1
         expanded = expand_frame_scores(frame[sel], score[sel], n_frames, config.fill)
         labels = span_labels(gt.spans[gid], n_frames)
