@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -61,12 +61,20 @@ def report(
         from zsar_cli.stages.score import ScoreConfig
 
         # Options left out keep the config dataclasses' defaults.
-        score_given = {"gt_format": gt_format, "tiou": thresholds, "compat": compat, "label": label}
+        score_given: dict[str, Any] = {
+            "gt_format": gt_format,
+            "tiou": thresholds,
+            "compat": compat,
+            "label": label,
+        }
         score_config = dataclasses.replace(
             ScoreConfig(), **{k: v for k, v in score_given.items() if v is not None}
         )
         score_config.validate()
-        given = {"videos": tuple(video) if video else None, "max_videos": max_videos}
+        given: dict[str, Any] = {
+            "videos": tuple(video) if video else None,
+            "max_videos": max_videos,
+        }
         config = dataclasses.replace(
             ReportConfig(score=score_config), **{k: v for k, v in given.items() if v is not None}
         )

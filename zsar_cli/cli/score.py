@@ -105,7 +105,7 @@ def score(
             fail(f"--tiou {tiou!r}: {exc}", 2)
     if json_out and output == "-":
         fail("--json and -o - both write to stdout; choose one", 2)
-    given = {
+    given: dict[str, Any] = {
         "gt_format": gt_format,
         "tiou": thresholds,
         "preset": preset,

@@ -523,7 +523,8 @@ def _codes(column: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
     """Distinct strings of a column (nulls as "") and each row's index into them."""
     import pyarrow.compute as pc
 
-    encoded = pc.dictionary_encode(pc.fill_null(column, "")).combine_chunks()
+    # One chunk first: shard parts arrive as several, and per-chunk dictionaries would differ.
+    encoded = pc.dictionary_encode(pc.fill_null(column, "").combine_chunks())
     return (
         encoded.dictionary.to_pylist(),
         encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64),
