@@ -39,6 +39,21 @@ CONFIG_NAME = "open_clip_config.json"
 BUILTINS: dict[str, tuple[str, str]] = {
     "world-clip": ("zsar-world-vit", "world-clip.safetensors"),
 }
+# Shown first when an architecture is unknown (open_clip knows ~150; most users want one of these).
+COMMON_ARCHITECTURES: tuple[str, ...] = (
+    "RN50",
+    "RN101",
+    "ViT-B-32",
+    "ViT-B-16",
+    "ViT-L-14",
+    "ViT-L-14-336",
+    "ViT-H-14",
+    "ViT-bigG-14",
+    "convnext_base_w",
+    "EVA02-B-16",
+    "ViT-B-16-SigLIP",
+    "ViT-SO400M-14-SigLIP",
+)
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 _LOADED: dict[tuple[str, str, str], OpenClipEncoder] = {}
@@ -88,7 +103,8 @@ def _known_architectures(limit: int = 12) -> str:
     import open_clip
 
     names = open_clip.list_models()
-    shown = ", ".join(names[:limit])
+    common = [n for n in COMMON_ARCHITECTURES if n in names]
+    shown = ", ".join(common or names[:limit])
     more = f", ... ({len(names)} in all; open_clip.list_models())" if len(names) > limit else ""
     return shown + more
 
