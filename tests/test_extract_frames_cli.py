@@ -107,13 +107,14 @@ def test_batch_exit_codes(runner, tmp_path, clip):
     assert partial.exit_code == 0 and "1 of 2 videos failed" in partial.output
     strict = invoke(runner, "extract-frames", clip, missing, "-o", out, "-n", 2, "--strict")
     assert strict.exit_code == 1
-    none = invoke(runner, "extract-frames", missing, "-o", out)
-    assert none.exit_code == 1
+    none = invoke(runner, "extract-frames", missing, "-o", tmp_path / "none.parquet")
+    assert none.exit_code == 1 and "1 of 1 videos failed" in none.output
 
 
 def test_usage_errors(runner, tmp_path, clip):
     out = tmp_path / "f.parquet"
     both = invoke(runner, "extract-frames", clip, "-o", out, "--fps", 1, "--num-frames", 3)
+    assert not out.exists()
     assert both.exit_code == 1 and "one sampling mode" in both.output
     empty_dir = tmp_path / "nothing"
     empty_dir.mkdir()

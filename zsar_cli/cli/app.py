@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "extract_frames",
     "synth",
     "info",
+    "merge",
     "encode",
     "classify",
     "localize",

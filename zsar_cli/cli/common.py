@@ -74,27 +74,14 @@ def show_progress() -> bool:
     return sys.stderr.isatty() and not os.environ.get("ZSAR_NO_PROGRESS")
 
 
-def parse_shard(value: str | None) -> tuple[int, int] | None:
-    """`I/N` (0-based) or `auto` (Slurm array variables) → (index, count)."""
-    if value is None:
-        return None
-    if value == "auto":
-        try:
-            index = int(os.environ["SLURM_ARRAY_TASK_ID"]) - int(
-                os.environ.get("SLURM_ARRAY_TASK_MIN", "0")
-            )
-            count = int(os.environ["SLURM_ARRAY_TASK_COUNT"])
-        except (KeyError, ValueError):
-            fail("--shard auto needs SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT", 2)
-        return index, count
-    try:
-        i_text, n_text = value.split("/")
-        index, count = int(i_text), int(n_text)
-    except ValueError:
-        fail(f"--shard {value!r}: expected I/N (e.g. 3/64) or auto", 2)
-    if count < 1 or not 0 <= index < count:
-        fail(f"--shard {value!r}: need 0 <= I < N", 2)
-    return index, count
+SHARD_OPTION = typer.Option(
+    "--shard",
+    help="Process a deterministic 1/N of the videos: I/N (0-based), or auto (Slurm array "
+    "variables). -o is then a folder that receives part-IIIII-of-NNNNN.parquet.",
+)
+FORCE_OPTION = typer.Option(
+    "--force", help="Overwrite an existing output made with other settings."
+)
 
 
 def dump_json(payload: Any) -> None:

@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from zsar_cli.cli.common import cli_errors, err_console, finish_batch, show_progress
+from zsar_cli.cli.common import (
+    FORCE_OPTION,
+    SHARD_OPTION,
+    cli_errors,
+    err_console,
+    finish_batch,
+    show_progress,
+)
 from zsar_cli.stages.extract_frames_config import ExtractConfig
 
 _D = ExtractConfig()
@@ -74,6 +81,8 @@ def extract_frames(
     quality: Annotated[int, typer.Option(help="JPEG quality 1-100.")] = _D.quality,
     workers: Annotated[int, typer.Option(help="Videos decoded in parallel.")] = _D.workers,
     strict: Annotated[bool, typer.Option(help="Exit 1 if any video fails.")] = _D.strict,
+    shard: Annotated[str | None, SHARD_OPTION] = None,
+    force: Annotated[bool, FORCE_OPTION] = False,
 ) -> None:
     """Sample frames from videos with the real ffmpeg; real presentation timestamps."""
     with cli_errors():
@@ -93,8 +102,15 @@ def extract_frames(
             workers=workers,
             strict=strict,
         ).validated()
+        from zsar_cli.sharding import parse_shard
+
+        part = parse_shard(shard)
         videos = stage.resolve_inputs([str(p) for p in inputs])
-        summary = _run_with_progress(stage, videos, output, config)
+        if part is not None:
+            videos = part.select(videos)
+        summary = _run_with_progress(stage, videos, output, config, part, force)
+    if summary.skipped:
+        err_console.print(f"up to date: {output} (same settings and inputs; --force to redo)")
     for video_id, message in summary.errors:
         err_console.print(f"[red]failed:[/] {video_id}: {message}", markup=True, soft_wrap=True)
     err_console.print(
@@ -104,9 +120,11 @@ def extract_frames(
     finish_batch(summary.videos, summary.failed, strict)
 
 
-def _run_with_progress(stage, videos, output, config):  # type: ignore[no-untyped-def]
+def _run_with_progress(stage, videos, output, config, shard, force):  # type: ignore[no-untyped-def]
+    # The shard already selected `videos`; run() only needs it to name the part file.
+    options = {"videos": videos, "force": force, "output_shard": shard}
     if not show_progress():
-        return stage.run([], output, config, videos=videos)
+        return stage.run([], output, config, **options)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     with Progress(

@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from zsar_cli.artifacts import ArtifactWriter, build_table
+from zsar_cli.artifacts import STDIO, ArtifactWriter, build_table, iter_video_groups, read_artifact
 from zsar_cli.errors import InputError, VideoError, ZsarError
 from zsar_cli.images import encode_image
+from zsar_cli.sharding import Checkpoint, Shard, plan_output, shard_output
 from zsar_cli.stages.extract_frames_config import ExtractConfig
 from zsar_cli.video import VIDEO_EXTENSIONS, FrameIndexer, decode, plan_sampling, probe
 
@@ -351,6 +352,12 @@ class ExtractSummary:
     frames: int
     errors: list[tuple[str, str]]
     cache_key: str
+    skipped: bool = False  # the output was already complete with these settings
+
+
+def _result_of(video: VideoInput, table: pa.Table) -> VideoResult:
+    errors = [e for e in table.column("error").to_pylist() if e]
+    return VideoResult(video, table.num_rows - len(errors), errors[0] if errors else None)
 
 
 def run(
@@ -359,10 +366,25 @@ def run(
     config: ExtractConfig,
     on_video: Callable[[VideoResult], None] | None = None,
     videos: Sequence[VideoInput] | None = None,
+    shard: Shard | None = None,
+    force: bool = False,
+    output_shard: Shard | None = None,
 ) -> ExtractSummary:
-    """Resolve inputs, extract every video, write the frames artifact atomically."""
+    """Resolve inputs, extract every video (or a shard's), write the frames artifact atomically.
+
+    An output already complete with the same settings is skipped; finished videos are
+    checkpointed so that a killed run resumes where it stopped.
+    """
     cfg = config.validated()
     videos = list(videos) if videos is not None else resolve_inputs(inputs)
+    if shard is not None:
+        videos = shard.select(videos)
+    # `output_shard`: the caller already selected the shard's videos, only the part name is needed.
+    target = shard_output(str(output), shard or output_shard)
+    provenance = cfg.provenance()
+    upstream = [inputs_fingerprint(videos)]
+    extra = {"image_encoding": cfg.image_format}
+    plan = plan_output(target, "frames", provenance, upstream, force)
     results: list[VideoResult] = []
 
     def record(result: VideoResult) -> None:
@@ -370,16 +392,47 @@ def run(
         if on_video is not None:
             on_video(result)
 
-    with ArtifactWriter(
-        output,
-        "frames",
-        cfg.provenance(),
-        upstream=[inputs_fingerprint(videos)],
-        extra_metadata={"image_encoding": cfg.image_format},
-    ) as writer:
-        for table in iter_frame_tables(videos, cfg, record):
+    if plan.up_to_date:
+        table = read_artifact(target, "frames", columns=["video_id", "error"]).table
+        by_id = {v.video_id: v for v in videos}
+        for group in iter_video_groups(table.to_batches()):
+            record(_result_of(by_id[group.column("video_id")[0].as_py()], group))
+        return _summary(videos, results, plan.cache_key, skipped=True)
+
+    if target == STDIO:
+        with ArtifactWriter(target, "frames", provenance, upstream, extra) as writer:
+            for table in iter_frame_tables(videos, cfg, record):
+                writer.write(table)
+        return _summary(videos, results, writer.cache_key)
+
+    checkpoint = Checkpoint(target, "frames", provenance, upstream, extra)
+    position = {v.video_id: i for i, v in enumerate(videos)}
+    todo = [v for i, v in enumerate(videos) if not checkpoint.done(i)]
+    for i, video in enumerate(videos):
+        if checkpoint.done(i):
+            record(_result_of(video, checkpoint.load(i)))
+    pending: list[pa.Table] = []
+
+    def finished(result: VideoResult) -> None:
+        checkpoint.save(position[result.video.video_id], pending)
+        pending.clear()
+        record(result)
+
+    for table in iter_frame_tables(todo, cfg, finished):
+        pending.append(table)
+    with ArtifactWriter(target, "frames", provenance, upstream, extra) as writer:
+        for table in checkpoint.tables(range(len(videos))):
             writer.write(table)
+    checkpoint.remove()
+    return _summary(videos, results, writer.cache_key)
+
+
+def _summary(
+    videos: Sequence[VideoInput], results: list[VideoResult], key: str, skipped: bool = False
+) -> ExtractSummary:
+    order = {v.video_id: i for i, v in enumerate(videos)}
+    results = sorted(results, key=lambda r: order[r.video.video_id])
     errors = [(r.video.video_id, r.error) for r in results if r.error]
     return ExtractSummary(
-        len(videos), len(errors), sum(r.frames for r in results), errors, writer.cache_key
+        len(videos), len(errors), sum(r.frames for r in results), errors, key, skipped
     )

@@ -1,0 +1,172 @@
+"""Sharding, resume, cache-key refusal, checkpoints and kill -9 safety (issue 8)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import zsar_cli.stages.extract_frames as stage
+from tests.conftest import make_clip
+from zsar_cli.artifacts import read_artifact
+from zsar_cli.cli.app import app
+from zsar_cli.errors import CacheMismatchError, ConfigError, InputError
+from zsar_cli.sharding import Shard, merge_parts, parse_shard
+from zsar_cli.stages.extract_frames import ExtractConfig, run
+
+ZSAR = [sys.executable, "-m", "zsar_cli"]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clips")
+    return [make_clip(root / f"v{i}.mp4", duration=1.0 + 0.25 * i, rate="20") for i in range(5)]
+
+
+def rows(table):
+    return table.replace_schema_metadata(None)
+
+
+def test_shard_blocks_partition_the_input():
+    items = list(range(11))
+    parts = [Shard(i, 4).select(items) for i in range(4)]
+    assert sum(parts, []) == items
+    assert [len(p) for p in parts] == [2, 3, 3, 3]
+    assert Shard(2, 4).part_name() == "part-00002-of-00004.parquet"
+
+
+def test_parse_shard():
+    assert parse_shard("3/64") == Shard(3, 64)
+    env = {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_COUNT": "8"}
+    assert parse_shard("auto", env) == Shard(5, 8)
+    env1 = {"SLURM_ARRAY_TASK_ID": "6", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "8"}
+    assert parse_shard("auto", env1) == Shard(5, 8)
+    for bad in ("3", "4/4", "a/b"):
+        with pytest.raises(ConfigError):
+            parse_shard(bad)
+    with pytest.raises(ConfigError, match="SLURM_ARRAY_TASK_ID"):
+        parse_shard("auto", {})
+
+
+def test_sharded_union_equals_unsharded(clips, tmp_path):
+    config = ExtractConfig(fps=4, size=32)
+    run(clips, tmp_path / "all.parquet", config)
+    for i in range(3):
+        run(clips, tmp_path / "parts", config, shard=Shard(i, 3))
+    whole = read_artifact(tmp_path / "all.parquet", "frames").table
+    folder = read_artifact(tmp_path / "parts", "frames").table
+    assert rows(folder).equals(rows(whole))
+    assert merge_parts(tmp_path / "parts", str(tmp_path / "merged.parquet")) == (3, whole.num_rows)
+    merged = read_artifact(tmp_path / "merged.parquet", "frames").table
+    assert rows(merged).equals(rows(whole))
+    (tmp_path / "parts" / "part-00001-of-00003.parquet").unlink()
+    with pytest.raises(InputError, match="1 of 3 parts missing"):
+        merge_parts(tmp_path / "parts", str(tmp_path / "m2.parquet"))
+
+
+def test_rerun_skips_and_mismatch_is_refused(clips, tmp_path, runner):
+    out = tmp_path / "f.parquet"
+    first = run(clips[:2], out, ExtractConfig(num_frames=3))
+    mtime = out.stat().st_mtime_ns
+    again = run(clips[:2], out, ExtractConfig(num_frames=3, workers=2))
+    assert again.skipped and again.cache_key == first.cache_key and again.frames == 6
+    assert out.stat().st_mtime_ns == mtime
+    with pytest.raises(CacheMismatchError, match="exists with other settings"):
+        run(clips[:2], out, ExtractConfig(num_frames=4))
+    redo = run(clips[:2], out, ExtractConfig(num_frames=4), force=True)
+    assert not redo.skipped and redo.frames == 8
+    res = runner.invoke(app, ["extract-frames", str(clips[0]), "-o", str(out), "-n", "2"])
+    assert res.exit_code == 1 and "--force" in res.output
+
+
+def test_checkpoint_resumes_finished_videos(clips, tmp_path, monkeypatch):
+    out = tmp_path / "f.parquet"
+    config = ExtractConfig(fps=4)
+    reference = run(clips, tmp_path / "ref.parquet", config)
+    seen = []
+
+    def stop_after_two(result):
+        seen.append(result.video.video_id)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(clips, out, config, on_video=stop_after_two)
+    assert not out.exists()
+    ckpt = [p for p in tmp_path.iterdir() if p.name.startswith(".f.parquet.ckpt-")]
+    assert len(ckpt) == 1 and len(list(ckpt[0].glob("*.parquet"))) == 2
+
+    decoded = []
+    real = stage.decode_frames
+
+    def counting(video, cfg):
+        decoded.append(video.video_id)
+        return real(video, cfg)
+
+    monkeypatch.setattr(stage, "decode_frames", counting)
+    summary = run(clips, out, config)
+    assert decoded == ["v2", "v3", "v4"]  # the first two came from the checkpoint
+    assert summary.frames == reference.frames
+    assert rows(read_artifact(out).table).equals(
+        rows(read_artifact(tmp_path / "ref.parquet").table)
+    )
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_kill_at_random_points_then_rerun_is_identical(clips, tmp_path):
+    ref = tmp_path / "ref.parquet"
+    args = ["extract-frames", *map(str, clips), "--fps", "5", "--size", "48"]
+    subprocess.run([*ZSAR, *args, "-o", str(ref)], check=True, capture_output=True)
+    expected = rows(read_artifact(ref, "frames").table)
+    start = time.perf_counter()
+    subprocess.run(
+        [*ZSAR, *args, "-o", str(tmp_path / "timing.parquet")], check=True, capture_output=True
+    )
+    full = time.perf_counter() - start
+    rng = random.Random(8)
+    for trial in range(10):
+        work = tmp_path / f"t{trial}"
+        work.mkdir()
+        out = work / "f.parquet"
+        proc = subprocess.Popen(
+            [*ZSAR, *args, "-o", str(out)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        time.sleep(rng.uniform(0.05, full))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        subprocess.run([*ZSAR, *args, "-o", str(out)], check=True, capture_output=True)
+        assert rows(read_artifact(out, "frames").table).equals(expected), trial
+        assert sorted(p.name for p in work.iterdir()) == ["f.parquet"], trial
+
+
+def test_cli_shard_and_merge(clips, tmp_path, runner):
+    for i in range(2):
+        res = runner.invoke(
+            app,
+            [
+                "extract-frames",
+                *map(str, clips),
+                "-n",
+                "2",
+                "--shard",
+                f"{i}/2",
+                "-o",
+                str(tmp_path / "parts"),
+            ],
+        )
+        assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["merge", str(tmp_path / "parts"), "-o", str(tmp_path / "m.parquet")])
+    assert res.exit_code == 0, res.output
+    assert read_artifact(tmp_path / "m.parquet", "frames").table.num_rows == 10
+    res = runner.invoke(
+        app, ["extract-frames", str(clips[0]), "--shard", "0/2", "-o", str(tmp_path / "x.parquet")]
+    )
+    assert res.exit_code == 1 and "must be a folder" in res.output

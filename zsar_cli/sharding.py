@@ -1,0 +1,243 @@
+"""Datasets at scale: shards for job arrays, cache-aware outputs, per-video checkpoints, merging.
+
+- `--shard I/N` (or `auto`, from SLURM_ARRAY_TASK_ID/COUNT) gives a stage a deterministic,
+  contiguous 1/N of its videos and a part file `OUT/part-0000I-of-0000N.parquet`; concatenating the
+  parts in order gives exactly the unsharded run's rows.
+- An output that already exists with the cache key this run would write is complete: it is
+  skipped. One made with other settings is refused unless `--force`.
+- Within a run, finished videos are checkpointed (one small artifact per video in a hidden folder
+  beside the output), so a killed long run resumes instead of restarting; the final artifact is
+  assembled from the checkpoints with an atomic rename and the checkpoints are then removed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pyarrow as pa
+
+from zsar_cli.artifacts import (
+    STDIO,
+    ArtifactWriter,
+    clean_stale_temps,
+    compute_cache_key,
+    read_artifact,
+    read_meta,
+)
+from zsar_cli.errors import CacheMismatchError, ConfigError, InputError
+
+T = TypeVar("T")
+PART_RE = re.compile(r"^part-(\d{5})-of-(\d{5})\.parquet$")
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ConfigError(f"shard {self.index}/{self.count}: need 0 <= I < N")
+
+    def select(self, items: Sequence[T]) -> list[T]:
+        """A contiguous block, so parts concatenate back into the input order."""
+        n = len(items)
+        return list(items[self.index * n // self.count : (self.index + 1) * n // self.count])
+
+    def part_name(self) -> str:
+        return f"part-{self.index:05d}-of-{self.count:05d}.parquet"
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+def parse_shard(value: str | None, env: dict[str, str] | None = None) -> Shard | None:
+    """`I/N` (0-based) or `auto` (Slurm array variables)."""
+    if value is None:
+        return None
+    env = dict(os.environ) if env is None else env
+    if value == "auto":
+        try:
+            task = int(env["SLURM_ARRAY_TASK_ID"])
+            first = int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+            count = int(env["SLURM_ARRAY_TASK_COUNT"])
+        except (KeyError, ValueError):
+            raise ConfigError(
+                "--shard auto needs SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT "
+                "(run inside an sbatch --array job, or pass --shard I/N)"
+            ) from None
+        return Shard(task - first, count)
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value)
+    if not m:
+        raise ConfigError(f"--shard {value!r}: expected I/N (e.g. 3/64) or auto")
+    return Shard(int(m.group(1)), int(m.group(2)))
+
+
+def shard_output(output: str, shard: Shard | None) -> str:
+    """With a shard, OUTPUT is a folder and the part file goes inside it."""
+    if shard is None or output == STDIO:
+        if shard is not None:
+            raise ConfigError("--shard writes part files into a folder; -o - cannot be sharded")
+        return output
+    folder = Path(output)
+    if folder.suffix == ".parquet":
+        raise ConfigError(f"--shard: -o {output} must be a folder for the part files")
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder / shard.part_name())
+
+
+def shard_video_ids(ids: Sequence[str], shard: Shard | None) -> set[str] | None:
+    """The video ids (first-appearance order) a shard owns, or None for all."""
+    if shard is None:
+        return None
+    unique = list(dict.fromkeys(ids))
+    return set(shard.select(unique))
+
+
+# ---------------------------------------------------------------------------------------------
+# Cache-aware outputs
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    path: str
+    cache_key: str
+    up_to_date: bool
+
+
+def plan_output(
+    output: str, kind: str, config: Any, upstream: Sequence[str], force: bool = False
+) -> OutputPlan:
+    """Decide whether `output` must be (re)made: skip when complete with the same cache key."""
+    key = compute_cache_key(kind, config, upstream)
+    if output == STDIO or not Path(output).exists():
+        return OutputPlan(output, key, False)
+    if Path(output).is_dir():
+        raise InputError(f"{output}: is a folder; give a .parquet file name or use --shard")
+    if force:
+        return OutputPlan(output, key, False)
+    try:
+        existing = read_meta(output)
+    except Exception as exc:  # an unreadable leftover is not ours to silently replace
+        raise CacheMismatchError(
+            f"{output}: exists but is not a readable zsar artifact ({exc}); use --force"
+        ) from None
+    if existing.kind == kind and existing.cache_key == key:
+        return OutputPlan(output, key, True)
+    raise CacheMismatchError(
+        f"{output}: exists with other settings (cache key {existing.cache_key[:12]}, this run "
+        f"{key[:12]}); use --force to overwrite or choose another output"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-video checkpoints
+
+
+class Checkpoint:
+    """Finished videos of one run, one small artifact per video, beside the output.
+
+    The folder name carries the run's cache key, so a checkpoint is only ever resumed by a run
+    with identical settings and inputs.
+    """
+
+    def __init__(
+        self,
+        output: str,
+        kind: str,
+        config: Any,
+        upstream: Sequence[str],
+        extra_metadata: dict[str, Any] | None = None,
+    ) -> None:
+        target = Path(output)
+        self.kind = kind
+        self.config = config
+        self.upstream = list(upstream)
+        self.extra_metadata = extra_metadata
+        key = compute_cache_key(kind, config, upstream)
+        self.folder = target.parent / f".{target.name}.ckpt-{key[:16]}"
+
+    def _file(self, position: int) -> Path:
+        return self.folder / f"{position:08d}.parquet"
+
+    def done(self, position: int) -> bool:
+        return self._file(position).exists()
+
+    def save(self, position: int, tables: Sequence[pa.Table]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with ArtifactWriter(
+            self._file(position), self.kind, self.config, self.upstream, self.extra_metadata
+        ) as writer:
+            for table in tables:
+                writer.write(table)
+
+    def load(self, position: int) -> pa.Table:
+        return read_artifact(self._file(position), self.kind).table
+
+    def tables(self, positions: Sequence[int]) -> Iterator[pa.Table]:
+        for position in positions:
+            yield self.load(position)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Merging parts
+
+
+def part_files(folder: Path) -> list[Path]:
+    """The part files of a sharded output, checked complete (every I of N present)."""
+    parts = sorted(p for p in folder.iterdir() if PART_RE.match(p.name))
+    if not parts:
+        raise InputError(f"{folder}: no part-IIIII-of-NNNNN.parquet files")
+    counts = {int(PART_RE.match(p.name).group(2)) for p in parts}  # type: ignore[union-attr]
+    if len(counts) > 1:
+        raise InputError(f"{folder}: parts of different shard counts {sorted(counts)}")
+    count = counts.pop()
+    have = {int(PART_RE.match(p.name).group(1)) for p in parts}  # type: ignore[union-attr]
+    missing = [i for i in range(count) if i not in have]
+    if missing:
+        shown = ", ".join(str(i) for i in missing[:10]) + (" ..." if len(missing) > 10 else "")
+        raise InputError(f"{folder}: {len(missing)} of {count} parts missing (shards {shown})")
+    return parts
+
+
+def merge_parts(folder: str | os.PathLike[str], output: str) -> tuple[int, int]:
+    """Concatenate a sharded output's parts, in shard order, into one artifact."""
+    parts = part_files(Path(folder))
+    first = read_meta(parts[0])
+    upstream = []
+    rows = 0
+    writer = ArtifactWriter(
+        output, first.kind, first.config, [], {k: v for k, v in first.extra.items()}
+    )
+    with writer:
+        for part in parts:
+            art = read_artifact(part, first.kind)
+            if art.meta.config != first.config:
+                raise InputError(f"{part}: made with other settings than {parts[0].name}")
+            upstream.append(art.cache_key)
+            writer.write(art.table)
+            rows += art.table.num_rows
+    return len(parts), rows
+
+
+__all__ = [
+    "Checkpoint",
+    "OutputPlan",
+    "Shard",
+    "clean_stale_temps",
+    "merge_parts",
+    "parse_shard",
+    "part_files",
+    "plan_output",
+    "shard_output",
+    "shard_video_ids",
+]
