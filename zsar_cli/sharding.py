@@ -161,7 +161,8 @@ class Checkpoint:
         self.upstream = list(upstream)
         self.extra_metadata = extra_metadata
         key = compute_cache_key(kind, config, upstream)
-        self.folder = target.parent / f".{target.name}.ckpt-{key[:16]}"
+        self.prefix = f".{target.name}.ckpt-"
+        self.folder = target.parent / f"{self.prefix}{key[:16]}"
 
     def _file(self, position: int) -> Path:
         return self.folder / f"{position:08d}.parquet"
@@ -185,7 +186,12 @@ class Checkpoint:
             yield self.load(position)
 
     def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Called once the output is final: its checkpoints, of any settings, are obsolete."""
+        if not self.folder.parent.is_dir():
+            return
+        for entry in self.folder.parent.iterdir():
+            if entry.name.startswith(self.prefix) and entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------------------------
