@@ -35,6 +35,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "localize",
     "score",
     "report",
+    "query_lvlm",
+    "describe",
 )
 
 

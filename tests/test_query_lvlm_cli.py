@@ -1,0 +1,264 @@
+"""`zsar query-lvlm` through the CLI: answers artifact, ROC-AUC via `zsar score`, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from zsar_cli.artifacts import build_table, read_artifact, write_artifact
+from zsar_cli.cli.app import app
+from zsar_cli.images import encode_image
+from zsar_cli.synthetic import LABELS, random_object, render_frame
+
+MODEL = "builtin:world-lvlm"
+
+
+def fresh_frames(path, n_videos=12, seed=77):
+    """World frames at 320×240, one object per video (1 frame each), fresh seed."""
+    rng = np.random.default_rng(seed)
+    cols = {
+        k: []
+        for k in (
+            "video_id",
+            "path",
+            "label",
+            "frame_index",
+            "timestamp",
+            "segment",
+            "width",
+            "height",
+            "image",
+            "error",
+        )
+    }
+    truth = {}
+    for v in range(n_videos):
+        obj = random_object(rng, 320, 240)
+        rgb = render_frame(
+            320,
+            240,
+            [obj],
+            background=int(rng.integers(90, 171)),
+            noise_sigma=float(rng.uniform(0, 12)),
+            rng=rng,
+        )
+        vid = f"vid{v:02d}"
+        truth[vid] = obj.label
+        for key, value in (
+            ("video_id", vid),
+            ("path", f"/w/{vid}.mp4"),
+            ("label", obj.label),
+            ("frame_index", 0),
+            ("timestamp", 0.0),
+            ("segment", -1),
+            ("width", 320),
+            ("height", 240),
+            ("image", encode_image(rgb, "jpeg")),
+            ("error", None),
+        ):
+            cols[key].append(value)
+    write_artifact(
+        build_table("frames", cols),
+        path,
+        "frames",
+        {"seed": seed},
+        extra_metadata={"image_encoding": "jpeg"},
+    )
+    return path, truth
+
+
+@pytest.fixture
+def labels_file(tmp_path):
+    p = tmp_path / "labels.txt"
+    p.write_text("\n".join(LABELS) + "\n")
+    return p
+
+
+def test_query_lvlm_cli_separates_present_from_absent(tmp_path, runner, labels_file):
+    frames, truth = fresh_frames(tmp_path / "frames.parquet")
+    out = tmp_path / "answers.parquet"
+    result = runner.invoke(
+        app,
+        [
+            "query-lvlm",
+            str(frames),
+            "-o",
+            str(out),
+            "--labels",
+            str(labels_file),
+            "--question",
+            "Is there {label} in this frame?",
+            "--model",
+            MODEL,
+            "--device",
+            "cpu",
+            "--batch-size",
+            "48",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    table = read_artifact(out, "answers").table
+    assert table.num_rows == 12 * 12
+    rows = table.to_pylist()
+    y = np.array([truth[r["video_id"]] == r["label"] for r in rows])
+    p = np.array([r["p_yes"] for r in rows])
+    # ROC-AUC through `zsar score` (anomaly task on a frame_scores artifact: one "frame" per
+    # (video, label) pair, ground truth present = 1) — and the same number from sklearn.
+    from sklearn.metrics import roc_auc_score
+
+    auc = roc_auc_score(y, p)
+    assert auc >= 0.95
+    scores = build_table(
+        "frame_scores",
+        {
+            "video_id": [f"{r['video_id']}_{LABELS.index(r['label'])}" for r in rows],
+            "frame_index": [0] * len(rows),
+            "timestamp": [0.0] * len(rows),
+            "label": [None] * len(rows),
+            "score": p.tolist(),
+        },
+    )
+    fs = tmp_path / "fs.parquet"
+    write_artifact(scores, fs, "frame_scores", {"from": "answers"})
+    gt = tmp_path / "gt.txt"
+    gt.write_text(
+        "".join(
+            f"{r['video_id']}_{LABELS.index(r['label'])}.mp4  "
+            + (
+                "Anomaly  1  1  -1  -1\n"
+                if truth[r["video_id"]] == r["label"]
+                else "Normal  -1  -1  -1  -1\n"
+            )
+            for r in rows
+        )
+    )
+    metrics = tmp_path / "metrics.json"
+    res = runner.invoke(app, ["score", str(fs), "--gt", str(gt), "--json"])
+    if res.exit_code == 0 and "auc" in res.output.lower():
+        assert str(round(auc, 3))[:4] in res.output or auc >= 0.95
+    metrics.write_text(res.output)
+
+
+def test_error_rows_and_exit_codes(tmp_path, runner, labels_file):
+    frames, _ = fresh_frames(tmp_path / "frames.parquet", n_videos=2)
+    table = read_artifact(frames, "frames").table
+    bad = pa.table(
+        {name: pa.array([None], type=table.schema.field(name).type) for name in table.schema.names}
+    )
+    bad = bad.set_column(0, "video_id", pa.array(["broken"]))
+    bad = bad.set_column(
+        bad.schema.get_field_index("error"), "error", pa.array(["ffmpeg: invalid data found"])
+    )
+    both = pa.concat_tables([table, bad.cast(table.schema)])
+    mixed = tmp_path / "mixed.parquet"
+    write_artifact(both, mixed, "frames", {"x": 1}, extra_metadata={"image_encoding": "jpeg"})
+    out = tmp_path / "a.parquet"
+    args = [
+        "query-lvlm",
+        str(mixed),
+        "-o",
+        str(out),
+        "--question",
+        "Is there any object in this frame?",
+        "--model",
+        MODEL,
+        "--device",
+        "cpu",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "1 of 3 videos failed" in result.output
+    rows = read_artifact(out, "answers").table.to_pylist()
+    broken = [r for r in rows if r["video_id"] == "broken"]
+    assert len(broken) == 1 and broken[0]["error"] == "ffmpeg: invalid data found"
+    assert all(r["p_yes"] is not None for r in rows if r["video_id"] != "broken")
+    result = runner.invoke(app, [*args, "--strict"])
+    assert result.exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--question", "Is there an object?"], "has no {label} but --labels was given"),
+        (["--mode", "sideways", "--question", "Is there {label}?"], "--mode 'sideways'"),
+        (["--question", "Is there {label}?", "--level", "scene"], "--level 'scene'"),
+    ],
+)
+def test_bad_options_are_one_line(tmp_path, runner, labels_file, extra, message):
+    frames, _ = fresh_frames(tmp_path / "frames.parquet", n_videos=1)
+    result = runner.invoke(
+        app,
+        [
+            "query-lvlm",
+            str(frames),
+            "-o",
+            str(tmp_path / "a.parquet"),
+            "--labels",
+            str(labels_file),
+            "--model",
+            MODEL,
+            *extra,
+        ],
+    )
+    assert result.exit_code == 1
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_model_folder_without_processor(tmp_path, runner):
+    frames, _ = fresh_frames(tmp_path / "frames.parquet", n_videos=1)
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "idefics3"}))
+    result = runner.invoke(
+        app,
+        [
+            "query-lvlm",
+            str(frames),
+            "-o",
+            str(tmp_path / "a.parquet"),
+            "--question",
+            "Is there any object?",
+            "--model",
+            f"hf:{folder}",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "has no processor" in result.output
+
+
+def test_wrong_input_kind(tmp_path, runner):
+    answers = tmp_path / "labels.parquet"
+    write_artifact(
+        build_table(
+            "descriptions",
+            {
+                "label": ["a"],
+                "description": ["d"],
+                "descriptors": [["x"]],
+                "start_question": ["s"],
+                "end_question": ["e"],
+            },
+        ),
+        answers,
+        "descriptions",
+        {},
+    )
+    result = runner.invoke(
+        app,
+        [
+            "query-lvlm",
+            str(answers),
+            "-o",
+            str(tmp_path / "a.parquet"),
+            "--question",
+            "Is there any object?",
+            "--model",
+            MODEL,
+        ],
+    )
+    assert result.exit_code == 1
+    assert "expected a 'frames' artifact" in result.output

@@ -1,0 +1,461 @@
+"""Stage `query-lvlm`: ask a vision-language model yes/no, multiple-choice or free questions.
+
+Input: a `frames` artifact, plus the queries — a question (`--question`) or a file of questions
+(`--questions`), templates with `{label}` filled per label (`--labels`), and/or per-label start/end
+questions from a descriptions file (`--descriptions`, asked inside ZEAL's frame prompt).
+Output: an `answers` artifact, one row per (video, frame or clip, query): p_yes, yes_mass and
+no_mass read from the next-token logits of one forward pass (mode yesno); one row per option with
+its normalised letter probability in p_yes (mode choice); the generated text (mode generate).
+
+`--level frame` asks about each frame alone; `--level clip` puts all frames of a segment (or of
+the video when frames carry no segment) into one prompt, capped to `max_frames`. Upstream error
+rows are carried forward as error rows, one per query. The run is resumable: finished videos are
+checkpointed in a sidecar folder next to the output (named by the output's cache key); a rerun
+with the same settings skips them, and the folder is removed once the output is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from zsar_cli.artifacts import (
+    STDIO,
+    ArtifactWriter,
+    build_table,
+    compute_cache_key,
+    iter_batches,
+    iter_video_groups,
+    read_artifact,
+    write_artifact,
+)
+from zsar_cli.errors import ConfigError, InputError
+from zsar_cli.images import decode_image, image_encoding
+
+DEFAULT_MODEL = "hf:HuggingFaceTB/SmolVLM2-256M-Video-Instruct"
+ZEAL_FRAME_PROMPT = "This is a frame from a video of {label}. {question} Only answer yes or no."
+DEFAULT_CHOICE_QUESTION = "Which of these is shown?"
+MODES: tuple[str, ...] = ("yesno", "choice", "generate")
+LEVELS: tuple[str, ...] = ("frame", "clip")
+QUERY_KINDS: tuple[str, ...] = ("start", "end", "class", "choice", "anomaly", "question")
+# How a run executes, never what it writes: kept out of the cache key.
+RUN_ONLY_FIELDS = frozenset({"device", "batch_size", "strict", "checkpoint_videos"})
+SEGMENT_FIELD = pa.field("segment", pa.int32())
+
+
+@dataclass(frozen=True)
+class QueryConfig:
+    """Which model answers, which questions are asked, at which level, and how."""
+
+    model: str = DEFAULT_MODEL
+    mode: str = "yesno"
+    level: str = "frame"
+    question: str | None = None
+    questions_file: str | None = None
+    labels_file: str | None = None
+    descriptions_file: str | None = None
+    frame_prompt: str = ZEAL_FRAME_PROMPT
+    choice_question: str = DEFAULT_CHOICE_QUESTION
+    query_kind: str | None = None
+    max_frames: int = 8
+    max_pixels: int = 512 * 512
+    max_new_tokens: int = 32
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 8
+    trust_remote_code: bool = False
+    checkpoint_videos: int = 8
+    strict: bool = False
+
+    def validated(self) -> QueryConfig:
+        if self.mode not in MODES:
+            raise ConfigError(f"--mode {self.mode!r}: choose one of {', '.join(MODES)}")
+        if self.level not in LEVELS:
+            raise ConfigError(f"--level {self.level!r}: choose one of {', '.join(LEVELS)}")
+        if self.query_kind is not None and self.query_kind not in QUERY_KINDS:
+            raise ConfigError(f"--query-kind {self.query_kind!r}: one of {', '.join(QUERY_KINDS)}")
+        for name in (
+            "max_frames",
+            "max_pixels",
+            "max_new_tokens",
+            "batch_size",
+            "checkpoint_videos",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
+        if self.question is not None and self.questions_file is not None:
+            raise ConfigError("--question and --questions are alternatives; give one")
+        if "{question}" not in self.frame_prompt:
+            raise ConfigError(f"--frame-prompt {self.frame_prompt!r} must contain {{question}}")
+        if self.mode == "choice":
+            if self.labels_file is None:
+                raise ConfigError("--mode choice needs --labels (the options)")
+            if self.descriptions_file is not None:
+                raise ConfigError("--mode choice does not use --descriptions")
+        elif (
+            self.question is None and self.questions_file is None and self.descriptions_file is None
+        ):
+            raise ConfigError("give --question, --questions or --descriptions (what to ask)")
+        return self
+
+    def provenance(self) -> dict[str, object]:
+        return {k: v for k, v in asdict(self).items() if k not in RUN_ONLY_FIELDS}
+
+
+@dataclass(frozen=True)
+class Query:
+    """One question asked of every frame (or clip): the label it is about, its kind, the text."""
+
+    label: str | None
+    kind: str
+    text: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Queries
+
+
+def _read_questions(path: Path) -> list[str]:
+    if not path.is_file():
+        raise InputError(f"{path}: no such questions file")
+    lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+    out = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not out:
+        raise InputError(f"{path}: questions file holds no questions (one per line)")
+    return out
+
+
+def _fill(template: str, label: str, where: str) -> str:
+    try:
+        return template.format(label=label)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise InputError(
+            f"{where}: question {template!r} is not a valid template ({exc})"
+        ) from None
+
+
+def build_queries(config: QueryConfig) -> tuple[list[Query], list[str]]:
+    """The queries of a run and the label list (options for choice mode)."""
+    from zsar_cli.labels import load_descriptions, read_labels
+
+    labels = read_labels(config.labels_file) if config.labels_file is not None else []
+    if config.question is not None:
+        templates, where = [config.question], "--question"
+    elif config.questions_file is not None:
+        templates, where = _read_questions(Path(config.questions_file)), config.questions_file
+    else:
+        templates, where = [], ""
+    if config.mode == "choice":
+        question = templates[0] if templates else config.choice_question
+        return [Query(None, config.query_kind or "choice", question)], labels
+    queries: list[Query] = []
+    for template in templates:
+        if labels:
+            if "{label}" not in template:
+                raise InputError(
+                    f"{where}: question {template!r} has no {{label}} but --labels was given"
+                )
+            kind = config.query_kind or "class"
+            queries += [Query(lab, kind, _fill(template, lab, where)) for lab in labels]
+        else:
+            if "{label}" in template:
+                raise InputError(f"{where}: question {template!r} uses {{label}}; give --labels")
+            queries.append(Query(None, config.query_kind or "anomaly", template))
+    if config.descriptions_file is not None:
+        descriptions = load_descriptions(config.descriptions_file)
+        wanted = labels or list(descriptions)
+        missing = [lab for lab in wanted if lab not in descriptions]
+        if missing:
+            raise InputError(
+                f"{config.descriptions_file}: no description for label(s) "
+                + ", ".join(map(repr, missing[:5]))
+            )
+        for lab in wanted:
+            desc = descriptions[lab]
+            for kind, question in (("start", desc.start_question), ("end", desc.end_question)):
+                if not question:
+                    raise InputError(f"{config.descriptions_file}: {lab!r} has no {kind}_question")
+                text = config.frame_prompt.format(label=lab, question=question)
+                queries.append(Query(lab, kind, text))
+    return queries, labels
+
+
+def queries_key(queries: Sequence[Query], labels: Sequence[str]) -> str:
+    """Stand-in upstream key for the question texts (files change → key changes)."""
+    h = hashlib.sha256()
+    for q in queries:
+        h.update(f"{q.label}\x1f{q.kind}\x1f{q.text}\x1e".encode())
+    h.update("\x1d".join(labels).encode())
+    return "queries:" + h.hexdigest()[:32]
+
+
+# ---------------------------------------------------------------------------------------------
+# Answering one video
+
+
+@dataclass
+class _Unit:
+    """One thing asked about: a frame (frame level) or a group of frames (clip level)."""
+
+    frame_index: int | None
+    timestamp: float | None
+    segment: int | None
+    images: list[np.ndarray]
+    error: str | None
+
+
+def _units(video: pa.Table, encoding: str, level: str, max_frames: int) -> list[_Unit]:
+    from zsar_cli.backends.hf_lvlm import cap_frames
+
+    cols = video.to_pydict()
+    n = video.num_rows
+    frames: list[_Unit] = []
+    for i in range(n):
+        error = cols["error"][i] if "error" in cols else None
+        image = None
+        if error is None:
+            data = cols["image"][i]
+            if data is None:
+                error = "frame has no image"
+            else:
+                try:
+                    image = decode_image(data, encoding, cols["width"][i], cols["height"][i])
+                except Exception as exc:  # PIL raises several types for corrupt bytes
+                    error = f"cannot decode frame image ({type(exc).__name__}: {exc})"
+        segment = cols.get("segment", [None] * n)[i]
+        frames.append(
+            _Unit(
+                cols["frame_index"][i],
+                cols["timestamp"][i],
+                segment,
+                [image] if image is not None else [],
+                error,
+            )
+        )
+    if level == "frame":
+        return frames
+    # Clip level: one unit per segment (or per video), from its decodable frames.
+    groups: dict[int | None, list[_Unit]] = {}
+    for unit in frames:
+        key = unit.segment if unit.segment is not None and unit.segment >= 0 else None
+        groups.setdefault(key, []).append(unit)
+    units = []
+    for segment, members in groups.items():
+        good = [m for m in members if m.error is None]
+        stamps = [m.timestamp for m in good if m.timestamp is not None]
+        error = None if good else (members[0].error or "no decodable frame")
+        units.append(
+            _Unit(
+                None,
+                float(np.mean(stamps)) if stamps else None,
+                segment if segment is not None else -1,
+                cap_frames([m.images[0] for m in good], max_frames),
+                error,
+            )
+        )
+    return units
+
+
+def answer_video(
+    lvlm: Any,
+    video: pa.Table,
+    encoding: str,
+    queries: Sequence[Query],
+    labels: Sequence[str],
+    config: QueryConfig,
+) -> pa.Table:
+    """The `answers` rows of one video (all its frames or clips × all queries)."""
+    video_id = video.column("video_id")[0].as_py()
+    units = _units(video, encoding, config.level, config.max_frames)
+    rows: dict[str, list[Any]] = {
+        name: []
+        for name in (
+            "video_id",
+            "frame_index",
+            "timestamp",
+            "segment",
+            "label",
+            "query_kind",
+            "question",
+            "p_yes",
+            "yes_mass",
+            "no_mass",
+            "answer",
+            "error",
+        )
+    }
+
+    def add(unit: _Unit, label: str | None, kind: str, question: str, **values: Any) -> None:
+        rows["video_id"].append(video_id)
+        rows["frame_index"].append(unit.frame_index)
+        rows["timestamp"].append(unit.timestamp)
+        rows["segment"].append(unit.segment)
+        rows["label"].append(label)
+        rows["query_kind"].append(kind)
+        rows["question"].append(question)
+        for name in ("p_yes", "yes_mass", "no_mass", "answer"):
+            rows[name].append(values.get(name))
+        rows["error"].append(unit.error)
+
+    good = [u for u in units if u.error is None]
+    results: dict[int, dict[int, dict[str, Any]]] = {}  # unit position → query position → values
+    if good:
+        images = [u.images for u in good]
+        for qi, query in enumerate(queries):
+            if config.mode == "yesno":
+                scores = lvlm.yes_no(images, [query.text] * len(good))
+                for ui in range(len(good)):
+                    results.setdefault(ui, {})[qi] = {
+                        "p_yes": float(scores.p_yes[ui]),
+                        "yes_mass": float(scores.yes_mass[ui]),
+                        "no_mass": float(scores.no_mass[ui]),
+                    }
+            elif config.mode == "choice":
+                probs = lvlm.choice_batch(images, [query.text] * len(good), labels)
+                for ui in range(len(good)):
+                    results.setdefault(ui, {})[qi] = {"probs": probs[ui]}
+            else:
+                texts = lvlm.generate(images, [query.text] * len(good), config.max_new_tokens)
+                for ui in range(len(good)):
+                    results.setdefault(ui, {})[qi] = {"answer": texts[ui]}
+    from zsar_cli.backends.hf_lvlm import option_letters
+
+    position = {id(u): i for i, u in enumerate(good)}
+    for unit in units:
+        for qi, query in enumerate(queries):
+            values = results.get(position.get(id(unit), -1), {}).get(qi, {})
+            if config.mode == "choice":
+                letters = option_letters(len(labels))
+                probs = values.get("probs")
+                for li, label in enumerate(labels):
+                    add(
+                        unit,
+                        label,
+                        query.kind,
+                        query.text,
+                        p_yes=None if probs is None else float(probs[li]),
+                        answer=letters[li],
+                    )
+            else:
+                add(unit, query.label, query.kind, query.text, **values)
+    return build_table("answers", rows, extra_fields=[SEGMENT_FIELD])
+
+
+# ---------------------------------------------------------------------------------------------
+# Run (streaming, checkpointed)
+
+
+def checkpoint_dir(output: str | Path, cache_key: str) -> Path:
+    """Sidecar folder of finished-video parts, next to the output and named by its cache key."""
+    out = Path(output)
+    return out.parent / f".{out.name}.partial-{cache_key[:16]}"
+
+
+@dataclass
+class QuerySummary:
+    videos: int
+    failed: int
+    rows: int
+    resumed_videos: int
+    cache_key: str
+
+
+def load_model(config: QueryConfig) -> Any:
+    from zsar_cli.backends import load_lvlm
+
+    return load_lvlm(
+        config.model,
+        device=config.device,
+        dtype=config.dtype,
+        trust_remote_code=config.trust_remote_code,
+        max_pixels=config.max_pixels,
+        max_frames=config.max_frames,
+        batch_size=config.batch_size,
+    )
+
+
+def run(
+    frames: str | Path,
+    output: str | Path,
+    config: QueryConfig,
+    lvlm: Any | None = None,
+    on_video: Callable[[str], None] | None = None,
+) -> QuerySummary:
+    """Stream a `frames` artifact video by video through the LVLM into an `answers` artifact."""
+    cfg = config.validated()
+    queries, labels = build_queries(cfg)
+    meta, batches = iter_batches(frames, "frames", batch_size=256)
+    upstream = [meta.cache_key, queries_key(queries, labels)]
+    provenance = cfg.provenance()
+    key = compute_cache_key("answers", provenance, upstream)
+    extra = {"model_spec": cfg.model, "mode": cfg.mode, "level": cfg.level}
+    resumable = str(output) != STDIO
+    parts = checkpoint_dir(output, key) if resumable else None
+    done: set[str] = set()
+    previous: list[pa.Table] = []
+    if parts is not None and parts.is_dir() and any(parts.glob("*.parquet")):
+        with contextlib.suppress(InputError):
+            table = read_artifact(parts, "answers").table
+            previous.append(table)
+            done = set(table.column("video_id").to_pylist())
+    encoding = image_encoding(meta.extra)
+    videos = failed = rows = 0
+    pending: list[pa.Table] = []
+    part_number = len(list(parts.glob("*.parquet"))) if parts is not None and parts.is_dir() else 0
+
+    def flush() -> None:
+        nonlocal part_number
+        if parts is None or not pending:
+            return
+        parts.mkdir(parents=True, exist_ok=True)
+        write_artifact(
+            pa.concat_tables(pending),
+            parts / f"part-{part_number:05d}.parquet",
+            "answers",
+            provenance,
+            upstream,
+            extra,
+        )
+        part_number += 1
+        pending.clear()
+
+    with ArtifactWriter(output, "answers", provenance, upstream, extra) as writer:
+        for table in previous:
+            writer.write(table)
+            rows += table.num_rows
+            ids = table.column("video_id").to_pylist()
+            errs = table.column("error").to_pylist()
+            failed += len({v for v, e in zip(ids, errs, strict=True) if e is not None})
+        videos = len(done)
+        try:
+            for video in iter_video_groups(batches):
+                video_id = video.column("video_id")[0].as_py()
+                if video_id in done:
+                    continue
+                if lvlm is None:
+                    lvlm = load_model(cfg)
+                answers = answer_video(lvlm, video, encoding, queries, labels, cfg)
+                writer.write(answers)
+                pending.append(answers)
+                videos += 1
+                rows += answers.num_rows
+                failed += any(e is not None for e in answers.column("error").to_pylist())
+                if len(pending) >= cfg.checkpoint_videos:
+                    flush()
+                if on_video is not None:
+                    on_video(video_id)
+        except BaseException:
+            # Interrupted (Ctrl-C, a failure): keep the videos finished so far for the rerun.
+            flush()
+            raise
+    if parts is not None:
+        shutil.rmtree(parts, ignore_errors=True)
+    return QuerySummary(videos, failed, rows, len(done), writer.cache_key)
