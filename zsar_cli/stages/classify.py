@@ -37,7 +37,7 @@ from zsar_cli.artifacts import (
 )
 from zsar_cli.errors import ConfigError, InputError, ZsarError
 from zsar_cli.images import decode_image, image_encoding
-from zsar_cli.labels import label_weights, read_labels
+from zsar_cli.labels import Prompt, label_weights, read_labels
 from zsar_cli.stages.encode import (
     DEFAULT_MODEL,
     PromptConfig,
@@ -179,17 +179,19 @@ class LabelSet:
 
 
 def build_label_set(
-    labels_file: str | Path, encoder: Any, prompts: PromptConfig, timings: Timings
+    labels: Sequence[str],
+    prompt_list: Sequence[Prompt],
+    encoder: Any,
+    source_key: str,
+    timings: Timings,
 ) -> LabelSet:
-    labels = read_labels(labels_file)
-    prompt_list = prompts_for(labels, prompts)
     t0 = time.perf_counter()
     emb = encode_prompts(encoder, prompt_list)
     timings.text_encode += time.perf_counter() - t0
     weights = label_weights(
         labels, [p.label for p in prompt_list], [p.kind for p in prompt_list], emb
     )
-    return LabelSet(labels, weights, len(prompt_list), label_source_key(labels, prompts))
+    return LabelSet(list(labels), weights, len(prompt_list), source_key)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,6 +412,10 @@ def classify(
     if not inputs:
         raise InputError("no inputs given (videos, folders, list files or an artifact)")
     timings = Timings()
+    # Labels, templates and descriptions are checked before any model is loaded.
+    labels = read_labels(labels_file)
+    prompt_list = prompts_for(labels, cfg.prompts)
+    source_key = label_source_key(labels, cfg.prompts)
     meta: ArtifactMeta | None = None
     spec = cfg.model
     if is_artifact_input(inputs):
@@ -425,7 +431,7 @@ def classify(
             spec = made_with
     if encoder is None:
         encoder = load_model(spec, cfg.device, cfg.precision, cfg.batch_size)
-    label_set = build_label_set(labels_file, encoder, cfg.prompts, timings)
+    label_set = build_label_set(labels, prompt_list, encoder, source_key, timings)
 
     stream: Iterator[VideoEmbeddings]
     if meta is None:
