@@ -181,7 +181,7 @@ def test_kill_leaves_no_partial_file_and_rerun_completes(tmp_path):
     )
     deadline = time.time() + 30
     while time.time() < deadline and not any(
-        p.name.startswith(".f.parquet.tmp") for p in tmp_path.iterdir()
+        p.name.startswith(".f.parquet") for p in tmp_path.iterdir()
     ):
         time.sleep(0.05)
     time.sleep(0.3)

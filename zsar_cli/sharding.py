@@ -170,13 +170,12 @@ class Checkpoint:
     def done(self, position: int) -> bool:
         return self._file(position).exists()
 
-    def save(self, position: int, tables: Sequence[pa.Table]) -> None:
+    def writer(self, position: int) -> ArtifactWriter:
+        """A streaming writer for one video's rows; the file counts as done once it is closed."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        with ArtifactWriter(
+        return ArtifactWriter(
             self._file(position), self.kind, self.config, self.upstream, self.extra_metadata
-        ) as writer:
-            for table in tables:
-                writer.write(table)
+        )
 
     def load(self, position: int) -> pa.Table:
         return read_artifact(self._file(position), self.kind).table

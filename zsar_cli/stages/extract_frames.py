@@ -411,15 +411,22 @@ def run(
     for i, video in enumerate(videos):
         if checkpoint.done(i):
             record(_result_of(video, checkpoint.load(i)))
-    pending: list[pa.Table] = []
+    # Each video's rows stream into its own checkpoint file, closed (= done) when it ends.
+    current: list[ArtifactWriter] = []
 
     def finished(result: VideoResult) -> None:
-        checkpoint.save(position[result.video.video_id], pending)
-        pending.clear()
+        current.pop().close()
         record(result)
 
-    for table in iter_frame_tables(todo, cfg, finished):
-        pending.append(table)
+    try:
+        for table in iter_frame_tables(todo, cfg, finished):
+            if not current:
+                current.append(checkpoint.writer(position[table.column("video_id")[0].as_py()]))
+            current[0].write(table)
+    except BaseException:
+        for writer in current:
+            writer.abort()
+        raise
     with ArtifactWriter(target, "frames", provenance, upstream, extra) as writer:
         for table in checkpoint.tables(range(len(videos))):
             writer.write(table)
