@@ -4,10 +4,10 @@ ZSAR ?= $(PYTHON) -m zsar_cli
 DEMO_DIR ?= build/demo
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test test-all bench demo
+.PHONY: help install lint test test-all bench demo zeal zeal-demo slurm-pipeline
 
 help: ## Show this help.
-	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z0-9_ %-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-16s %s\n", $$1, $$2}'
 
 install: ## Install zsar and its dev tools into the current Python environment.
 	$(PYTHON) -m pip install -e '.[dev]'
@@ -29,3 +29,19 @@ demo: ## Generate world videos and classify them with the built-in world CLIP.
 	$(ZSAR) synth $(DEMO_DIR) --trimmed 24 --untrimmed 0 --anomaly 0 --seed 7
 	$(ZSAR) classify $(DEMO_DIR)/trimmed/list.csv --labels $(DEMO_DIR)/labels.txt --model builtin:world-clip -o $(DEMO_DIR)/predictions.parquet
 	$(ZSAR) score $(DEMO_DIR)/predictions.parquet
+
+# --- The ZEAL chain on a folder of videos (examples/zeal_chain.sh, stage by stage with the CLI)
+zeal: ## ZEAL chain: make zeal VIDEOS=dir LABELS=labels.txt DESCRIPTIONS=desc.json OUT=dir [GT=gt.json]
+	examples/zeal_chain.sh $(VIDEOS) $(LABELS) $(DESCRIPTIONS) $(OUT) $(GT)
+
+zeal-demo: ## ZEAL chain on freshly generated untrimmed world videos with the world models.
+	$(ZSAR) synth build/zeal --trimmed 0 --untrimmed 8 --anomaly 0 --seed 3 --untrimmed-duration 20,40
+	examples/zeal_chain.sh build/zeal/untrimmed/list.csv build/zeal/labels.txt build/zeal/descriptions.json build/zeal/out build/zeal/untrimmed/activitynet.json
+
+# --- Slurm (see examples/slurm/): make slurm-pipeline SHARDS=64 VIDEOS=list.txt LABELS=labels.txt WORK=/scratch/run
+SHARDS ?= 8
+slurm-pipeline: ## Submit the whole ZEAL chain as Slurm arrays (afterok dependencies).
+	SHARDS=$(SHARDS) VIDEOS=$(VIDEOS) LABELS=$(LABELS) WORK=$(WORK) examples/slurm/submit.sh
+
+slurm-extract slurm-encode slurm-query-lvlm slurm-localize: slurm-%: ## Submit one stage as a Slurm array.
+	SHARDS=$(SHARDS) VIDEOS=$(VIDEOS) WORK=$(WORK) examples/slurm/submit.sh $(subst extract,extract-frames,$*)
