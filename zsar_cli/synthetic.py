@@ -577,6 +577,8 @@ class SynthConfig:
             raise ConfigError(
                 f"--fps {self.fps}: must be a whole number in {FPS_RANGE[0]}..{FPS_RANGE[1]}"
             )
+        for name in ("width", "height", "fps"):
+            object.__setattr__(self, name, int(getattr(self, name)))
         object.__setattr__(self, "codec", resolve_codec(self.codec))
         object.__setattr__(self, "container", resolve_container(self.codec, self.container))
         _range(self.background, "background", 0, 255, integer=True)
