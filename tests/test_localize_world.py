@@ -55,10 +55,12 @@ def chain(tmp_path_factory):
             width=160,
             height=120,
             fps=10,
-            untrimmed_duration=(20.0, 32.0),
+            untrimmed_duration=(20.0, 26.0),
             instances=(2, 3),
             instance_duration=(3.0, 8.0),
-            anomaly_duration=(20.0, 30.0),
+            # fewer distinct labels per video → fewer LVLM questions (the CPU budget)
+            same_label_prob=0.7,
+            anomaly_duration=(20.0, 26.0),
         ),
     )
     extract = ExtractConfig(fps=1.0)
