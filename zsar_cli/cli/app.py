@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "report",
     "query_lvlm",
     "describe",
+    "select_tokens",
 )
 
 

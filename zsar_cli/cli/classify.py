@@ -22,8 +22,10 @@ from zsar_cli.cli.encode import (
 )
 from zsar_cli.stages.classify import ClassifyConfig
 from zsar_cli.stages.encode import PromptConfig
+from zsar_cli.stages.select_tokens_config import LVLMChoiceConfig
 
 _D = ClassifyConfig()
+_L = LVLMChoiceConfig()
 _P = PromptConfig()
 
 
@@ -85,6 +87,23 @@ def classify(
     ] = _D.batch_size,
     workers: Annotated[int, typer.Option(help="Videos decoded in parallel.")] = _D.workers,
     strict: Annotated[bool, typer.Option(help="Exit 1 if any video fails.")] = _D.strict,
+    lvlm: Annotated[
+        str | None,
+        typer.Option(
+            help="LVLM spec (hf:..., builtin:world-lvlm): CLIP shortlists labels, the LVLM "
+            "chooses among them (multiple choice)."
+        ),
+    ] = None,
+    self_res: Annotated[
+        bool,
+        typer.Option(
+            help="With --lvlm: answer from Self-ReS tokens of densely sampled segments instead "
+            "of linearly sampled frames."
+        ),
+    ] = _L.self_res,
+    shortlist: Annotated[
+        int, typer.Option(help="With --lvlm: CLIP's top labels offered to the LVLM.")
+    ] = _L.shortlist,
 ) -> None:
     """Zero-shot classify videos against a labels file with CLIP (model loaded once)."""
     if json_out and output == "-":
@@ -111,13 +130,18 @@ def classify(
             strict=strict,
         ).validated()
         show_tables = not json_out and output is None
-        summary = stage.classify(
-            inputs,
-            labels,
-            config,
-            output=output,
-            on_video=(lambda r: _print_table(r, top_k)) if show_tables else None,
-        )
+        on_video = (lambda r: _print_table(r, top_k)) if show_tables else None
+        if lvlm is not None:
+            from zsar_cli.stages import self_res as lvlm_stage
+
+            lvlm_config = LVLMChoiceConfig(model=lvlm, self_res=self_res, shortlist=shortlist)
+            summary = lvlm_stage.classify_with_lvlm(
+                inputs, labels, config, lvlm_config, output=output, on_video=on_video
+            )
+        else:
+            if self_res:
+                fail("--self-res needs --lvlm SPEC", 2)
+            summary = stage.classify(inputs, labels, config, output=output, on_video=on_video)
     for res in summary.results:
         if res.error is not None:
             err_console.print(f"[red]failed:[/] {res.video_id}: {res.error}", soft_wrap=True)

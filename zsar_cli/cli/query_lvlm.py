@@ -91,6 +91,13 @@ def query_lvlm(
         bool, typer.Option(help="Allow model code from the hub (off unless asked).")
     ] = _D.trust_remote_code,
     strict: Annotated[bool, typer.Option(help="Exit 1 if any video has an error row.")] = _D.strict,
+    tokens: Annotated[
+        Path | None,
+        typer.Option(
+            help="Answer from Self-ReS tokens (a tokens artifact of `zsar select-tokens` made "
+            "from FRAMES): one clip-level answer per video, yesno or choice mode."
+        ),
+    ] = None,
 ) -> None:
     """Ask an LVLM about every frame (or clip); confidences come from one forward pass."""
     with cli_errors():
@@ -115,7 +122,12 @@ def query_lvlm(
             trust_remote_code=trust_remote_code,
             strict=strict,
         ).validated()
-        summary = stage.run(frames, output, config)
+        if tokens is not None:
+            from zsar_cli.stages import self_res
+
+            summary = self_res.run_from_tokens(frames, tokens, output, config)
+        else:
+            summary = stage.run(frames, output, config)
     resumed = (
         f" ({summary.resumed_videos} resumed from a checkpoint)" if summary.resumed_videos else ""
     )

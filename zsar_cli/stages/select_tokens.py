@@ -1,0 +1,579 @@
+"""Stage `select-tokens`: Self-Reflective Sampling (Self-ReS) of an LVLM's visual tokens.
+
+Input: a `frames` artifact sampled densely in segments (`extract-frames --segments R
+--frames-per-segment S`; or any frames with `--segments R`, which splits each video's frames into
+R equal consecutive paths), and a question. For `--scorer clip`: an `embeddings` artifact made with
+`encode --patch-tokens` instead (no LVLM is loaded).
+Output: a `tokens` artifact, one row per kept visual token: video_id, segment (reflection path),
+frame_index, token_index (position among the frame's visual tokens), score, embedding (the token
+as the LVLM's language model receives it, float16 by default), plus timestamp, width, height and
+label (the `{label}` a question was filled with; null for a single question).
+
+Method (DESIGN §4): for each reflection path, the LVLM runs once on [prompt prefix ⊕ the path's
+visual tokens ⊕ question]. Each visual token is scored by the attention the last input token pays
+to it (averaged over heads and `layers`; eager attention is switched on for this pass only) or by
+the cosine similarity of its hidden state to the last token's (averaged over `layers`). The top
+budget/R tokens of each path are kept (the budget defaults to the token count of
+`baseline_frames` linearly sampled frames, so the final pass costs what linear sampling costs),
+in temporal order. Only one path's activations are alive at a time, so memory is bounded by the
+path length, not the video length. `zsar_cli.stages.self_res` answers from the kept tokens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from zsar_cli.artifacts import (
+    ArtifactMeta,
+    ArtifactWriter,
+    build_table,
+    iter_batches,
+    iter_video_groups,
+)
+from zsar_cli.errors import ConfigError, InputError, ModelError
+from zsar_cli.images import decode_image, image_encoding
+from zsar_cli.stages.select_tokens_config import SelectTokensConfig
+
+# Families whose rotary positions are 3-D and computed from the image grid (multimodal RoPE):
+# a subset of visual tokens has no well-defined 1-D renumbering there.
+UNSUPPORTED_FAMILIES = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v"})
+HOOKS: tuple[str, ...] = ("build_inputs", "embed_inputs", "run_language_model")
+EXTRA_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("timestamp", pa.float64()),
+    pa.field("width", pa.int32()),
+    pa.field("height", pa.int32()),
+    pa.field("label", pa.string()),
+)
+TOKEN_COLUMNS: tuple[str, ...] = (
+    "video_id",
+    "segment",
+    "frame_index",
+    "token_index",
+    "score",
+    "embedding",
+    "timestamp",
+    "width",
+    "height",
+    "label",
+    "error",
+)
+
+
+class SelectionError(InputError):
+    """One video cannot be processed as asked (becomes an error row, the batch goes on)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Model checks and switches
+
+
+def check_family(lvlm: Any) -> None:
+    """Refuse backends/families that cannot expose or re-feed visual tokens, before any work."""
+    spec = getattr(lvlm, "spec", type(lvlm).__name__)
+    missing = [name for name in HOOKS if not callable(getattr(lvlm, name, None))]
+    if missing:
+        raise ModelError(
+            f"{spec}: this LVLM backend has no token-selection hooks ({', '.join(missing)}); "
+            "Self-ReS needs a transformers (hf:) model"
+        )
+    family = str(getattr(lvlm, "model_type", ""))
+    if family in UNSUPPORTED_FAMILIES or getattr(lvlm, "pass_position_ids", True) is False:
+        raise ModelError(
+            f"{spec}: model family {family or '?'} computes multimodal (3-D) RoPE positions from "
+            "the image grid, so a subset of its visual tokens cannot be re-fed; Self-ReS supports "
+            "1-D position families (Idefics3/SmolVLM, LLaVA-OneVision)"
+        )
+
+
+@contextlib.contextmanager
+def uncapped_frames(lvlm: Any) -> Iterator[None]:
+    """A path's frames (or the final pass's kept frames) must all reach the model: the backend's
+    `max_frames` cap, meant for plain clip prompts, would silently drop some."""
+    previous = getattr(lvlm, "max_frames", None)
+    if previous is not None:
+        lvlm.max_frames = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            lvlm.max_frames = previous
+
+
+@contextlib.contextmanager
+def eager_attention(lvlm: Any, needed: bool) -> Iterator[None]:
+    """Attention weights exist only in the eager implementation; switch it on for the selection
+    passes and restore the faster one (sdpa, flash) afterwards for everything else."""
+    model = getattr(lvlm, "model", None)
+    previous = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    if not needed or model is None or previous in (None, "eager"):
+        yield
+        return
+    model.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(previous)
+
+
+def resolve_layers(layers: Sequence[int], num_layers: int) -> list[int]:
+    """Decoder layer numbers (negative from the end) → 0-based indices; () → all layers."""
+    if not layers:
+        return list(range(num_layers))
+    out = []
+    for layer in layers:
+        index = layer + num_layers if layer < 0 else layer
+        if not 0 <= index < num_layers:
+            raise ConfigError(
+                f"--layers {layer}: the model has {num_layers} decoder layers "
+                f"(0..{num_layers - 1} or -{num_layers}..-1)"
+            )
+        out.append(index)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring one reflection path
+
+
+@dataclass
+class PathScores:
+    """Scores and LVLM-input embeddings of every visual token of a path's frames."""
+
+    scores: np.ndarray  # (frames, tokens_per_frame) float32
+    embeddings: Any  # torch (frames, tokens_per_frame, hidden) on CPU, model dtype
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return int(self.scores.shape[1])
+
+
+def tokens_per_frame(lvlm: Any, image: np.ndarray, prompt: str) -> int:
+    """Visual tokens the model makes of one frame of this size (processor only, no forward)."""
+    with uncapped_frames(lvlm):
+        inputs = lvlm.build_inputs([[image]], [prompt])
+    return int(inputs.image_token_mask[0].sum())
+
+
+def score_path(
+    lvlm: Any, images: Sequence[np.ndarray], prompt: str, scorer: str, layers: Sequence[int]
+) -> PathScores:
+    """One forward pass on [prefix ⊕ the path's visual tokens ⊕ prompt]; a score per token."""
+    import torch
+
+    with uncapped_frames(lvlm):
+        inputs = lvlm.build_inputs([list(images)], [prompt])
+    embedded = lvlm.embed_inputs(inputs)
+    positions = inputs.image_token_positions()[0]
+    count = int(positions.numel())
+    if count == 0 or count % len(images):
+        raise ModelError(
+            f"{lvlm.spec}: {count} visual tokens for {len(images)} frames; cannot assign tokens "
+            "to frames"
+        )
+    with eager_attention(lvlm, scorer == "attention"):
+        out = lvlm.run_language_model(
+            embedded,
+            output_attentions=scorer == "attention",
+            output_hidden_states=scorer == "similarity",
+            logits_to_keep=1,
+        )
+    with torch.inference_mode():
+        if scorer == "attention":
+            attentions = out.attentions
+            if not attentions or attentions[0] is None:
+                raise ModelError(f"{lvlm.spec}: the model returned no attention weights")
+            chosen = resolve_layers(layers, len(attentions))
+            # Row -1: what the last input token (the one predicting the answer) looks at.
+            per_layer = [attentions[i][0, :, -1, positions].float().mean(0) for i in chosen]
+        else:
+            hidden = out.hidden_states
+            chosen = resolve_layers(layers, len(hidden) - 1)
+            per_layer = []
+            for i in chosen:
+                states = hidden[i + 1][0].float()  # hidden_states[0] is the embedding output
+                per_layer.append(
+                    torch.nn.functional.cosine_similarity(
+                        states[positions], states[-1].unsqueeze(0), dim=-1
+                    )
+                )
+        scores = torch.stack(per_layer).mean(0).cpu().numpy().astype(np.float32)
+        visual = embedded.inputs_embeds[0, positions].detach().cpu()
+    n = len(images)
+    return PathScores(scores.reshape(n, count // n), visual.reshape(n, count // n, -1))
+
+
+def split_budget(budget: int, path_sizes: Sequence[int]) -> list[int]:
+    """Tokens kept per path: the budget split evenly (the first paths take the remainder)."""
+    paths = len(path_sizes)
+    shares = [budget // paths + (1 if i < budget % paths else 0) for i in range(paths)]
+    for i, (share, size) in enumerate(zip(shares, path_sizes, strict=True)):
+        if share > size:
+            raise SelectionError(
+                f"--budget {budget}: path {i} would keep {share} tokens but has only {size}"
+            )
+    return shares
+
+
+def top_tokens(scores: np.ndarray, keep: int) -> np.ndarray:
+    """Flat indices (frame-major) of the `keep` best tokens, in temporal order."""
+    flat = scores.ravel()
+    # Stable sort: equal scores keep the earlier token, so selections are reproducible.
+    best = np.argsort(-flat, kind="stable")[:keep]
+    return np.sort(best)
+
+
+# ---------------------------------------------------------------------------------------------
+# One video
+
+
+@dataclass
+class FrameItem:
+    frame_index: int
+    timestamp: float | None
+    segment: int
+    image: np.ndarray
+
+
+@dataclass
+class SelectedTokens:
+    """The kept tokens of one video (for one question), ready to be written or answered from."""
+
+    video_id: str
+    label: str | None
+    segment: list[int] = field(default_factory=list)
+    frame_index: list[int] = field(default_factory=list)
+    token_index: list[int] = field(default_factory=list)
+    score: list[float] = field(default_factory=list)
+    embeddings: list[Any] = field(default_factory=list)  # torch (hidden,) per kept token
+    timestamp: list[float | None] = field(default_factory=list)
+    width: int = 0
+    height: int = 0
+    tokens_per_frame: int = 0
+    available: int = 0
+
+
+def decode_video_frames(video: pa.Table, encoding: str) -> tuple[list[FrameItem], str | None]:
+    """The decodable frames of one video (sorted by time) and the first error met, if any."""
+    cols = video.to_pydict()
+    n = video.num_rows
+    items, error = [], None
+    for i in range(n):
+        err = cols["error"][i] if "error" in cols else None
+        data = cols["image"][i]
+        if err is not None or data is None:
+            error = error or err or "frame has no image"
+            continue
+        try:
+            image = decode_image(data, encoding, cols["width"][i], cols["height"][i])
+        except Exception as exc:  # PIL raises several types for corrupt bytes
+            error = error or f"cannot decode frame image ({type(exc).__name__}: {exc})"
+            continue
+        segment = cols.get("segment", [None] * n)[i]
+        items.append(
+            FrameItem(
+                int(cols["frame_index"][i]),
+                cols["timestamp"][i],
+                -1 if segment is None else int(segment),
+                image,
+            )
+        )
+    items.sort(key=lambda f: (f.timestamp if f.timestamp is not None else 0.0, f.frame_index))
+    return items, error
+
+
+def reflection_paths(
+    video_id: str, frames: Sequence[FrameItem], segments: int | None
+) -> list[list[FrameItem]]:
+    """Group a video's frames into reflection paths (consecutive, temporal order)."""
+    if not frames:
+        raise SelectionError(f"{video_id}: no decodable frames")
+    if segments is not None:
+        if len(frames) % segments:
+            raise SelectionError(
+                f"{video_id}: --segments {segments} does not divide its {len(frames)} frames "
+                f"(extract a multiple of {segments}, e.g. --segments {segments} "
+                "--frames-per-segment S)"
+            )
+        size = len(frames) // segments
+        return [list(frames[i * size : (i + 1) * size]) for i in range(segments)]
+    if all(f.segment < 0 for f in frames):
+        raise SelectionError(
+            f"{video_id}: frames carry no segment; extract them with --segments R "
+            "--frames-per-segment S, or pass --segments R"
+        )
+    groups: dict[int, list[FrameItem]] = {}
+    for f in frames:
+        groups.setdefault(f.segment, []).append(f)
+    return [groups[s] for s in sorted(groups)]
+
+
+def default_budget(config: SelectTokensConfig, per_frame: int) -> int:
+    return config.budget if config.budget is not None else config.baseline_frames * per_frame
+
+
+def select_video_tokens(
+    lvlm: Any,
+    video_id: str,
+    frames: Sequence[FrameItem],
+    prompt: str,
+    config: SelectTokensConfig,
+    label: str | None = None,
+) -> SelectedTokens:
+    """Self-ReS on one video for one prompt: score every path, keep the top tokens of each."""
+    paths = reflection_paths(video_id, frames, config.segments)
+    per_frame = tokens_per_frame(lvlm, paths[0][0].image, prompt)
+    sizes = [len(p) * per_frame for p in paths]
+    budget = default_budget(config, per_frame)
+    if budget > sum(sizes):
+        origin = (
+            "--budget"
+            if config.budget is not None
+            else (f"the default budget ({config.baseline_frames} frames × {per_frame} tokens)")
+        )
+        raise SelectionError(
+            f"{video_id}: {origin} asks for {budget} tokens but only {sum(sizes)} visual tokens "
+            f"exist ({len(frames)} frames × {per_frame}); lower --budget or --baseline-frames"
+        )
+    shares = split_budget(budget, sizes)
+    height, width = paths[0][0].image.shape[:2]
+    out = SelectedTokens(video_id, label, width=width, height=height, tokens_per_frame=per_frame)
+    out.available = sum(sizes)
+    for path_number, (path, share) in enumerate(zip(paths, shares, strict=True)):
+        result = score_path(lvlm, [f.image for f in path], prompt, config.scorer, config.layers)
+        if result.tokens_per_frame != per_frame:
+            raise SelectionError(f"{video_id}: frames of different sizes in one video")
+        flat_embeddings = result.embeddings.reshape(-1, result.embeddings.shape[-1])
+        for flat in top_tokens(result.scores, share):
+            frame = path[int(flat) // per_frame]
+            out.segment.append(frame.segment if config.segments is None else path_number)
+            out.frame_index.append(frame.frame_index)
+            out.token_index.append(int(flat) % per_frame)
+            out.score.append(float(result.scores.ravel()[flat]))
+            out.embeddings.append(flat_embeddings[flat].clone())
+            out.timestamp.append(frame.timestamp)
+        del result, flat_embeddings  # one path's activations alive at a time
+    return out
+
+
+def tokens_table(
+    selections: Sequence[SelectedTokens],
+    errors: Sequence[tuple[str, str | None, str]] = (),
+    embedding_dtype: str = "float16",
+) -> pa.Table:
+    """`tokens` rows of kept tokens, plus one error row per (video_id, label, message)."""
+    cols: dict[str, list[Any]] = {name: [] for name in TOKEN_COLUMNS if name != "embedding"}
+    vectors: list[np.ndarray] = []
+    np_dtype = np.float16 if embedding_dtype == "float16" else np.float32
+    for sel in selections:
+        n = len(sel.token_index)
+        cols["video_id"] += [sel.video_id] * n
+        cols["segment"] += sel.segment
+        cols["frame_index"] += sel.frame_index
+        cols["token_index"] += sel.token_index
+        cols["score"] += sel.score
+        cols["timestamp"] += sel.timestamp
+        cols["width"] += [sel.width] * n
+        cols["height"] += [sel.height] * n
+        cols["label"] += [sel.label] * n
+        cols["error"] += [None] * n
+        vectors += [e.float().numpy().astype(np_dtype) for e in sel.embeddings]
+    for video_id, label, message in errors:
+        for name in cols:
+            cols[name].append(None)
+        cols["video_id"][-1], cols["label"][-1], cols["error"][-1] = video_id, label, message
+        vectors.append(None)  # type: ignore[arg-type]
+    value_type = pa.float16() if embedding_dtype == "float16" else pa.float32()
+    embedding = pa.array([None if v is None else v for v in vectors], type=pa.list_(value_type))
+    columns = {name: cols[name] for name in TOKEN_COLUMNS if name != "embedding"}
+    columns["embedding"] = embedding
+    return build_table(
+        "tokens",
+        {name: columns[name] for name in TOKEN_COLUMNS},
+        extra_fields=[*EXTRA_FIELDS, pa.field("embedding", pa.list_(value_type))],
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# CLIP-space scorer (no LVLM)
+
+
+def clip_select_video(
+    video: pa.Table, text_embedding: np.ndarray, grid: Sequence[int], config: SelectTokensConfig
+) -> SelectedTokens:
+    """Self-ReS with CLIP patch tokens: score = cosine(patch token, question text embedding)."""
+    cols = video.to_pydict()
+    video_id = cols["video_id"][0]
+    rows, cols_grid = int(grid[0]), int(grid[1])
+    per_frame = rows * cols_grid
+    frames: list[tuple[FrameItem, np.ndarray]] = []
+    for i in range(video.num_rows):
+        tokens = cols["patch_tokens"][i] if "patch_tokens" in cols else None
+        if cols.get("error", [None] * video.num_rows)[i] is not None or tokens is None:
+            continue
+        segment = cols.get("segment", [None] * video.num_rows)[i]
+        item = FrameItem(
+            int(cols["frame_index"][i]),
+            cols["timestamp"][i],
+            -1 if segment is None else int(segment),
+            np.zeros((0, 0, 3), np.uint8),
+        )
+        frames.append((item, np.asarray(tokens, dtype=np.float32).reshape(per_frame, -1)))
+    frames.sort(key=lambda p: (p[0].timestamp or 0.0, p[0].frame_index))
+    patches = {id(f): t for f, t in frames}
+    paths = reflection_paths(video_id, [f for f, _ in frames], config.segments)
+    sizes = [len(p) * per_frame for p in paths]
+    budget = default_budget(config, per_frame)
+    if budget > sum(sizes):
+        raise SelectionError(
+            f"{video_id}: a budget of {budget} tokens exceeds its {sum(sizes)} patch tokens "
+            f"({len(frames)} frames × {per_frame}); lower --budget or --baseline-frames"
+        )
+    shares = split_budget(budget, sizes)
+    out = SelectedTokens(video_id, None, tokens_per_frame=per_frame, available=sum(sizes))
+    import torch
+
+    text = text_embedding / max(float(np.linalg.norm(text_embedding)), 1e-12)
+    for path_number, (path, share) in enumerate(zip(paths, shares, strict=True)):
+        stacked = np.stack([patches[id(f)] for f in path])  # (frames, P, D)
+        norms = np.linalg.norm(stacked, axis=-1).clip(1e-12)
+        scores = (stacked @ text) / norms
+        for flat in top_tokens(scores, share):
+            frame = path[int(flat) // per_frame]
+            out.segment.append(frame.segment if config.segments is None else path_number)
+            out.frame_index.append(frame.frame_index)
+            out.token_index.append(int(flat) % per_frame)
+            out.score.append(float(scores.ravel()[flat]))
+            out.embeddings.append(torch.from_numpy(stacked.reshape(-1, stacked.shape[-1])[flat]))
+            out.timestamp.append(frame.timestamp)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Run
+
+
+@dataclass
+class SelectSummary:
+    videos: int
+    failed: int
+    rows: int
+    cache_key: str
+
+
+def load_model(config: SelectTokensConfig) -> Any:
+    from zsar_cli.backends import load_lvlm
+
+    return load_lvlm(
+        config.model,
+        device=config.device,
+        dtype=config.dtype,
+        trust_remote_code=config.trust_remote_code,
+        max_pixels=config.max_pixels,
+        max_frames=None,
+    )
+
+
+def prompts_for(config: SelectTokensConfig) -> list[tuple[str | None, str]]:
+    """(label, question) pairs: one per label for a `{label}` question, else the question."""
+    assert config.question is not None
+    if config.labels_file is None:
+        return [(None, config.question)]
+    from zsar_cli.labels import read_labels
+
+    return [
+        (lab, config.question.replace("{label}", lab)) for lab in read_labels(config.labels_file)
+    ]
+
+
+def _carried_error(video: pa.Table) -> str | None:
+    """The upstream error of a video that has no usable row at all."""
+    errors = [e for e in video.column("error").to_pylist() if e is not None]
+    if "image" in video.column_names:
+        usable = [d is not None for d in video.column("image").to_pylist()]
+    else:
+        usable = [d is not None for d in video.column("patch_tokens").to_pylist()]
+    if errors and not any(usable):
+        return errors[0]
+    return None
+
+
+def run(
+    inputs: str | Path,
+    output: str | Path,
+    config: SelectTokensConfig,
+    lvlm: Any | None = None,
+    encoder: Any | None = None,
+    on_video: Callable[[str, str | None], None] | None = None,
+) -> SelectSummary:
+    """Select tokens for every video of a `frames` artifact (or `embeddings`, scorer clip)."""
+    cfg = config.validated()
+    prompts = prompts_for(cfg)
+    clip = cfg.scorer == "clip"
+    meta: ArtifactMeta
+    meta, batches = iter_batches(inputs, "embeddings" if clip else "frames", batch_size=256)
+    extra: dict[str, Any] = {
+        "question": cfg.question,
+        "scorer": cfg.scorer,
+        "embedding_dtype": cfg.embedding_dtype,
+    }
+    text_embeddings: np.ndarray | None = None
+    grid: list[int] | None = None
+    if clip:
+        grid = meta.extra_json("patch_grid")
+        if grid is None:
+            raise InputError(
+                f"{inputs}: --scorer clip needs patch tokens; make the embeddings with "
+                "`zsar encode --patch-tokens`"
+            )
+        if encoder is None:
+            from zsar_cli.stages.encode import load_model as load_encoder
+
+            spec = str(meta.extra_json("model_spec") or "")
+            if not spec:
+                raise InputError(f"{inputs}: embeddings do not say which model made them")
+            encoder = load_encoder(spec, cfg.device, "fp32", 32)
+        text_embeddings = np.asarray(encoder.encode_texts([q for _, q in prompts]), np.float32)
+        extra.update(token_space="clip", patch_grid=grid, model_spec=encoder.spec)
+    else:
+        if lvlm is None:
+            lvlm = load_model(cfg)
+        check_family(lvlm)
+        extra.update(token_space="lvlm", model_spec=lvlm.spec)
+    encoding = image_encoding(meta.extra) if not clip else "raw"
+    videos = failed = 0
+    with ArtifactWriter(output, "tokens", cfg.provenance(), [meta.cache_key], extra) as writer:
+        for video in iter_video_groups(batches):
+            video_id = video.column("video_id")[0].as_py()
+            selections: list[SelectedTokens] = []
+            errors: list[tuple[str, str | None, str]] = []
+            carried = _carried_error(video)
+            frames: list[FrameItem] = []
+            if carried is None and not clip:
+                frames, _ = decode_video_frames(video, encoding)
+            for pi, (label, prompt) in enumerate(prompts):
+                if carried is not None:
+                    errors.append((video_id, label, carried))
+                    continue
+                try:
+                    if clip:
+                        assert text_embeddings is not None and grid is not None
+                        sel = clip_select_video(video, text_embeddings[pi], grid, cfg)
+                        sel.label = label
+                    else:
+                        sel = select_video_tokens(lvlm, video_id, frames, prompt, cfg, label)
+                    selections.append(sel)
+                except SelectionError as exc:
+                    errors.append((video_id, label, str(exc)))
+            writer.write(tokens_table(selections, errors, cfg.embedding_dtype))
+            videos += 1
+            failed += bool(errors)
+            if on_video is not None:
+                on_video(video_id, errors[0][2] if errors else None)
+    return SelectSummary(videos, failed, writer.rows_written, writer.cache_key)

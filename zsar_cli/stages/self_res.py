@@ -1,0 +1,480 @@
+"""Answering from Self-ReS tokens: the final pass, `query-lvlm --tokens`, `classify --lvlm`.
+
+Input: a `tokens` artifact (`zsar select-tokens`) — or kept tokens in memory — plus the questions
+of `query-lvlm` (yes/no or choice mode); for `classify --lvlm`, videos or a `frames` artifact.
+Output: an `answers` artifact (one clip-level row per video × query, or per option in choice
+mode); for classify, a `predictions` artifact whose top labels are ranked by the LVLM.
+
+The final pass builds `inputs_embeds` from the kept tokens: the processor lays out the prompt for
+as many frames as have kept tokens (same chat template, same per-frame wrapper tokens such as
+Idefics3's `<fake_token_around_image><global-img>`), the frames' visual slots are filled with the
+kept token embeddings, and the slots of dropped tokens are removed from the sequence. Positions:
+for 1-D RoPE families (Idefics3/SmolVLM with a Llama text model, LLaVA-OneVision with Qwen2) the
+shortened sequence is numbered 0..L'-1, i.e. the model sees a shorter clip, never gaps it was not
+trained on; with every token kept the sequence, the positions and hence p_yes equal the plain
+frame path exactly. Families with multimodal 3-D RoPE (Qwen2-VL/2.5-VL/3-VL, GLM-4V) are refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from zsar_cli.artifacts import ArtifactWriter, build_table, iter_batches, iter_video_groups
+from zsar_cli.errors import ConfigError, InputError, ModelError
+from zsar_cli.stages.select_tokens import (
+    FrameItem,
+    SelectedTokens,
+    SelectionError,
+    check_family,
+    select_video_tokens,
+    uncapped_frames,
+)
+
+SEGMENT_FIELD = pa.field("segment", pa.int32())
+
+
+@dataclass
+class KeptFrame:
+    """A frame's kept visual tokens: their indices among its tokens and their embeddings."""
+
+    frame_index: int
+    token_index: np.ndarray  # sorted ints
+    embeddings: Any  # torch (k, hidden)
+
+
+def kept_from_selection(sel: SelectedTokens) -> list[KeptFrame]:
+    import torch
+
+    by_frame: dict[int, list[int]] = {}
+    for i, frame in enumerate(sel.frame_index):
+        by_frame.setdefault(frame, []).append(i)
+    out = []
+    for frame, rows in by_frame.items():
+        order = sorted(rows, key=lambda r: sel.token_index[r])
+        out.append(
+            KeptFrame(
+                frame,
+                np.asarray([sel.token_index[r] for r in order], dtype=np.int64),
+                torch.stack([sel.embeddings[r] for r in order]),
+            )
+        )
+    return out
+
+
+def kept_from_rows(rows: pa.Table) -> list[KeptFrame]:
+    """Kept frames of one video (and label) from `tokens` rows, in temporal order."""
+    import torch
+
+    cols = rows.to_pydict()
+    order = sorted(
+        range(rows.num_rows),
+        key=lambda i: (
+            cols["timestamp"][i]
+            if cols.get("timestamp") and cols["timestamp"][i] is not None
+            else 0.0,
+            cols["frame_index"][i],
+            cols["token_index"][i],
+        ),
+    )
+    vectors = rows.column("embedding").combine_chunks()
+    flat = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    width = len(flat) // max(1, rows.num_rows)
+    matrix = flat.reshape(rows.num_rows, width)
+    out: list[KeptFrame] = []
+    for i in order:
+        frame = int(cols["frame_index"][i])
+        if not out or out[-1].frame_index != frame:
+            out.append(KeptFrame(frame, np.zeros(0, np.int64), []))
+        out[-1].token_index = np.append(out[-1].token_index, int(cols["token_index"][i]))
+        out[-1].embeddings.append(torch.from_numpy(matrix[i]))
+    for kept in out:
+        kept.embeddings = torch.stack(kept.embeddings)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The final pass
+
+
+def final_inputs(lvlm: Any, kept: Sequence[KeptFrame], width: int, height: int, prompt: str) -> Any:
+    """`EmbeddedInputs` of [prefix ⊕ kept tokens (per-frame wrappers kept) ⊕ prompt]."""
+    import torch
+
+    from zsar_cli.backends.hf_lvlm import EmbeddedInputs
+
+    if not kept:
+        raise SelectionError("no kept tokens to answer from")
+    # The processor only lays out the sequence here; the stand-in pixels never reach the model.
+    stand_in = np.zeros((height, width, 3), np.uint8)
+    with uncapped_frames(lvlm):
+        inputs = lvlm.build_inputs([[stand_in] * len(kept)], [prompt])
+    ids = inputs.input_ids[0]
+    image_mask = inputs.image_token_mask[0]
+    slots = image_mask.nonzero().flatten()
+    per_frame = int(slots.numel()) // len(kept)
+    hidden = int(lvlm.model.get_input_embeddings().weight.shape[1])
+    with torch.inference_mode():
+        embeds = lvlm.model.get_input_embeddings()(ids.unsqueeze(0))[0].clone()
+        keep = ~image_mask.clone()
+        for f, frame in enumerate(kept):
+            if len(frame.token_index) and int(frame.token_index.max()) >= per_frame:
+                raise ModelError(
+                    f"{lvlm.spec}: token index {int(frame.token_index.max())} but the model makes "
+                    f"{per_frame} tokens of a {width}×{height} frame; were the tokens selected "
+                    "with another model?"
+                )
+            if frame.embeddings.shape[-1] != hidden:
+                raise ModelError(
+                    f"{lvlm.spec}: token embeddings have {frame.embeddings.shape[-1]} dimensions, "
+                    f"the model's inputs {hidden}; select tokens with the same model"
+                )
+            where = slots[f * per_frame + torch.as_tensor(frame.token_index)]
+            embeds[where] = frame.embeddings.to(embeds.device, embeds.dtype)
+            keep[where] = True
+        sequence = embeds[keep].unsqueeze(0)
+        length = sequence.shape[1]
+        attention = torch.ones((1, length), dtype=inputs.attention_mask.dtype, device=ids.device)
+        positions = torch.arange(length, device=ids.device).unsqueeze(0)
+    return EmbeddedInputs(
+        inputs_embeds=sequence,
+        attention_mask=attention,
+        position_ids=positions if lvlm.pass_position_ids else None,
+        image_token_mask=image_mask[keep].unsqueeze(0),
+        extra={},
+    )
+
+
+def _next_token_probs(
+    lvlm: Any, kept: Sequence[KeptFrame], width: int, height: int, prompt: str
+) -> Any:
+    import torch
+
+    embedded = final_inputs(lvlm, kept, width, height, prompt)
+    out = lvlm.run_language_model(embedded, logits_to_keep=1)
+    return torch.softmax(out.logits[0, -1].double(), dim=-1).cpu()
+
+
+def answer_yes_no(
+    lvlm: Any, kept: Sequence[KeptFrame], width: int, height: int, prompt: str
+) -> tuple[float, float, float]:
+    """(p_yes, yes_mass, no_mass) from the kept tokens, as `HFLVLM.yes_no` reads them."""
+    probs = _next_token_probs(lvlm, kept, width, height, prompt)
+    yes = float(probs[sorted(set(lvlm.yes_ids.values()))].sum())
+    no = float(probs[sorted(set(lvlm.no_ids.values()))].sum())
+    return (yes / (yes + no) if yes + no > 0 else 0.5), yes, no
+
+
+def answer_choice(
+    lvlm: Any,
+    kept: Sequence[KeptFrame],
+    width: int,
+    height: int,
+    question: str,
+    options: Sequence[str],
+) -> np.ndarray:
+    """Option probabilities (letters' mass, renormalised) from the kept tokens."""
+    from zsar_cli.backends.hf_lvlm import format_choice_prompt
+
+    letters = lvlm.letter_ids(len(options))
+    probs = _next_token_probs(lvlm, kept, width, height, format_choice_prompt(question, options))
+    mass = np.array([float(probs[ids].sum()) for ids in letters])
+    return mass / max(float(mass.sum()), 1e-300)
+
+
+# ---------------------------------------------------------------------------------------------
+# query-lvlm --tokens
+
+
+def _resolve_spec(spec: str) -> str:
+    if spec.startswith("builtin:"):
+        from zsar_cli.backends import builtin_lvlm_spec
+
+        return builtin_lvlm_spec(spec.partition(":")[2])
+    return spec
+
+
+@dataclass
+class TokensSummary:
+    videos: int
+    failed: int
+    rows: int
+    resumed_videos: int
+    cache_key: str
+
+
+def run_from_tokens(
+    frames: str | Path,
+    tokens: str | Path,
+    output: str | Path,
+    config: Any,
+    lvlm: Any | None = None,
+    on_video: Callable[[str], None] | None = None,
+) -> TokensSummary:
+    """`query-lvlm FRAMES --tokens TOKENS`: answer every query from each video's kept tokens.
+
+    FRAMES must be the artifact the tokens were selected from (checked by cache key); only the
+    stored token embeddings reach the model.
+    """
+    from zsar_cli.artifacts import read_meta
+    from zsar_cli.stages import query_lvlm as q
+
+    cfg = config.validated()
+    if cfg.mode not in ("yesno", "choice"):
+        raise ConfigError(f"--tokens answers in --mode yesno or choice, not {cfg.mode}")
+    queries, labels = q.build_queries(cfg)
+    meta, batches = iter_batches(tokens, "tokens", batch_size=4096)
+    if meta.extra_json("token_space") == "clip":
+        raise InputError(
+            f"{tokens}: tokens selected with --scorer clip are CLIP patch tokens, not LVLM "
+            "inputs; select with --scorer attention or similarity to answer from them"
+        )
+    if str(frames) != "-":
+        frames_meta = read_meta(frames, "frames")
+        if meta.upstream and frames_meta.cache_key not in meta.upstream:
+            raise InputError(
+                f"{tokens}: its tokens were not selected from {frames} (cache keys differ)"
+            )
+    selected_with = str(meta.extra_json("model_spec") or "")
+    spec = cfg.model
+    if selected_with and _resolve_spec(spec) != selected_with:
+        if spec != q.DEFAULT_MODEL:
+            raise ConfigError(
+                f"{tokens}: tokens were selected with {selected_with}, not --model {spec}; the "
+                "final pass must use the model whose input space they are in"
+            )
+        spec = selected_with
+    from dataclasses import replace
+
+    cfg = replace(cfg, model=spec)
+    upstream = [meta.cache_key, q.queries_key(queries, labels)]
+    provenance = {**cfg.provenance(), "level": "tokens"}
+    extra = {"model_spec": spec, "mode": cfg.mode, "level": "tokens"}
+    videos = failed = 0
+    with ArtifactWriter(output, "answers", provenance, upstream, extra) as writer:
+        for video in iter_video_groups(batches):
+            if lvlm is None:
+                lvlm = q.load_model(cfg)
+                check_family(lvlm)
+            table = answer_video_from_tokens(lvlm, video, queries, labels, cfg.mode)
+            writer.write(table)
+            videos += 1
+            failed += any(e is not None for e in table.column("error").to_pylist())
+            if on_video is not None:
+                on_video(video.column("video_id")[0].as_py())
+    return TokensSummary(videos, failed, writer.rows_written, 0, writer.cache_key)
+
+
+def answer_video_from_tokens(
+    lvlm: Any, video: pa.Table, queries: Sequence[Any], labels: Sequence[str], mode: str
+) -> pa.Table:
+    """`answers` rows of one video from its `tokens` rows."""
+    from zsar_cli.backends.hf_lvlm import option_letters
+
+    video_id = video.column("video_id")[0].as_py()
+    names = ("video_id", "frame_index", "timestamp", "segment", "label", "query_kind")
+    names += ("question", "p_yes", "yes_mass", "no_mass", "answer", "error")
+    rows: dict[str, list[Any]] = {n: [] for n in names}
+
+    def add(label: Any, kind: str, text: str, error: str | None = None, **values: Any) -> None:
+        for name, value in (
+            ("video_id", video_id),
+            ("frame_index", None),
+            ("timestamp", None),
+            ("segment", -1),
+            ("label", label),
+            ("query_kind", kind),
+            ("question", text),
+            ("error", error),
+        ):
+            rows[name].append(value)
+        for name in ("p_yes", "yes_mass", "no_mass", "answer"):
+            rows[name].append(values.get(name))
+
+    token_labels = video.column("label").to_pylist() if "label" in video.column_names else []
+    per_label = any(lab is not None for lab in token_labels)
+    for query in queries:
+        error = None
+        subset = video
+        if per_label:
+            if query.label is None:
+                error = "tokens were selected per label; ask a {label} question"
+            else:
+                picked = [i for i, lab in enumerate(token_labels) if lab == query.label]
+                subset = video.take(picked)
+                if not picked:
+                    error = f"no tokens were selected for label {query.label!r}"
+        if error is None:
+            sub_errors = [e for e in subset.column("error").to_pylist() if e is not None]
+            if sub_errors:
+                error = sub_errors[0]
+        if error is None:
+            good = subset.filter(pa.compute.is_valid(subset.column("embedding")))
+            width = int(good.column("width")[0].as_py())
+            height = int(good.column("height")[0].as_py())
+            kept = kept_from_rows(good)
+        if mode == "choice":
+            letters = option_letters(len(labels))
+            probs = None
+            if error is None:
+                probs = answer_choice(lvlm, kept, width, height, query.text, labels)
+            for li, label in enumerate(labels):
+                add(
+                    label,
+                    query.kind,
+                    query.text,
+                    error,
+                    p_yes=None if probs is None else float(probs[li]),
+                    answer=letters[li],
+                )
+        else:
+            values: dict[str, Any] = {}
+            if error is None:
+                p_yes, yes, no = answer_yes_no(lvlm, kept, width, height, query.text)
+                values = {"p_yes": p_yes, "yes_mass": yes, "no_mass": no}
+            add(query.label, query.kind, query.text, error, **values)
+    return build_table("answers", rows, extra_fields=[SEGMENT_FIELD])
+
+
+# ---------------------------------------------------------------------------------------------
+# classify --lvlm
+
+
+def _video_frames_from_table(video: pa.Table, encoding: str) -> list[FrameItem]:
+    from zsar_cli.stages.select_tokens import decode_video_frames
+
+    frames, _ = decode_video_frames(video, encoding)
+    return frames
+
+
+def lvlm_rerank(
+    lvlm: Any,
+    frames: Sequence[FrameItem],
+    video_id: str,
+    shortlist: Sequence[str],
+    config: Any,
+    device: str,
+) -> np.ndarray:
+    """Option probabilities over `shortlist` from linear frames or from Self-ReS tokens."""
+    if not config.self_res:
+        from zsar_cli.backends.hf_lvlm import cap_frames
+
+        images = cap_frames([f.image for f in frames], config.frames)
+        with uncapped_frames(lvlm):
+            return np.asarray(lvlm.choice(images, config.question, list(shortlist)))
+    from zsar_cli.backends.hf_lvlm import format_choice_prompt
+
+    prompt = format_choice_prompt(config.question, list(shortlist))
+    selection = config.selection(device)
+    sel = select_video_tokens(lvlm, video_id, frames, prompt, selection)
+    return answer_choice(
+        lvlm, kept_from_selection(sel), sel.width, sel.height, config.question, list(shortlist)
+    )
+
+
+def classify_with_lvlm(
+    inputs: Sequence[str],
+    labels_file: str | Path,
+    config: Any,
+    lvlm_config: Any,
+    output: str | Path | None = None,
+    encoder: Any | None = None,
+    lvlm: Any | None = None,
+    on_video: Callable[[Any], None] | None = None,
+) -> Any:
+    """CLIP ranks all labels; the LVLM re-ranks CLIP's top `shortlist` (choice mode).
+
+    Predictions: the shortlisted labels first, ordered by LVLM probability (score = that
+    probability), then the other labels in CLIP order with score 0.
+    """
+    from zsar_cli.stages import classify as clf
+    from zsar_cli.stages.extract_frames import ExtractConfig, decode_frames, resolve_inputs
+
+    lcfg = lvlm_config.validated()
+    inputs = [str(i) for i in inputs]
+    clip_summary = clf.classify(inputs, labels_file, config, output=None, encoder=encoder)
+    if lvlm is None:
+        from zsar_cli.backends import load_lvlm
+
+        lvlm = load_lvlm(
+            lcfg.model,
+            device=config.device,
+            dtype=lcfg.dtype,
+            trust_remote_code=lcfg.trust_remote_code,
+            max_pixels=lcfg.max_pixels,
+            max_frames=None,
+        )
+    if lcfg.self_res:
+        check_family(lvlm)
+    # Frames for the LVLM, per video: decoded again (Self-ReS needs dense segments, CLIP used a
+    # few uniform frames) or read from the frames artifact given as input.
+    frames_of: dict[str, list[FrameItem]] = {}
+    upstream: list[str] = []
+    if clf.is_artifact_input(inputs):
+        from zsar_cli.images import image_encoding
+
+        meta, batches = iter_batches(inputs[0], ("frames", "embeddings"))
+        if meta.kind != "frames":
+            raise InputError(f"{inputs[0]}: --lvlm needs the frames (videos or a frames artifact)")
+        upstream.append(meta.cache_key)
+        encoding = image_encoding(meta.extra)
+        for video in iter_video_groups(batches):
+            frames_of[video.column("video_id")[0].as_py()] = _video_frames_from_table(
+                video, encoding
+            )
+        source: Callable[[str], list[FrameItem]] = lambda vid: frames_of.get(vid, [])  # noqa: E731
+    else:
+        extract = (
+            ExtractConfig(segments=lcfg.segments, frames_per_segment=lcfg.frames_per_segment)
+            if lcfg.self_res
+            else ExtractConfig(num_frames=lcfg.frames)
+        ).validated()
+        videos = {v.video_id: v for v in resolve_inputs(inputs)}
+
+        def source(vid: str) -> list[FrameItem]:
+            return [
+                FrameItem(f.frame_index, f.timestamp, f.segment, f.rgb)
+                for f in decode_frames(videos[vid], extract)
+            ]
+
+    results = []
+    for res in clip_summary.results:
+        if res.error is None:
+            shortlist = res.labels[: lcfg.shortlist]
+            try:
+                frames = source(res.video_id)
+                if not frames:
+                    raise SelectionError(f"{res.video_id}: no frames for the LVLM")
+                probs = lvlm_rerank(lvlm, frames, res.video_id, shortlist, lcfg, config.device)
+                order = np.argsort(-probs, kind="stable")
+                res.labels = [shortlist[i] for i in order] + res.labels[lcfg.shortlist :]
+                res.scores = [float(probs[i]) for i in order] + [0.0] * (
+                    len(res.scores) - len(shortlist)
+                )
+            except (SelectionError, InputError) as exc:
+                res.error = str(exc)
+                res.labels, res.scores = [], []
+        results.append(res)
+        if on_video is not None:
+            on_video(res)
+    clip_summary.results = results
+    clip_summary.failed = sum(1 for r in results if r.error is not None)
+    if output is not None:
+        from zsar_cli.labels import read_labels
+
+        key = clf.label_source_key(read_labels(labels_file), config.prompts)
+        with ArtifactWriter(
+            output,
+            "predictions",
+            {"clip": config.provenance(), "lvlm": lcfg},
+            upstream=[*upstream, key],
+            extra_metadata={"model_spec": clip_summary.model, "lvlm_spec": lvlm.spec},
+        ) as writer:
+            writer.write(clf.predictions_table(results))
+        clip_summary.cache_key = writer.cache_key
+    return clip_summary
