@@ -29,6 +29,7 @@ from zsar_cli.stages.localize_zeal import (
     merge_intervals,
     minmax_scale,
     pair_boundaries,
+    presence_boundaries,
     sampling_fps,
     soft_nms,
     thin_candidates,
@@ -465,6 +466,20 @@ def test_default_vs_compat_on_generic_inputs():
         else:
             differ += 1
     assert same_sets > 0 and differ > 0  # both outcomes occur: the modes are not the same
+
+
+def test_presence_boundaries():
+    # presence = mean(start, end) = [0, 1, 1, 0.5]
+    # start(t) = p(t)·(1 - p(t-1)): [0, 1·1, 1·0, 0.5·0] ; end(t) = p(t)·(1 - p(t+1)):
+    # [0·0, 1·0, 1·0.5, 0.5·1] (outside the video counts as absent)
+    start, end = presence_boundaries(np.array([0, 1, 1, 0.5]), np.array([0, 1, 1, 0.5]))
+    assert start.tolist() == [0, 1, 0, 0] and end.tolist() == [0, 0, 0.5, 0.5]
+    # a presence curve on frames 5..12 of 30: ZEAL on the derived boundaries finds 5..12
+    presence = np.full(30, 0.05)
+    presence[5:13] = 0.95
+    act = np.where(presence > 0.5, 0.4, 0.1)
+    spans, _ = zeal_localize(*presence_boundaries(presence, presence), act, min_mean_score=None)
+    assert spans[0].tolist() == [5, 12]
 
 
 # ---------------------------------------------------------------------------------------------

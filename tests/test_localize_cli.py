@@ -344,6 +344,19 @@ def test_bad_inputs(runner, world):
     )
     assert result.exit_code == 1 and "--top-p" in result.output
     assert "Traceback" not in result.output
+    result = invoke(
+        runner,
+        "localize",
+        "--embeddings",
+        emb,
+        "--text",
+        text,
+        "--answers",
+        answers,
+        "--boundaries",
+        "edges",
+    )
+    assert result.exit_code == 1 and "--boundaries 'edges'" in result.output
     only_failed = write_embeddings(tmp / "e2.parquet", {"v9": None})
     result = invoke(
         runner,

@@ -110,6 +110,13 @@ def localize(
         float,
         typer.Option(help="Skip a filtered label whose mean start/end p_yes is below this."),
     ] = D.min_mean_score,
+    boundaries: Annotated[
+        str,
+        typer.Option(
+            help="zeal: answers (start/end p_yes as given, ZEAL) or presence (derive start/end "
+            "from presence-like answers: visible now and not before/after; not part of ZEAL)."
+        ),
+    ] = D.boundaries,
     window: Annotated[int, typer.Option(help="clip: moving-average window in frames.")] = D.window,
     max_gap: Annotated[
         int, typer.Option(help="clip: frames this close join one segment.")
@@ -178,6 +185,7 @@ def localize(
             merge_iou=merge_iou,
             score_threshold=score_threshold,
             min_mean_score=min_mean_score,
+            boundaries=boundaries,
             window=window,
             max_gap=max_gap,
             min_frames=min_frames,

@@ -50,6 +50,7 @@ from zsar_cli.stages.localize_zeal import (
     ZealCompatCrash,
     filter_labels,
     intervals_to_seconds,
+    presence_boundaries,
     sampling_fps,
     zeal_localize,
 )
@@ -439,6 +440,13 @@ def localize_zeal(
                 video_failed = True
                 continue
             actionness = video.embeddings.astype(np.float64) @ label_embeddings[label_pos[label]]
+            if config.boundaries == "presence":
+                # The gates below still see the raw answers (the LVLM's view of presence).
+                raw_mean = (start_p.mean() + end_p.mean()) / 2
+                gate = None if gt_labels is not None else config.min_mean_score
+                if gate is not None and raw_mean < gate:
+                    continue
+                start_p, end_p = presence_boundaries(start_p, end_p)
             notes: list[str] = []
             try:
                 spans, scores = zeal_localize(
@@ -454,7 +462,9 @@ def localize_zeal(
                     drop=config.drop,
                     merge_iou=config.merge_iou,
                     score_threshold=config.score_threshold,
-                    min_mean_score=None if gt_labels is not None else config.min_mean_score,
+                    min_mean_score=None
+                    if gt_labels is not None or config.boundaries == "presence"
+                    else config.min_mean_score,
                     compat=compat,
                     notes=notes,
                 )

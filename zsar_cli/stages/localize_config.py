@@ -11,6 +11,7 @@ from zsar_cli.errors import ConfigError
 METHODS = ("zeal", "clip", "anomaly")
 COMPAT_MODES = ("zeal",)
 ANOMALY_SOURCES = ("clip", "lvlm")
+BOUNDARY_MODES = ("answers", "presence")
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,9 @@ class LocalizeConfig:
     merge_iou: float = 0.9
     score_threshold: float = 0.0
     min_mean_score: float = 0.1
+    # "answers": start/end p_yes as given (ZEAL); "presence": boundaries derived from presence-
+    # like answers (see localize_zeal.presence_boundaries; not part of ZEAL)
+    boundaries: str = "answers"
     # CLIP-only baseline (T3AL's training-free part)
     window: int = 20
     max_gap: int = 20
@@ -55,6 +59,10 @@ class LocalizeConfig:
             raise ConfigError(f"--compat {self.compat!r}: known modes: {', '.join(COMPAT_MODES)}")
         if self.compat is not None and self.method != "zeal":
             raise ConfigError("--compat zeal applies to --method zeal only")
+        if self.boundaries not in BOUNDARY_MODES:
+            raise ConfigError(
+                f"--boundaries {self.boundaries!r}: choose {' or '.join(BOUNDARY_MODES)}"
+            )
         if self.source not in ANOMALY_SOURCES:
             raise ConfigError(f"--source {self.source!r}: choose {' or '.join(ANOMALY_SOURCES)}")
         checks = [

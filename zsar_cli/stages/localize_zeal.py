@@ -413,6 +413,21 @@ def zeal_localize(
     return kept[order], kept_scores[order]
 
 
+def presence_boundaries(start_p: np.ndarray, end_p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start/end scores from presence-like answers (`--boundaries presence`).
+
+    A single frame rarely shows *when* an action begins; small LVLMs often answer ZEAL's start
+    and end questions as "is the action visible here?". With presence p(t) (the mean of the
+    start and end p_yes), P(start at t) ≈ p(t)·(1 - p(t-1)) and P(end at t) ≈ p(t)·(1 - p(t+1)):
+    visible now, not before (after). The video's edges count as "not visible" outside.
+    Not part of ZEAL; off by default.
+    """
+    presence = (np.asarray(start_p, dtype=np.float64) + np.asarray(end_p, dtype=np.float64)) / 2
+    before = np.concatenate([[0.0], presence[:-1]])
+    after = np.concatenate([presence[1:], [0.0]])
+    return presence * (1 - before), presence * (1 - after)
+
+
 def filter_labels(
     frame_embeddings: np.ndarray,
     label_embeddings: np.ndarray,
