@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from zsar_cli.artifacts import ArtifactWriter, build_table, iter_batches, iter_video_groups
-from zsar_cli.errors import ConfigError, InputError, ModelError
+from zsar_cli.errors import ConfigError, InputError, ModelError, ZsarError
 from zsar_cli.stages.select_tokens import (
     FrameItem,
     SelectedTokens,
@@ -456,7 +456,9 @@ def classify_with_lvlm(
                 res.scores = [float(probs[i]) for i in order] + [0.0] * (
                     len(res.scores) - len(shortlist)
                 )
-            except (SelectionError, InputError) as exc:
+            except ZsarError as exc:  # a video that cannot be decoded or selected: error row
+                if isinstance(exc, (ModelError, ConfigError)):
+                    raise
                 res.error = str(exc)
                 res.labels, res.scores = [], []
         results.append(res)
