@@ -182,7 +182,7 @@ def test_all_tokens_kept_gives_the_plain_frame_paths_p_yes(lvlm, scorer):
         plain = lvlm.yes_no([[f.image for f in frames]], [question])
         options = ["a red circle", obj.label, "a blue square"]
         plain_choice = lvlm.choice([f.image for f in frames], "Which of these is shown?", options)
-    p_yes, yes, no = answer_yes_no(lvlm, kept_from_selection(sel), W, H, question)
+    p_yes, yes, _no = answer_yes_no(lvlm, kept_from_selection(sel), W, H, question)
     assert abs(p_yes - float(plain.p_yes[0])) < 1e-4
     assert yes == pytest.approx(float(plain.yes_mass[0]), rel=1e-3)
     # Through the artifact (float16 storage) as well.
@@ -200,7 +200,7 @@ def test_budget_larger_than_tokens_available(lvlm):
     frames = clip_frames(np.random.default_rng(6), 4, 2)
     with pytest.raises(SelectionError, match=r"--budget asks for 1000 tokens but only \d+ visual"):
         select_video_tokens(lvlm, "v1", frames, "Is there any object?", config(budget=1000))
-    with pytest.raises(SelectionError, match="default budget .16 frames"):
+    with pytest.raises(SelectionError, match=r"default budget .16 frames"):
         select_video_tokens(lvlm, "v1", frames, "Is there any object?", config())
 
 
@@ -231,7 +231,7 @@ def test_model_family_without_hooks_is_refused(lvlm):
             "run_language_model": lambda s: None,
         },
     )("hf:Qwen/Qwen2.5-VL-3B-Instruct", "qwen2_5_vl")
-    with pytest.raises(ModelError, match="qwen2_5_vl computes multimodal .3-D. RoPE"):
+    with pytest.raises(ModelError, match=r"qwen2_5_vl computes multimodal .3-D. RoPE"):
         check_family(qwen_like)
     check_family(lvlm)  # the Idefics3 world model has every hook
 
@@ -307,7 +307,7 @@ def world_experiment(lvlm, scorer, positives=30, negatives=10, budget=16, seed=1
         cfg = config(question=question, budget=budget, scorer=scorer)
         sel = select_video_tokens(lvlm, f"v{v}", frames, question, cfg)
         if grid is None:
-            side = int(round(sel.tokens_per_frame**0.5))
+            side = round(sel.tokens_per_frame**0.5)
             assert side * side == sel.tokens_per_frame  # Idefics3: a square grid per frame
             grid = (side, side)
         p_self = answer_yes_no(lvlm, kept_from_selection(sel), W, H, question)[0]
