@@ -62,14 +62,49 @@ _LOADED: dict[tuple[str, str, str], OpenClipEncoder] = {}
 @contextlib.contextmanager
 def _quiet_open_clip() -> Iterator[None]:
     """open_clip logs on the root logger, warning even about the weights we load ourselves right
-    after (`load_weights=False`); those lines would read as problems on stderr."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(max(level, logging.ERROR))
+    after (`load_weights=False`), and huggingface_hub logs every download retry; a failure is
+    reported once, as our own one-line error, so both stay quiet while a model loads."""
+    loggers = [logging.getLogger(), logging.getLogger("huggingface_hub")]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
-        root.setLevel(level)
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint answers a TCP connect (no proxy configured)."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # a proxy decides; let huggingface_hub try
+    url = urlparse(constants.ENDPOINT)
+    try:
+        with socket.create_connection((url.hostname or "", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _hub_offline_if_unreachable() -> Iterator[None]:
+    """Without network, switch huggingface_hub to offline mode for this load: cached weights
+    load at once, and missing ones fail at once instead of after ~45 s of retries."""
+    from huggingface_hub import constants
+
+    previous = constants.HF_HUB_OFFLINE
+    if not previous and not _hub_reachable():
+        constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = previous
 
 
 def builtin_spec(name: str) -> str:
@@ -110,7 +145,9 @@ def _known_architectures(limit: int = 12) -> str:
 
 
 def _offline_hint(what: str, exc: BaseException) -> ModelError:
-    reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+    reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if len(reason) > 160:
+        reason = reason[:157] + "..."
     return ModelError(
         f"cannot download {what} (no network? {reason}); pass a local checkpoint, e.g. "
         "--model openclip:ViT-B-32@/path/model.safetensors, or set HF_HOME to a populated "
@@ -187,9 +224,10 @@ def _create_pretrained(arch: str, tag: str, device: str, precision: str) -> tupl
             f"(or a local checkpoint: openclip:{arch}@/path/model.safetensors)"
         )
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            arch, pretrained=tag, device=device, precision=precision
-        )
+        with _hub_offline_if_unreachable():
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                arch, pretrained=tag, device=device, precision=precision
+            )
     except Exception as exc:
         raise _offline_hint(f"open_clip weights {arch}/{tag}", exc) from None
     return model, preprocess, open_clip.get_tokenizer(arch), tag
@@ -201,10 +239,11 @@ def _create_hub(name: str, device: str, precision: str) -> tuple[Any, ...]:
     if name.startswith("local-dir:") and not Path(name.split(":", 1)[1]).is_dir():
         raise ModelError(f"{name}: no such folder")
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            name, device=device, precision=precision
-        )
-        tokenizer = open_clip.get_tokenizer(name)
+        with _hub_offline_if_unreachable():
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                name, device=device, precision=precision
+            )
+            tokenizer = open_clip.get_tokenizer(name)
     except Exception as exc:
         if name.startswith("hf-hub:"):
             raise _offline_hint(name, exc) from None
