@@ -34,7 +34,7 @@ from PIL import Image
 from zsar_cli import synthetic
 from zsar_cli.labels import RANDOM_WORDS, VIDEO_TEMPLATES
 
-ARCH = "zsar-world-vit"
+ARCH = "zsar-world-rn"
 OUT_DIR = Path(__file__).resolve().parents[1] / "zsar_cli" / "models" / "world-clip"
 WEIGHTS = "world-clip.safetensors"
 CLASSES: tuple[str, ...] = (*synthetic.LABELS, synthetic.BACKGROUND_PHRASE)

@@ -37,7 +37,7 @@ PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16")
 CONFIG_NAME = "open_clip_config.json"
 # Built-in models shipped under zsar_cli/models/<name>/: (architecture name, checkpoint file).
 BUILTINS: dict[str, tuple[str, str]] = {
-    "world-clip": ("zsar-world-vit", "world-clip.safetensors"),
+    "world-clip": ("zsar-world-rn", "world-clip.safetensors"),
 }
 # Shown first when an architecture is unknown (open_clip knows ~150; most users want one of these).
 COMMON_ARCHITECTURES: tuple[str, ...] = (
@@ -108,7 +108,7 @@ def _hub_offline_if_unreachable() -> Iterator[None]:
 
 
 def builtin_spec(name: str) -> str:
-    """`world-clip` → `openclip:zsar-world-vit@<package>/models/world-clip/<weights file>`."""
+    """`world-clip` → `openclip:zsar-world-rn@<package>/models/world-clip/<weights file>`."""
     if name not in BUILTINS:
         raise ModelError(
             f"unknown built-in encoder {name!r}; known: "
