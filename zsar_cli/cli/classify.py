@@ -21,7 +21,7 @@ from zsar_cli.cli.encode import (
     TEMPLATES_HELP,
 )
 from zsar_cli.stages.classify import ClassifyConfig
-from zsar_cli.stages.encode import PromptConfig
+from zsar_cli.stages.encode_config import PromptConfig
 from zsar_cli.stages.select_tokens_config import LVLMChoiceConfig
 
 _D = ClassifyConfig()

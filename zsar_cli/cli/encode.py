@@ -11,8 +11,14 @@ from typing import Annotated
 
 import typer
 
-from zsar_cli.cli.common import cli_errors, err_console, finish_batch
-from zsar_cli.stages.encode import EncodeConfig, PromptConfig, TextEncodeConfig
+from zsar_cli.cli.common import (
+    FORCE_OPTION,
+    SHARD_OPTION,
+    cli_errors,
+    err_console,
+    finish_batch,
+)
+from zsar_cli.stages.encode_config import EncodeConfig, PromptConfig, TextEncodeConfig
 
 _D = EncodeConfig()
 _T = TextEncodeConfig()
@@ -67,9 +73,12 @@ def encode(
     strict: Annotated[bool, typer.Option(help="Exit 1 if any video has an error row.")] = (
         _D.strict
     ),
+    shard: Annotated[str | None, SHARD_OPTION] = None,
+    force: Annotated[bool, FORCE_OPTION] = False,
 ) -> None:
     """Embed every frame of a frames artifact with a CLIP image encoder."""
     with cli_errors():
+        from zsar_cli.sharding import parse_shard
         from zsar_cli.stages import encode as stage
 
         config = EncodeConfig(
@@ -81,7 +90,9 @@ def encode(
             patch_tokens=patch_tokens,
             strict=strict,
         ).validated()
-        summary = stage.run(frames, output, config)
+        summary = stage.run(frames, output, config, shard=parse_shard(shard), force=force)
+    if summary.skipped:
+        err_console.print(f"up to date: {output} (same settings and inputs; --force to redo)")
     err_console.print(
         f"{summary.frames} frame rows from {summary.videos} videos"
         + (f" → {output}" if output != "-" else "")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,12 @@ import numpy as np
 import pyarrow as pa
 
 from zsar_cli.artifacts import (
+    STDIO,
     ArtifactMeta,
-    ArtifactWriter,
     build_table,
-    iter_batches,
+    read_artifact,
     write_artifact,
 )
-from zsar_cli.errors import ConfigError
 from zsar_cli.images import decode_image, image_encoding
 from zsar_cli.labels import (
     Description,
@@ -38,69 +37,19 @@ from zsar_cli.labels import (
     build_prompts,
     load_descriptions,
     read_labels,
-    resolve_templates,
 )
+from zsar_cli.runner import map_artifact
+from zsar_cli.sharding import Shard
 
-DEFAULT_MODEL = "openclip:ViT-B-32/laion2b_s34b_b79k"
+# Re-exported: the configs live in a light module so the CLI can import them cheaply.
+from zsar_cli.stages.encode_config import DEFAULT_MODEL as DEFAULT_MODEL
+from zsar_cli.stages.encode_config import RUN_ONLY_FIELDS as RUN_ONLY_FIELDS
+from zsar_cli.stages.encode_config import EncodeConfig as EncodeConfig
+from zsar_cli.stages.encode_config import PromptConfig as PromptConfig
+from zsar_cli.stages.encode_config import TextEncodeConfig as TextEncodeConfig
+
 DTYPES: dict[str, pa.DataType] = {"float16": pa.float16(), "float32": pa.float32()}
-# How a run executes, never what it writes: kept out of the cache key.
-RUN_ONLY_FIELDS = frozenset({"device", "batch_size", "strict"})
 KEY_COLUMNS: tuple[str, ...] = ("video_id", "path", "label", "frame_index", "timestamp", "segment")
-
-
-@dataclass(frozen=True)
-class EncodeConfig:
-    """Which model embeds the frames, how, and how embeddings are stored."""
-
-    model: str = DEFAULT_MODEL
-    device: str = "auto"
-    precision: str = "fp32"
-    batch_size: int = 32
-    dtype: str = "float16"
-    patch_tokens: bool = False
-    strict: bool = False
-
-    def validated(self) -> EncodeConfig:
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPES)}")
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be >= 1 (got {self.batch_size})")
-        return self
-
-    def provenance(self) -> dict[str, object]:
-        return {k: v for k, v in asdict(self).items() if k not in RUN_ONLY_FIELDS}
-
-
-@dataclass(frozen=True)
-class PromptConfig:
-    """How label prompts are made (see zsar_cli.labels.build_prompts)."""
-
-    templates: str = "video"
-    descriptions: str | None = None
-    random_descriptors: int = 0
-    seed: int = 0
-
-    def validated(self) -> PromptConfig:
-        if self.random_descriptors < 0:
-            raise ConfigError(f"--random-descriptors must be >= 0 (got {self.random_descriptors})")
-        if self.descriptions is not None and self.random_descriptors:
-            raise ConfigError("--descriptions and --random-descriptors are alternatives; give one")
-        resolve_templates(self.templates)
-        return self
-
-
-@dataclass(frozen=True)
-class TextEncodeConfig:
-    """`encode-text`: model plus prompt settings."""
-
-    model: str = DEFAULT_MODEL
-    device: str = "auto"
-    precision: str = "fp32"
-    batch_size: int = 256
-    prompts: PromptConfig = field(default_factory=PromptConfig)
-
-    def provenance(self) -> dict[str, object]:
-        return {k: v for k, v in asdict(self).items() if k not in RUN_ONLY_FIELDS}
 
 
 def load_model(model: str, device: str, precision: str, batch_size: int) -> Any:
@@ -220,6 +169,7 @@ class EncodeSummary:
     frames: int
     cache_key: str
     timings: Timings
+    skipped: bool = False  # the output was already complete with these settings
 
 
 def run(
@@ -228,43 +178,71 @@ def run(
     config: EncodeConfig,
     encoder: Any | None = None,
     on_batch: Callable[[int], None] | None = None,
+    shard: Shard | None = None,
+    force: bool = False,
 ) -> EncodeSummary:
-    """Stream a `frames` artifact through the encoder into an `embeddings` artifact."""
+    """Stream a `frames` artifact through the encoder into an `embeddings` artifact.
+
+    Sharded, cache-aware and checkpointed per input batch (zsar_cli.runner.map_artifact).
+    """
     cfg = config.validated()
     timings = Timings()
-    meta, batches = iter_batches(frames, "frames", batch_size=max(cfg.batch_size, 64))
-    if encoder is None:
-        encoder = load_model(cfg.model, cfg.device, cfg.precision, cfg.batch_size)
-    if cfg.patch_tokens and getattr(encoder, "patch_grid", None) is None:
-        from zsar_cli.errors import ModelError
-
-        raise ModelError(f"--patch-tokens: {cfg.model} has no patch grid (needs a ViT)")
-    encoding = image_encoding(meta.extra)
+    loaded: list[Any] = [encoder] if encoder is not None else []
     videos: set[str] = set()
     failed: set[str] = set()
-    rows = 0
-    with ArtifactWriter(
-        output,
-        "embeddings",
-        cfg.provenance(),
-        upstream=[meta.cache_key],
-        extra_metadata=encoder_metadata(encoder, cfg),
-    ) as writer:
-        for batch in batches:
-            table = encode_frames_table(
-                pa.Table.from_batches([batch]), encoder, encoding, cfg, timings
-            )
-            t0 = time.perf_counter()
-            writer.write(table)
-            timings.read_write += time.perf_counter() - t0
-            ids = table.column("video_id").to_pylist()
-            errs = table.column("error").to_pylist()
-            videos.update(ids)
-            failed.update(v for v, e in zip(ids, errs, strict=True) if e is not None)
-            rows += table.num_rows
-            if on_batch is not None:
-                on_batch(table.num_rows)
-    return EncodeSummary(len(videos), len(failed), rows, writer.cache_key, timings)
+
+    def model() -> Any:
+        if not loaded:
+            loaded.append(load_model(cfg.model, cfg.device, cfg.precision, cfg.batch_size))
+            if cfg.patch_tokens and getattr(loaded[0], "patch_grid", None) is None:
+                from zsar_cli.errors import ModelError
+
+                raise ModelError(f"--patch-tokens: {cfg.model} has no patch grid (needs a ViT)")
+        return loaded[0]
+
+    encoding: list[str] = []
+
+    def metadata(meta: ArtifactMeta) -> dict[str, Any]:
+        encoding.append(image_encoding(meta.extra))
+        return encoder_metadata(model(), cfg)
+
+    def transform(table: pa.Table) -> pa.Table:
+        out = encode_frames_table(table, model(), encoding[0], cfg, timings)
+        ids = out.column("video_id").to_pylist()
+        errs = out.column("error").to_pylist()
+        videos.update(ids)
+        failed.update(v for v, e in zip(ids, errs, strict=True) if e is not None)
+        if on_batch is not None:
+            on_batch(out.num_rows)
+        return out
+
+    result = map_artifact(
+        str(frames),
+        str(output),
+        in_kind="frames",
+        out_kind="embeddings",
+        config=cfg.provenance(),
+        transform=transform,
+        extra_metadata=metadata,
+        shard=shard,
+        force=force,
+        batch_size=max(cfg.batch_size, 64),
+    )
+    if result.output != STDIO:
+        # Count from the output itself: batches resumed from a checkpoint were not seen here.
+        videos.clear()
+        failed.clear()
+        done = read_artifact(result.output, "embeddings", columns=["video_id", "error"]).table
+        ids = done.column("video_id").to_pylist()
+        errs = done.column("error").to_pylist()
+        videos.update(ids)
+        failed.update(v for v, e in zip(ids, errs, strict=True) if e is not None)
+        rows = done.num_rows
+    else:
+        rows = result.rows
+    return EncodeSummary(
+        len(videos), len(failed), rows, result.cache_key, timings, skipped=result.skipped
+    )
 
 
 # ---------------------------------------------------------------------------------------------
