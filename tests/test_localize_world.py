@@ -12,6 +12,8 @@ skips class filtering): asking about all 12 labels would cost 6× the LVLM time 
 
 from __future__ import annotations
 
+import json
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -38,8 +40,6 @@ def chain(tmp_path_factory):
         text_table,
     )
     from zsar_cli.stages.extract_frames import ExtractConfig, iter_frame_tables, resolve_inputs
-    from zsar_cli.stages.query_lvlm import QueryConfig, answer_video, build_queries
-    from zsar_cli.stages.query_lvlm import load_model as load_lvlm
     from zsar_cli.synthetic import SynthConfig, generate_world
 
     torch.set_num_threads(2)
@@ -94,32 +94,55 @@ def chain(tmp_path_factory):
     )
 
     gt_path = world / "untrimmed" / "activitynet.json"
-    gt_labels = read_gt_labels(gt_path)
+    return {
+        "root": root,
+        "world": world,
+        "frames": frames,
+        "labels": labels,
+        "emb": emb_path,
+        "text": str(text_path),
+        "answers": None,
+        "gt": str(gt_path),
+        "anomaly_emb": anomaly_emb,
+        "anomaly_gt": str(world / "anomaly" / "temporal_annotation.txt"),
+        "videos": len(read_gt_labels(gt_path)),
+    }
+
+
+def world_lvlm_is_trained() -> bool:
+    """The shipped world LVLM records its training steps; a placeholder build has a handful."""
+    from zsar_cli.backends import MODELS_DIR
+
+    build = MODELS_DIR / "world-lvlm" / "BUILD.json"
+    return build.is_file() and json.loads(build.read_text()).get("steps", 0) >= 100
+
+
+@pytest.fixture(scope="module")
+def answers(chain):
+    """LVLM start/end p_yes for every frame and each video's ground-truth labels."""
+    from zsar_cli.stages.query_lvlm import QueryConfig, answer_video, build_queries
+    from zsar_cli.stages.query_lvlm import load_model as load_lvlm
+
+    if not world_lvlm_is_trained():
+        pytest.skip("builtin:world-lvlm is an untrained placeholder (BUILD.json steps < 100)")
+    gt_labels = read_gt_labels(chain["gt"])
     query = QueryConfig(
         model="builtin:world-lvlm",
-        descriptions_file=str(world / "descriptions.json"),
+        descriptions_file=str(chain["world"] / "descriptions.json"),
         device="cpu",
         batch_size=32,
     )
     lvlm = load_lvlm(query)
     queries, _ = build_queries(query)
-    answers = []
+    frames = chain["frames"]
+    tables = []
     for vid in sorted(gt_labels):
         video = frames.filter(pc.equal(frames.column("video_id"), vid))
         asked = [q for q in queries if q.label in gt_labels[vid]]
-        answers.append(answer_video(lvlm, video, "jpeg", asked, labels, query))
-    answers_path = root / "answers.parquet"
-    write_artifact(pa.concat_tables(answers), answers_path, "answers", query.provenance())
-    return {
-        "root": root,
-        "emb": emb_path,
-        "text": str(text_path),
-        "answers": str(answers_path),
-        "gt": str(gt_path),
-        "anomaly_emb": anomaly_emb,
-        "anomaly_gt": str(world / "anomaly" / "temporal_annotation.txt"),
-        "videos": len(gt_labels),
-    }
+        tables.append(answer_video(lvlm, video, "jpeg", asked, chain["labels"], query))
+    path = chain["root"] / "answers.parquet"
+    write_artifact(pa.concat_tables(tables), path, "answers", query.provenance())
+    return {**chain, "answers": str(path)}
 
 
 def _map50(chain, name: str, config: LocalizeConfig, gt_labels: bool = True) -> float:
@@ -137,23 +160,33 @@ def _map50(chain, name: str, config: LocalizeConfig, gt_labels: bool = True) -> 
     return float(score(out, chain["gt"]).summary()["mAP"]["0.5"])
 
 
-def test_world_zeal_map_and_clip_baseline(chain):
+def test_world_clip_baseline(chain):
+    """The CLIP-only baseline needs no LVLM: with T3AL's defaults (a 20-frame window on 20-26 s
+    videos smears every instance) and with a window suited to short actions."""
     assert chain["videos"] >= 20
-    zeal = _map50(chain, "zeal", LocalizeConfig())
-    compat = _map50(chain, "zeal_compat", LocalizeConfig(compat="zeal"))
-    presence = _map50(chain, "zeal_presence", LocalizeConfig(boundaries="presence"))
-    clip_default = _map50(chain, "clip", LocalizeConfig(method="clip"))
-    clip_tuned = _map50(chain, "clip_w3", LocalizeConfig(method="clip", window=3, max_gap=1))
+    default = _map50(chain, "clip", LocalizeConfig(method="clip"))
+    tuned = _map50(chain, "clip_w3", LocalizeConfig(method="clip", window=3, max_gap=1))
     print(
-        f"\nworld mAP@0.5 over {chain['videos']} videos: ZEAL {zeal:.3f}, ZEAL --compat zeal "
-        f"{compat:.3f}, ZEAL --boundaries presence {presence:.3f}, CLIP-only baseline "
-        f"{clip_default:.3f} (T3AL defaults) / {clip_tuned:.3f} (window 3, gap 1)"
+        f"\nworld CLIP-only baseline mAP@0.5: {default:.3f} (T3AL defaults), {tuned:.3f} "
+        "(window 3, gap 1)"
+    )
+    assert tuned >= 0.5 and tuned > default
+
+
+def test_world_zeal_map(answers):
+    zeal = _map50(answers, "zeal", LocalizeConfig())
+    compat = _map50(answers, "zeal_compat", LocalizeConfig(compat="zeal"))
+    presence = _map50(answers, "zeal_presence", LocalizeConfig(boundaries="presence"))
+    clip = _map50(answers, "clip_w3", LocalizeConfig(method="clip", window=3, max_gap=1))
+    print(
+        f"\nworld mAP@0.5 over {answers['videos']} videos: ZEAL {zeal:.3f}, ZEAL --compat zeal "
+        f"{compat:.3f}, ZEAL --boundaries presence {presence:.3f}; CLIP-only baseline {clip:.3f}"
     )
     # The world's start/end questions ("Does a red circle appear in this frame?", "Is a red
-    # circle still visible in this frame?") are both answerable only as presence from one
-    # frame, so ZEAL's own boundary step picks arbitrary frames inside each instance (with
-    # oracle presence answers it reaches mAP@0.5 ≈ 0.43; with oracle boundary answers ≈ 0.96).
-    # The bar is therefore asserted on boundaries derived from presence.
+    # circle still visible in this frame?") can only be answered as presence from one frame, so
+    # ZEAL's own boundary step picks arbitrary frames inside each instance (with oracle presence
+    # answers it reaches mAP@0.5 ≈ 0.43; with oracle boundary answers ≈ 0.96). The bar is
+    # therefore asserted on boundaries derived from presence; plain ZEAL is reported.
     assert presence >= 0.7
 
 
