@@ -20,7 +20,7 @@ from zsar_cli.cli.encode import (
     RANDOM_HELP,
     TEMPLATES_HELP,
 )
-from zsar_cli.stages.classify import ClassifyConfig
+from zsar_cli.stages.classify_config import ClassifyConfig
 from zsar_cli.stages.encode_config import PromptConfig
 from zsar_cli.stages.select_tokens_config import LVLMChoiceConfig
 

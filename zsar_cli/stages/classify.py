@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,13 @@ from zsar_cli.artifacts import (
 from zsar_cli.errors import ConfigError, InputError, ZsarError
 from zsar_cli.images import decode_image, image_encoding
 from zsar_cli.labels import Prompt, label_weights, read_labels
+
+# Re-exported: the config lives in a light module so the CLI can import it cheaply.
+from zsar_cli.stages.classify_config import POOLINGS as POOLINGS
+from zsar_cli.stages.classify_config import RUN_ONLY_FIELDS as RUN_ONLY_FIELDS
+from zsar_cli.stages.classify_config import ClassifyConfig as ClassifyConfig
 from zsar_cli.stages.encode import (
     DEFAULT_MODEL,
-    PromptConfig,
     Timings,
     embed_images,
     encode_prompts,
@@ -49,43 +53,7 @@ from zsar_cli.stages.encode import (
     prompts_for,
 )
 
-POOLINGS: tuple[str, ...] = ("mean-embedding", "mean-prob")
-RUN_ONLY_FIELDS = frozenset({"device", "batch_size", "workers", "strict", "top_k"})
 ARTIFACT_SUFFIXES = frozenset({".parquet", ".arrow", ".ipc"})
-
-
-@dataclass(frozen=True)
-class ClassifyConfig:
-    """Everything that decides a video's ranked labels, plus how the run executes."""
-
-    model: str = DEFAULT_MODEL
-    num_frames: int = 8
-    size: int | None = None
-    pooling: str = "mean-embedding"
-    top_k: int = 5
-    prompts: PromptConfig = field(default_factory=PromptConfig)
-    device: str = "auto"
-    precision: str = "fp32"
-    batch_size: int = 32
-    workers: int = 2
-    strict: bool = False
-
-    def validated(self) -> ClassifyConfig:
-        if self.pooling not in POOLINGS:
-            raise ConfigError(f"--pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
-        if self.num_frames < 1:
-            raise ConfigError(f"--num-frames must be >= 1 (got {self.num_frames})")
-        if self.top_k < 1:
-            raise ConfigError(f"--top-k must be >= 1 (got {self.top_k})")
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be >= 1 (got {self.batch_size})")
-        if self.workers < 1:
-            raise ConfigError(f"--workers must be >= 1 (got {self.workers})")
-        self.prompts.validated()
-        return self
-
-    def provenance(self) -> dict[str, object]:
-        return {k: v for k, v in asdict(self).items() if k not in RUN_ONLY_FIELDS}
 
 
 @dataclass
