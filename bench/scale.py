@@ -110,8 +110,8 @@ def main() -> None:
         print("| step | cost per frame | node-hours |")
         print("|---|---|---|")
         print(
-            f"| decode + sample (one worker, wall, measured) | {decode_ms:.1f} ms | {hours(decode_ms):.0f} "
-            f"core-h ({hours(decode_ms) / 16:.1f} h on 16 cores) |"
+            f"| decode + sample (one worker, wall, measured) | {decode_ms:.1f} ms | "
+            f"{hours(decode_ms):.0f} core-h ({hours(decode_ms) / 16:.1f} h on 16 cores) |"
         )
         print(f"| ViT-B/32 on this CPU (measured) | {cpu_ms:.1f} ms | {hours(cpu_ms):.0f} |")
         print(
