@@ -265,7 +265,7 @@ def test_labels_missing_from_answers(runner, world):
         "--answers",
         other,
         "-o",
-        tmp / "i.parquet",
+        tmp / "i3.parquet",
     )
     assert result.exit_code == 1 and "has a text embedding" in result.output
 
@@ -436,7 +436,16 @@ def test_anomaly_clip_and_lvlm(runner, tmp_path):
     assert [(r["t_start"], r["t_end"]) for r in rows] == [(4.5, 10.5)]
     # no normal prompt among the labels: a clear message
     result = invoke(
-        runner, "localize", "--method", "anomaly", "--embeddings", emb, "--text", text, "-o", out
+        runner,
+        "localize",
+        "--method",
+        "anomaly",
+        "--embeddings",
+        emb,
+        "--text",
+        text,
+        "-o",
+        tmp_path / "fs2.parquet",
     )
     assert result.exit_code == 1 and "pass --normal LABEL" in result.output
     # LVLM source: p_yes of the anomaly question, smoothed by a 3-frame moving average
@@ -457,9 +466,32 @@ def test_anomaly_clip_and_lvlm(runner, tmp_path):
         "--threshold",
         0.5,
         "-o",
-        out,
+        tmp_path / "fs_lvlm.parquet",
     )
     assert result.exit_code == 0, result.output
-    got = read_artifact(out, "frame_scores").table.column("score").to_pylist()
+    got = (
+        read_artifact(tmp_path / "fs_lvlm.parquet", "frame_scores")
+        .table.column("score")
+        .to_pylist()
+    )
     # frames 4..8 get (0,0,.9)/3=.3, (.9+.9)/3=.6, .9, .6, .3
     assert got[3:10] == pytest.approx([0, 0.3, 0.6, 0.9, 0.6, 0.3, 0])
+
+
+def test_sharded_localize_union_equals_unsharded_and_reruns_skip(runner, tmp_path):
+    videos = {f"v{i}": _frames(list(range(3 + i, 9 + i)), strength=0.9) for i in range(5)}
+    emb = write_embeddings(tmp_path / "emb.parquet", videos)
+    text = write_text(tmp_path / "text.parquet", kind="name")
+    base = ["localize", "--method", "clip", "--embeddings", emb, "--text", text, "--window", 3]
+    assert invoke(runner, *base, "-o", tmp_path / "all.parquet").exit_code == 0
+    for i in range(2):
+        res = invoke(runner, *base, "--shard", f"{i}/2", "-o", tmp_path / "parts")
+        assert res.exit_code == 0, res.output
+    whole = read_artifact(tmp_path / "all.parquet", "intervals").table
+    parts = read_artifact(tmp_path / "parts", "intervals").table
+    assert parts.replace_schema_metadata(None).equals(whole.replace_schema_metadata(None))
+    assert whole.num_rows >= 5
+    again = invoke(runner, *base, "-o", tmp_path / "all.parquet")
+    assert again.exit_code == 0 and "up to date" in again.output
+    other = invoke(runner, *base[:-1], 5, "-o", tmp_path / "all.parquet")
+    assert other.exit_code == 1 and "--force" in other.output

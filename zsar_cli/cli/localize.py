@@ -11,7 +11,13 @@ from typing import Annotated
 
 import typer
 
-from zsar_cli.cli.common import cli_errors, err_console, finish_batch
+from zsar_cli.cli.common import (
+    FORCE_OPTION,
+    SHARD_OPTION,
+    cli_errors,
+    err_console,
+    finish_batch,
+)
 from zsar_cli.stages.localize_config import LocalizeConfig
 
 # Defaults live once, on the stage's config (a module free of numpy/pyarrow imports).
@@ -164,9 +170,12 @@ def localize(
         ),
     ] = None,
     strict: Annotated[bool, typer.Option(help="Exit 1 if any video fails.")] = False,
+    shard: Annotated[str | None, SHARD_OPTION] = None,
+    force: Annotated[bool, FORCE_OPTION] = False,
 ) -> None:
     """Localize actions in time (ZEAL or a CLIP-only baseline) or score frames for anomalies."""
     with cli_errors():
+        from zsar_cli.sharding import parse_shard
         from zsar_cli.stages.localize import run
 
         config = LocalizeConfig(
@@ -206,7 +215,12 @@ def localize(
             output=output,
             output_format=output_format,
             intervals_output=intervals,
+            shard=parse_shard(shard),
+            force=force,
         )
+    if result.skipped:
+        err_console.print(f"up to date: {output} (same settings and inputs; --force to redo)")
+        return
     shown = 20
     for note in result.notes[:shown]:
         err_console.print(f"[yellow]note:[/] {note}", markup=True, soft_wrap=True)

@@ -35,9 +35,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from zsar_cli.artifacts import STDIO, build_table, read_artifact, write_artifact
+from zsar_cli.artifacts import STDIO, build_table, read_artifact, read_meta, write_artifact
 from zsar_cli.datasets import normalize_label
 from zsar_cli.errors import ConfigError, InputError
+from zsar_cli.sharding import Shard, plan_output, shard_output, shard_video_ids
 from zsar_cli.stages.localize_config import LocalizeConfig
 from zsar_cli.stages.localize_scores import (
     clip_anomaly_scores,
@@ -70,6 +71,7 @@ class LocalizeResult:
     failed: int = 0
     notes: list[str] = field(default_factory=list)
     labels_used: dict[str, list[str]] = field(default_factory=dict)
+    skipped: bool = False  # the output was already complete with these settings
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,11 +137,14 @@ def _list_matrix(column: pa.ChunkedArray | pa.Array, source: str, what: str) -> 
     return matrix
 
 
-def read_frames(path: str, with_embeddings: bool = True) -> tuple[dict[str, VideoFrames], Any]:
-    """Per-video frames of an `embeddings` artifact (error rows → a VideoFrames with `error`)."""
+def read_frames(
+    path: str, with_embeddings: bool = True, owned: set[str] | None = None
+) -> tuple[dict[str, VideoFrames], Any]:
+    """Per-video frames of an `embeddings` artifact (error rows → a VideoFrames with `error`);
+    only the videos in `owned` (a shard's) when given."""
     columns = ["video_id", "frame_index", "timestamp", "error"]
     art = read_artifact(path, "embeddings", columns=[*columns, "embedding"])
-    table = art.table
+    table = _only_videos(art.table, owned)
     source = art.source
     videos = np.asarray(table.column("video_id").to_pylist(), dtype=object)
     errors = table.column("error").to_pylist()
@@ -173,6 +178,14 @@ def read_frames(path: str, with_embeddings: bool = True) -> tuple[dict[str, Vide
         # A video with some good frames is usable; its error rows (if any) are dropped.
         result[vid] = VideoFrames(vid, indices, ts[sel], None if emb is None else emb[sel])
     return result, art.meta
+
+
+def _only_videos(table: pa.Table, owned: set[str] | None) -> pa.Table:
+    if owned is None:
+        return table
+    import pyarrow.compute as pc
+
+    return table.filter(pc.is_in(table.column("video_id"), value_set=pa.array(sorted(owned))))
 
 
 def _label_rows(table: pa.Table) -> dict[str, list[tuple[str, int]]]:
@@ -217,13 +230,13 @@ class AnswerSeries:
 
 
 def read_answers(
-    path: str, kinds: Sequence[str]
+    path: str, kinds: Sequence[str], owned: set[str] | None = None
 ) -> tuple[dict[tuple[str, str, str], AnswerSeries], dict[str, str], Any]:
     """(video, label, query_kind) → per-frame p_yes sorted by frame, for frame-level rows of
     the given kinds; plus per-video upstream errors."""
     columns = ["video_id", "frame_index", "timestamp", "label", "query_kind", "p_yes", "error"]
     art = read_artifact(path, "answers", columns=columns)
-    table = art.table
+    table = _only_videos(art.table, owned)
     names = set(table.schema.names)
     n = table.num_rows
     videos = np.asarray(table.column("video_id").to_pylist(), dtype=object)
@@ -606,11 +619,39 @@ def run(
     output: str | None = None,
     output_format: str = "parquet",
     intervals_output: str | None = None,
+    shard: Shard | None = None,
+    force: bool = False,
 ) -> LocalizeResult:
-    """Read the artifacts, run the method, write the outputs (when paths are given)."""
+    """Read the artifacts, run the method, write the outputs (when paths are given).
+
+    With `shard`, only that shard's videos (by the ids of the embeddings, else the answers) and
+    part files in the output folders; an output complete with the same settings is skipped
+    (`result.skipped`), one made with other settings refused unless `force`.
+    """
     config.validate()
     if output_format not in ("parquet", "activitynet"):
         raise ConfigError(f"--format {output_format!r}: choose parquet or activitynet")
+    if shard is not None and output_format == "activitynet":
+        raise ConfigError("--shard writes Parquet parts; merge them, then convert with --format")
+    owned = None
+    if shard is not None:
+        source = embeddings or answers
+        if source is None:
+            raise ConfigError("--shard needs --embeddings or --answers to know the videos")
+        ids = read_artifact(source, columns=["video_id"]).table.column("video_id").to_pylist()
+        owned = shard_video_ids(ids, shard)
+    if output is not None:
+        output = shard_output(output, shard)
+        kind = "frame_scores" if config.method == "anomaly" else "intervals"
+        if output_format == "parquet":
+            inputs = [p for p in (embeddings, text, answers) if p is not None]
+            keys = [read_meta(p).cache_key for p in inputs if p != "-"]
+            keys += [f"shard:{shard}"] if shard is not None else []
+            plan = plan_output(output, kind, config, keys, force)
+            if plan.up_to_date:
+                return LocalizeResult(notes=[f"up to date: {output}"], skipped=True)
+    if intervals_output is not None:
+        intervals_output = shard_output(intervals_output, shard)
     gt = read_gt_labels(gt_labels) if gt_labels is not None else None
     if gt is not None and not config.use_gt_labels:
         config = _replace(config, use_gt_labels=True)
@@ -628,9 +669,9 @@ def run(
         raise ConfigError(f"--method {config.method} needs --answers (LVLM p_yes)")
 
     if config.method == "zeal":
-        frames, emb_meta = read_frames(embeddings)
+        frames, emb_meta = read_frames(embeddings, owned=owned)
         labels, label_emb, text_meta = read_text(text, prefer=("description", "descriptor"))
-        series, errors, ans_meta = read_answers(answers, ("start", "end"))
+        series, errors, ans_meta = read_answers(answers, ("start", "end"), owned)
         upstream = [emb_meta.cache_key, text_meta.cache_key, ans_meta.cache_key]
         _check_dims(frames, label_emb, embeddings, text)
         unknown = sorted({lb for (_, lb, _) in series} - set(labels))
@@ -648,7 +689,7 @@ def run(
         for vid in sorted({v for (v, _, _) in series} - set(frames)):
             result.notes.append(f"video {vid}: has answers but no frames in {embeddings}; skipped")
     elif config.method == "clip":
-        frames, emb_meta = read_frames(embeddings)
+        frames, emb_meta = read_frames(embeddings, owned=owned)
         labels, label_emb, text_meta = read_text(text, prefer=("name", "template", "descriptor"))
         upstream = [emb_meta.cache_key, text_meta.cache_key]
         _check_dims(frames, label_emb, embeddings, text)
@@ -657,7 +698,7 @@ def run(
         fps_note = _fps_note(frames, embeddings, config)
         result = localize_clip(frames, labels, label_emb, config, gt, scale)
     else:
-        result, upstream, fps_note, scale = _run_anomaly(config, embeddings, text, answers)
+        result, upstream, fps_note, scale = _run_anomaly(config, embeddings, text, answers, owned)
         if scale is not None:
             extra["logit_scale"] = scale
     result.notes[:0] = notes + ([fps_note] if fps_note else [])
@@ -698,12 +739,16 @@ def _check_dims(
 
 
 def _run_anomaly(
-    config: LocalizeConfig, embeddings: str | None, text: str | None, answers: str | None
+    config: LocalizeConfig,
+    embeddings: str | None,
+    text: str | None,
+    answers: str | None,
+    owned: set[str] | None = None,
 ) -> tuple[LocalizeResult, list[str], str | None, float | None]:
     video_scores: dict[str, tuple[VideoFrames, np.ndarray]] = {}
     if config.source == "clip":
         assert embeddings is not None and text is not None
-        frames, emb_meta = read_frames(embeddings)
+        frames, emb_meta = read_frames(embeddings, owned=owned)
         labels, label_emb, text_meta = read_text(text, prefer=("name", "template", "descriptor"))
         _check_dims(frames, label_emb, embeddings, text)
         normal, _ = _match_labels(config.normal_labels, labels)
@@ -740,7 +785,7 @@ def _run_anomaly(
             scale,
         )
     assert answers is not None
-    series, errors, ans_meta = read_answers(answers, ("anomaly",))
+    series, errors, ans_meta = read_answers(answers, ("anomaly",), owned)
     if not series and not errors:
         raise InputError(f"{answers}: no frame-level anomaly answers (query_kind anomaly)")
     per_video: dict[str, list[AnswerSeries]] = {}
