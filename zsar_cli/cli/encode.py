@@ -18,6 +18,7 @@ from zsar_cli.cli.common import (
     err_console,
     finish_batch,
 )
+from zsar_cli.engines import DEFAULT_ENGINE, ENGINE_OPTION, RAY_ADDRESS_OPTION, check_engine
 from zsar_cli.stages.encode_config import EncodeConfig, PromptConfig, TextEncodeConfig
 
 _D = EncodeConfig()
@@ -75,6 +76,8 @@ def encode(
     ),
     shard: Annotated[str | None, SHARD_OPTION] = None,
     force: Annotated[bool, FORCE_OPTION] = False,
+    engine: Annotated[str, ENGINE_OPTION] = DEFAULT_ENGINE,
+    ray_address: Annotated[str | None, RAY_ADDRESS_OPTION] = None,
 ) -> None:
     """Embed every frame of a frames artifact with a CLIP image encoder."""
     with cli_errors():
@@ -90,7 +93,12 @@ def encode(
             patch_tokens=patch_tokens,
             strict=strict,
         ).validated()
-        summary = stage.run(frames, output, config, shard=parse_shard(shard), force=force)
+        if check_engine(engine, shard, ray_address) == "ray":
+            from zsar_cli.engines.ray_engine import encode_with_ray
+
+            summary = encode_with_ray(frames, output, config, address=ray_address, force=force)
+        else:
+            summary = stage.run(frames, output, config, shard=parse_shard(shard), force=force)
     if summary.skipped:
         err_console.print(f"up to date: {output} (same settings and inputs; --force to redo)")
     err_console.print(

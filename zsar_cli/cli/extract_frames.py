@@ -15,6 +15,7 @@ from zsar_cli.cli.common import (
     finish_batch,
     show_progress,
 )
+from zsar_cli.engines import DEFAULT_ENGINE, ENGINE_OPTION, RAY_ADDRESS_OPTION, check_engine
 from zsar_cli.stages.extract_frames_config import ExtractConfig
 
 _D = ExtractConfig()
@@ -83,6 +84,8 @@ def extract_frames(
     strict: Annotated[bool, typer.Option(help="Exit 1 if any video fails.")] = _D.strict,
     shard: Annotated[str | None, SHARD_OPTION] = None,
     force: Annotated[bool, FORCE_OPTION] = False,
+    engine: Annotated[str, ENGINE_OPTION] = DEFAULT_ENGINE,
+    ray_address: Annotated[str | None, RAY_ADDRESS_OPTION] = None,
 ) -> None:
     """Sample frames from videos with the real ffmpeg; real presentation timestamps."""
     with cli_errors():
@@ -108,7 +111,14 @@ def extract_frames(
         videos = stage.resolve_inputs([str(p) for p in inputs])
         if part is not None:
             videos = part.select(videos)
-        summary = _run_with_progress(stage, videos, output, config, part, force)
+        if check_engine(engine, shard, ray_address) == "ray":
+            from zsar_cli.engines.ray_engine import extract_with_ray
+
+            summary = extract_with_ray(
+                [], output, config, videos=videos, address=ray_address, force=force
+            )
+        else:
+            summary = _run_with_progress(stage, videos, output, config, part, force)
     if summary.skipped:
         err_console.print(f"up to date: {output} (same settings and inputs; --force to redo)")
     for video_id, message in summary.errors:
