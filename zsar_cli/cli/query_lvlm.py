@@ -10,8 +10,14 @@ from typing import Annotated
 
 import typer
 
-from zsar_cli.cli.common import cli_errors, err_console, finish_batch
-from zsar_cli.stages.query_lvlm import QueryConfig
+from zsar_cli.cli.common import (
+    FORCE_OPTION,
+    SHARD_OPTION,
+    cli_errors,
+    err_console,
+    finish_batch,
+)
+from zsar_cli.stages.query_lvlm_config import QueryConfig
 
 _D = QueryConfig()
 
@@ -98,9 +104,12 @@ def query_lvlm(
             "from FRAMES): one clip-level answer per video, yesno or choice mode."
         ),
     ] = None,
+    shard: Annotated[str | None, SHARD_OPTION] = None,
+    force: Annotated[bool, FORCE_OPTION] = False,
 ) -> None:
     """Ask an LVLM about every frame (or clip); confidences come from one forward pass."""
     with cli_errors():
+        from zsar_cli.sharding import parse_shard
         from zsar_cli.stages import query_lvlm as stage
 
         config = QueryConfig(
@@ -127,7 +136,9 @@ def query_lvlm(
 
             summary = self_res.run_from_tokens(frames, tokens, output, config)
         else:
-            summary = stage.run(frames, output, config)
+            summary = stage.run(frames, output, config, shard=parse_shard(shard), force=force)
+    if getattr(summary, "skipped", False):
+        err_console.print(f"up to date: {output} (same settings and inputs; --force to redo)")
     resumed = (
         f" ({summary.resumed_videos} resumed from a checkpoint)" if summary.resumed_videos else ""
     )

@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from zsar_cli.artifacts import build_table, write_artifact
 from zsar_cli.errors import ConfigError, InputError, ModelError
 
 DEFAULT_MODEL = "hf:HuggingFaceTB/SmolLM2-360M-Instruct"
@@ -237,6 +236,9 @@ def records_from_file(
 
 
 def descriptions_table(records: Sequence[dict[str, Any]]) -> Any:
+    # pyarrow is imported only here: the CLI imports this module's config for its defaults.
+    from zsar_cli.artifacts import build_table
+
     return build_table(
         "descriptions",
         {
@@ -280,6 +282,8 @@ def run(
         )
         source = "\n".join(labels).encode()
     upstream = ["labels:" + hashlib.sha256(source).hexdigest()[:32]]
+    from zsar_cli.artifacts import write_artifact
+
     key = write_artifact(
         descriptions_table(records), output, "descriptions", cfg.provenance(), upstream
     )

@@ -20,7 +20,7 @@ import contextlib
 import hashlib
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,82 +32,26 @@ from zsar_cli.artifacts import (
     ArtifactWriter,
     build_table,
     compute_cache_key,
-    iter_batches,
     iter_video_groups,
     read_artifact,
     write_artifact,
 )
-from zsar_cli.errors import ConfigError, InputError
+from zsar_cli.errors import InputError
 from zsar_cli.images import decode_image, image_encoding
+from zsar_cli.runner import shard_batches
+from zsar_cli.sharding import Shard, plan_output, shard_output
+from zsar_cli.stages.query_lvlm_config import DEFAULT_CHOICE_QUESTION as DEFAULT_CHOICE_QUESTION
 
-DEFAULT_MODEL = "hf:HuggingFaceTB/SmolVLM2-256M-Video-Instruct"
-ZEAL_FRAME_PROMPT = "This is a frame from a video of {label}. {question} Only answer yes or no."
-DEFAULT_CHOICE_QUESTION = "Which of these is shown?"
-MODES: tuple[str, ...] = ("yesno", "choice", "generate")
-LEVELS: tuple[str, ...] = ("frame", "clip")
-QUERY_KINDS: tuple[str, ...] = ("start", "end", "class", "choice", "anomaly", "question")
-# How a run executes, never what it writes: kept out of the cache key.
-RUN_ONLY_FIELDS = frozenset({"device", "batch_size", "strict", "checkpoint_videos"})
+# Re-exported: the config lives in a light module so the CLI can import it cheaply.
+from zsar_cli.stages.query_lvlm_config import DEFAULT_MODEL as DEFAULT_MODEL
+from zsar_cli.stages.query_lvlm_config import LEVELS as LEVELS
+from zsar_cli.stages.query_lvlm_config import MODES as MODES
+from zsar_cli.stages.query_lvlm_config import QUERY_KINDS as QUERY_KINDS
+from zsar_cli.stages.query_lvlm_config import RUN_ONLY_FIELDS as RUN_ONLY_FIELDS
+from zsar_cli.stages.query_lvlm_config import ZEAL_FRAME_PROMPT as ZEAL_FRAME_PROMPT
+from zsar_cli.stages.query_lvlm_config import QueryConfig as QueryConfig
+
 SEGMENT_FIELD = pa.field("segment", pa.int32())
-
-
-@dataclass(frozen=True)
-class QueryConfig:
-    """Which model answers, which questions are asked, at which level, and how."""
-
-    model: str = DEFAULT_MODEL
-    mode: str = "yesno"
-    level: str = "frame"
-    question: str | None = None
-    questions_file: str | None = None
-    labels_file: str | None = None
-    descriptions_file: str | None = None
-    frame_prompt: str = ZEAL_FRAME_PROMPT
-    choice_question: str = DEFAULT_CHOICE_QUESTION
-    query_kind: str | None = None
-    max_frames: int = 8
-    max_pixels: int = 512 * 512
-    max_new_tokens: int = 32
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int = 8
-    trust_remote_code: bool = False
-    checkpoint_videos: int = 8
-    strict: bool = False
-
-    def validated(self) -> QueryConfig:
-        if self.mode not in MODES:
-            raise ConfigError(f"--mode {self.mode!r}: choose one of {', '.join(MODES)}")
-        if self.level not in LEVELS:
-            raise ConfigError(f"--level {self.level!r}: choose one of {', '.join(LEVELS)}")
-        if self.query_kind is not None and self.query_kind not in QUERY_KINDS:
-            raise ConfigError(f"--query-kind {self.query_kind!r}: one of {', '.join(QUERY_KINDS)}")
-        for name in (
-            "max_frames",
-            "max_pixels",
-            "max_new_tokens",
-            "batch_size",
-            "checkpoint_videos",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
-        if self.question is not None and self.questions_file is not None:
-            raise ConfigError("--question and --questions are alternatives; give one")
-        if "{question}" not in self.frame_prompt:
-            raise ConfigError(f"--frame-prompt {self.frame_prompt!r} must contain {{question}}")
-        if self.mode == "choice":
-            if self.labels_file is None:
-                raise ConfigError("--mode choice needs --labels (the options)")
-            if self.descriptions_file is not None:
-                raise ConfigError("--mode choice does not use --descriptions")
-        elif (
-            self.question is None and self.questions_file is None and self.descriptions_file is None
-        ):
-            raise ConfigError("give --question, --questions or --descriptions (what to ask)")
-        return self
-
-    def provenance(self) -> dict[str, object]:
-        return {k: v for k, v in asdict(self).items() if k not in RUN_ONLY_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -366,6 +310,7 @@ class QuerySummary:
     rows: int
     resumed_videos: int
     cache_key: str
+    skipped: bool = False  # the output was already complete with these settings
 
 
 def load_model(config: QueryConfig) -> Any:
@@ -388,13 +333,30 @@ def run(
     config: QueryConfig,
     lvlm: Any | None = None,
     on_video: Callable[[str], None] | None = None,
+    shard: Shard | None = None,
+    force: bool = False,
 ) -> QuerySummary:
-    """Stream a `frames` artifact video by video through the LVLM into an `answers` artifact."""
+    """Stream a `frames` artifact video by video through the LVLM into an `answers` artifact.
+
+    With `shard`, only that shard's videos, into a part file of the output folder; an output
+    complete with the same settings is skipped, one made with other settings refused unless
+    `force`.
+    """
     cfg = config.validated()
     queries, labels = build_queries(cfg)
-    meta, batches = iter_batches(frames, "frames", batch_size=256)
-    upstream = [meta.cache_key, queries_key(queries, labels)]
+    meta, input_key, batches = shard_batches(str(frames), "frames", shard, batch_size=256)
+    upstream = [input_key, queries_key(queries, labels)]
     provenance = cfg.provenance()
+    output = shard_output(str(output), shard)
+    plan = plan_output(output, "answers", provenance, upstream, force)
+    if plan.up_to_date:
+        done_table = read_artifact(output, "answers", columns=["video_id", "error"]).table
+        ids = done_table.column("video_id").to_pylist()
+        errs = done_table.column("error").to_pylist()
+        bad = {v for v, e in zip(ids, errs, strict=True) if e is not None}
+        return QuerySummary(
+            len(set(ids)), len(bad), done_table.num_rows, 0, plan.cache_key, skipped=True
+        )
     key = compute_cache_key("answers", provenance, upstream)
     extra = {"model_spec": cfg.model, "mode": cfg.mode, "level": cfg.level}
     resumable = str(output) != STDIO
