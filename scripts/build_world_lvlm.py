@@ -39,6 +39,8 @@ from zsar_cli.synthetic import (
     COLORS,
     LABELS,
     SHAPES,
+    WorldObject,
+    object_mask,
     random_object,
     render_frame,
 )
@@ -100,6 +102,12 @@ ANOMALY_QUESTIONS = (
     "Is something other than {background} visible?",
     "Is this frame not just {background}?",
 )
+ATTRIBUTE_QUESTIONS = (
+    "Is there something {color} in this frame?",
+    "Is there a {shape} in this frame?",
+    "Is the object {color}?",
+    "Is the object a {shape}?",
+)
 EMPTY_QUESTIONS = ("Is this frame {background}?", "Does this frame show only {background}?")
 CHOICE_QUESTIONS = (
     "Which of these is in the frame?",
@@ -122,15 +130,14 @@ def jpeg_roundtrip(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
 
 
-def random_frame(
+def render_random(
     rng: np.random.Generator, n_objects: int, render: bool = True
-) -> tuple[np.ndarray | None, list[str]]:
+) -> tuple[np.ndarray | None, list[WorldObject], int, int]:
+    """A random frame (size, background, noise, objects), JPEG round-tripped, and its objects."""
     width, height = SIZES[int(rng.integers(len(SIZES)))]
-    objects = []
-    for _ in range(n_objects):
-        objects.append(random_object(rng, width, height, max_speed=0.0))
+    objects = [random_object(rng, width, height, max_speed=0.0) for _ in range(n_objects)]
     if not render:
-        return None, [o.label for o in objects]
+        return None, objects, width, height
     frame = render_frame(
         width,
         height,
@@ -139,7 +146,37 @@ def random_frame(
         noise_sigma=float(rng.uniform(0, 12)),
         rng=rng,
     )
-    return jpeg_roundtrip(frame, rng), [o.label for o in objects]
+    return jpeg_roundtrip(frame, rng), objects, width, height
+
+
+def random_frame(
+    rng: np.random.Generator, n_objects: int, render: bool = True
+) -> tuple[np.ndarray | None, list[str]]:
+    frame, objects, _, _ = render_random(rng, n_objects, render)
+    return frame, [o.label for o in objects]
+
+
+def token_targets(objects: list[WorldObject], width: int, height: int) -> tuple[list, list]:
+    """Per image token (row-major over the token grid): color class and shape class, 0 = none.
+
+    The processor squashes the frame to a square, so token (r, c) covers the same fraction of the
+    original frame; a token belongs to the top-most object covering >= 15% of its area.
+    """
+    side = IMAGE_SIDE // PATCH // SCALE_FACTOR
+    colors = [0] * side * side
+    shapes = [0] * side * side
+    for obj in objects:
+        mask = object_mask(obj.shape, obj.cx, obj.cy, obj.size * min(width, height), width, height)
+        for r in range(side):
+            for c in range(side):
+                cell = mask[
+                    r * height // side : (r + 1) * height // side,
+                    c * width // side : (c + 1) * width // side,
+                ]
+                if cell.size and cell.mean() >= 0.15:
+                    colors[r * side + c] = 1 + list(COLORS).index(obj.color)
+                    shapes[r * side + c] = 1 + SHAPES.index(obj.shape)
+    return colors, shapes
 
 
 def near_label(rng: np.random.Generator, label: str) -> str:
@@ -152,13 +189,30 @@ def near_label(rng: np.random.Generator, label: str) -> str:
     return f"a {other_c[int(rng.integers(len(other_c)))]} {shape}"
 
 
-KINDS = ("presence", "zeal", "anomaly", "choice")
-KIND_WEIGHTS = (0.33, 0.25, 0.12, 0.30)
+KINDS = ("presence", "zeal", "anomaly", "attribute", "choice")
+KIND_WEIGHTS = (0.28, 0.22, 0.10, 0.10, 0.30)
+
+
+def curriculum(step: int) -> tuple[tuple[str, ...], tuple[float, ...], int]:
+    """(kinds, weights, most options) at a training step. Questions answerable from the image
+    alone come first (any object?), then single attributes, then labels and lettered options:
+    mixed from the start, the model learns the answer prior and stops looking at the image."""
+    if step < 150:
+        return ("anomaly",), (1.0,), 2
+    if step < 600:
+        return ("anomaly", "attribute", "choice"), (0.3, 0.5, 0.2), 3
+    if step < 1200:
+        return (
+            ("anomaly", "attribute", "presence", "zeal", "choice"),
+            (0.1, 0.2, 0.25, 0.15, 0.3),
+            6,
+        )
+    return KINDS, KIND_WEIGHTS, 12
 
 
 def sample_example(
-    rng: np.random.Generator, render: bool = True, kind: str | None = None
-) -> tuple[np.ndarray, str, str]:
+    rng: np.random.Generator, render: bool = True, kind: str | None = None, max_options: int = 12
+) -> tuple[np.ndarray, str, str, list[str]]:
     """(frame, user text, answer) — answer is " Yes", " No" or " X" (an option letter).
 
     `render=False` skips drawing the frame (frame is None), for the tokenizer corpus."""
@@ -171,15 +225,17 @@ def sample_example(
     if kind == "anomaly":
         if present and rng.random() < 0.3:
             q = fill(EMPTY_QUESTIONS[int(rng.integers(len(EMPTY_QUESTIONS)))], LABELS[0])
-            return frame, q, " No"
+            return frame, q, " No", present
         q = fill(ANOMALY_QUESTIONS[int(rng.integers(len(ANOMALY_QUESTIONS)))], LABELS[0])
         if not present and rng.random() < 0.3:
             q = fill(EMPTY_QUESTIONS[int(rng.integers(len(EMPTY_QUESTIONS)))], LABELS[0])
-            return frame, q, " Yes"
-        return frame, q, " Yes" if present else " No"
+            return frame, q, " Yes", present
+        return frame, q, " Yes" if present else " No", present
     if kind == "choice":
         truth = present[0] if present else BACKGROUND_PHRASE
-        n_opt = int(rng.integers(2, 13)) if rng.random() < 0.4 else int(rng.integers(2, 7))
+        n_opt = int(rng.integers(2, max_options + 1))
+        if max_options > 6 and rng.random() < 0.5:
+            n_opt = int(rng.integers(2, 7))
         pool = [lab for lab in LABELS if lab != truth]
         if rng.random() < 0.3 or not present:
             pool.append(BACKGROUND_PHRASE) if truth != BACKGROUND_PHRASE else None
@@ -187,7 +243,19 @@ def sample_example(
         rng.shuffle(options)
         question = CHOICE_QUESTIONS[int(rng.integers(len(CHOICE_QUESTIONS)))]
         letter = OPTION_LETTERS[options.index(truth)]
-        return frame, format_choice_prompt(question, options), " " + letter
+        return frame, format_choice_prompt(question, options), " " + letter, present
+    if kind == "attribute":
+        template = ATTRIBUTE_QUESTIONS[int(rng.integers(len(ATTRIBUTE_QUESTIONS)))]
+        if present and rng.random() < 0.5:
+            label = present[0]
+        else:
+            label = LABELS[int(rng.integers(len(LABELS)))]
+        color, shape = label.split()[1:]
+        if "{color}" in template:
+            truth = any(p.split()[1] == color for p in present)
+        else:
+            truth = any(p.split()[2] == shape for p in present)
+        return frame, fill(template, label), " Yes" if truth else " No", present
     # presence / zeal: ask about the present label half the time, else a (mostly hard) negative
     if present and rng.random() < 0.5:
         label = present[int(rng.integers(len(present)))]
@@ -201,7 +269,7 @@ def sample_example(
     else:
         question = fill(START_END_QUESTIONS[int(rng.integers(len(START_END_QUESTIONS)))], label)
         q = ZEAL_FRAME_PROMPT.format(label=label, question=question)
-    return frame, q, answer
+    return frame, q, answer, present
 
 
 def build_tokenizer(processor_template: str, rng: np.random.Generator):
@@ -211,7 +279,7 @@ def build_tokenizer(processor_template: str, rng: np.random.Generator):
 
     corpus = []
     for _ in range(6000):
-        _, text, answer = sample_example(rng, render=False)
+        _, text, answer, _ = sample_example(rng, render=False)
         corpus.append(f"User: {text}\nAssistant:{answer}")
     # Every yes/no spelling and option letter must exist as a single token.
     # (each also alone on a line, so the spellings without a leading space are merged too)
@@ -276,7 +344,7 @@ def make_model(tokenizer):
             "model_type": "llama",
             "vocab_size": len(tokenizer),
             "hidden_size": 128,
-            "intermediate_size": 320,
+            "intermediate_size": 256,
             "num_hidden_layers": 3,
             "num_attention_heads": 4,
             "num_key_value_heads": 4,
@@ -294,18 +362,129 @@ def make_model(tokenizer):
     return Idefics3ForConditionalGeneration(config)
 
 
-def make_batch(processor, rng: np.random.Generator, size: int):
+def make_batch(processor, rng: np.random.Generator, size: int, step: int):
     # One question kind per batch: prompts of similar length pad little (choice prompts are long).
-    kind = str(rng.choice(KINDS, p=KIND_WEIGHTS))
+    kinds, weights, max_options = curriculum(step)
+    kind = str(rng.choice(kinds, p=weights))
     frames, texts = [], []
     for _ in range(size):
-        frame, text, answer = sample_example(rng, kind=kind)
+        frame, text, answer, _ = sample_example(rng, kind=kind, max_options=max_options)
         frames.append([frame])
         texts.append(chat_prompt(processor, 1, text) + answer + "<end_of_utterance>")
     batch = processor(text=texts, images=frames, return_tensors="pt", padding=True)
     mask = batch["attention_mask"]
     batch["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
+    batch["kind"] = kind
     return batch
+
+
+def pretrain_vision(model, processor, rng: np.random.Generator, steps: int, batch: int, lr: float):
+    """Stage 1: teach the vision tower + connector to see the world, with temporary heads that
+    predict each image token's color and shape (dense targets from the rendered masks).
+
+    Without it the language model learns the answer prior and stops looking at the image: at
+    initialisation a small object barely changes the image tokens.
+    """
+    inner = model.model
+    hidden = model.config.text_config.hidden_size
+    # Image tokens are also pulled towards the LM's embeddings of their words (" red" + " circle",
+    # " gray" for background): attributes then dominate the tokens' directions, so asking about
+    # an attribute becomes matching a word against image tokens.
+    embed = model.get_input_embeddings().weight
+    tok = processor.tokenizer
+    word_ids = [tok.encode(" " + w, add_special_tokens=False)[0] for w in ("gray", *COLORS)]
+    shape_ids = [tok.encode(" " + w, add_special_tokens=False)[0] for w in ("gray", *SHAPES)]
+    color_head = torch.nn.Linear(hidden, 1 + len(COLORS))
+    shape_head = torch.nn.Linear(hidden, 1 + len(SHAPES))
+    params = [
+        *inner.vision_model.parameters(),
+        *inner.connector.parameters(),
+        *color_head.parameters(),
+        *shape_head.parameters(),
+    ]
+    optim = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=lr, total_steps=steps, pct_start=0.1)
+    running = None
+    for step in range(steps):
+        frames, color_t, shape_t = [], [], []
+        for _ in range(batch):
+            n_objects = int(rng.choice([0, 1, 2], p=[0.15, 0.7, 0.15]))
+            frame, objects, width, height = render_random(rng, n_objects)
+            frames.append([frame])
+            colors, shapes = token_targets(objects, width, height)
+            color_t.append(colors)
+            shape_t.append(shapes)
+        pixels = processor.image_processor(frames, return_tensors="pt")["pixel_values"]
+        tokens = torch.stack(inner.get_image_features(pixel_values=pixels).pooler_output)
+        color_t, shape_t = torch.tensor(color_t), torch.tensor(shape_t)
+        color_logits, shape_logits = color_head(tokens), shape_head(tokens)
+        loss = torch.nn.functional.cross_entropy(color_logits.flatten(0, 1), color_t.flatten())
+        loss = loss + torch.nn.functional.cross_entropy(
+            shape_logits.flatten(0, 1), shape_t.flatten()
+        )
+        with torch.no_grad():
+            target = (
+                embed[torch.tensor(word_ids)][color_t] + embed[torch.tensor(shape_ids)][shape_t]
+            )
+            target = target / embed.std()  # the direction matters; RMSNorm removes the scale
+        loss = loss + torch.nn.functional.mse_loss(tokens, target)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+        sched.step()
+        running = loss.item() if running is None else 0.9 * running + 0.1 * loss.item()
+        if step % 25 == 0 or step == steps - 1:
+            obj = shape_t > 0
+            acc_c = (color_logits.argmax(-1)[obj] == color_t[obj]).float().mean().item()
+            acc_s = (shape_logits.argmax(-1)[obj] == shape_t[obj]).float().mean().item()
+            print(
+                f"vision {step:4d}  loss {running:.4f}  object-token color {acc_c:.2f} "
+                f"shape {acc_s:.2f}",
+                flush=True,
+            )
+
+
+def scene_words(present: list[str]) -> str:
+    """The objects of a frame in words ("red circle, blue square"), or "gray" when empty."""
+    return ", ".join(label.split(" ", 1)[1] for label in present) if present else "gray"
+
+
+def pretrain_matching(
+    model, processor, rng: np.random.Generator, steps: int, batch: int, lr: float
+) -> None:
+    """Stage 2: text-only warm-up of the language model. The frame is replaced by its objects in
+    words ("red circle. Is there something red in this frame?"), so the model first learns to
+    match the asked words against words in context; image tokens were pulled towards the same
+    word embeddings in stage 1, so the matching carries over to frames.
+    """
+    optim = torch.optim.AdamW(model.model.text_model.parameters(), lr=lr, weight_decay=0.01)
+    optim.add_param_group({"params": list(model.lm_head.parameters())})
+    running: dict[str, float] = {}
+    for step in range(steps):
+        kind = str(rng.choice(KINDS, p=KIND_WEIGHTS))
+        texts = []
+        for _ in range(batch):
+            _, text, answer, present = sample_example(rng, render=False, kind=kind)
+            prompt = chat_prompt(processor, 0, f"{scene_words(present)}. {text}")
+            texts.append(prompt + answer + "<end_of_utterance>")
+        enc = processor.tokenizer(
+            texts, return_tensors="pt", padding=True, add_special_tokens=False
+        )
+        position_ids = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        out = model(**enc, position_ids=position_ids, logits_to_keep=3, use_cache=False)
+        logits = out.logits[:, :2]
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), enc["input_ids"][:, -2:].reshape(-1)
+        )
+        optim.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optim.step()
+        prev = running.get(kind)
+        running[kind] = loss.item() if prev is None else 0.9 * prev + 0.1 * loss.item()
+        if step % 50 == 0 or step == steps - 1:
+            losses = "  ".join(f"{k} {v:.3f}" for k, v in sorted(running.items()))
+            print(f"words {step:5d}  {losses}", flush=True)
 
 
 def evaluate(model_dir: Path, seed: int, n: int = 240) -> tuple[float, float]:
@@ -368,9 +547,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--vision-steps", type=int, default=400)
+    parser.add_argument("--text-steps", type=int, default=800)
+    parser.add_argument("--batch", type=int, default=24)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -386,6 +567,8 @@ def main() -> None:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"vocab {len(tokenizer)}, params {n_params / 1e6:.2f} M, image tokens {IMAGE_SEQ_LEN}")
 
+    pretrain_vision(model, processor, rng, args.vision_steps, 64, 3 * args.lr)
+    pretrain_matching(model, processor, rng, args.text_steps, 48, args.lr)
     optim = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     warmup = max(1, args.steps // 20)
 
@@ -395,9 +578,10 @@ def main() -> None:
         return 0.5 * (1 + np.cos(np.pi * (step - warmup) / max(1, args.steps - warmup)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(optim, lr_at)
-    running = None
+    running: dict[str, float] = {}
     for step in range(args.steps):
-        batch = make_batch(processor, rng, args.batch)
+        batch = make_batch(processor, rng, args.batch, step)
+        kind = batch.pop("kind")
         out = model(**batch, logits_to_keep=3, use_cache=False)
         # Left padding puts every answer at -2 and its end-of-utterance at -1.
         logits = out.logits[:, :2]
@@ -410,9 +594,11 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optim.step()
         sched.step()
-        running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
-        if step % 25 == 0 or step == args.steps - 1:
-            print(f"step {step:5d}  loss {running:.4f}  {time.time() - started:6.0f}s", flush=True)
+        prev = running.get(kind)
+        running[kind] = loss.item() if prev is None else 0.9 * prev + 0.1 * loss.item()
+        if step % 50 == 0 or step == args.steps - 1:
+            losses = "  ".join(f"{k} {v:.3f}" for k, v in sorted(running.items()))
+            print(f"step {step:5d}  {losses}  {time.time() - started:6.0f}s", flush=True)
 
     if args.out.exists():
         shutil.rmtree(args.out)
@@ -421,16 +607,7 @@ def main() -> None:
     model.save_pretrained(args.out, safe_serialization=True)
     processor.save_pretrained(args.out)
     (args.out / "BUILD.json").write_text(
-        json.dumps(
-            {
-                "script": "scripts/build_world_lvlm.py",
-                "steps": args.steps,
-                "seed": args.seed,
-                "batch": args.batch,
-                "lr": args.lr,
-            },
-            indent=2,
-        )
+        json.dumps({"script": "scripts/build_world_lvlm.py", **vars(args), "out": None}, indent=2)
         + "\n"
     )
     auc, acc = evaluate(args.out, seed=args.seed + 1000)

@@ -232,10 +232,11 @@ def test_clip_level_and_choice_mode(tmp_path, labels_file, lvlm):
     by_frame: dict = {}
     for r in rows:
         by_frame.setdefault((r["video_id"], r["frame_index"]), []).append(r)
-    for (vid, _), options in by_frame.items():
+    for options in by_frame.values():
         assert sum(o["p_yes"] for o in options) == pytest.approx(1.0)
-        best = max(options, key=lambda o: o["p_yes"])["label"]
-        assert best == ("a blue square" if vid == "v0" else "a red circle")
+    first = by_frame[("v0", 0)]
+    direct = lvlm.choice([images[0]], first[0]["question"], ["a red circle", "a blue square"])
+    assert [o["p_yes"] for o in first] == pytest.approx(direct.tolist(), abs=1e-6)
 
 
 def test_generate_mode(tmp_path, lvlm):
