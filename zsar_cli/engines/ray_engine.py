@@ -1,8 +1,11 @@
 """The optional Ray Data engine (`pip install 'zsar[ray]'`, `--engine ray`).
 
 `encode`: input a `frames` artifact (a Parquet file or a folder of part files), output an
-`embeddings` artifact: `ray.data.read_parquet → map_batches(actors that each load the encoder
-once; one GPU per actor when CUDA is used) → the driver writes through ArtifactWriter`.
+`embeddings` artifact: `read (one task per part file, streaming record batches through the
+artifact layer) → map_batches(actors that each load the encoder once; one GPU per actor when CUDA
+is used) → the driver writes through ArtifactWriter`. (Not `ray.data.read_parquet`: its threaded
+file listing imports fsspec's HTTP filesystem from several threads at once, which fails at random
+when aiohttp is absent, as it is beside torch's fsspec; and zsar's reader validates the kind.)
 
 `extract-frames`: input videos (files, folders, list files), output a `frames` artifact:
 `ray.data.from_items(videos, one block per video) → map_batches(one task per video, decoding with
@@ -38,6 +41,8 @@ from zsar_cli.stages.extract_frames_config import ExtractConfig
 
 # Rows per model call of an actor, as the local engine's runner uses per input batch.
 MIN_ENCODE_ROWS = 64
+# Reading is light next to encoding; a fraction of a CPU keeps it from waiting for actors' CPUs.
+READ_CPUS = 0.25
 
 
 def require_ray() -> Any:
@@ -104,11 +109,10 @@ def _ray_run(ray: Any, progress: bool) -> Iterator[None]:
     ctx.enable_progress_bars = progress
     try:
         yield
-    except ZsarError as exc:
-        raise type(exc)(str(exc).splitlines()[-1]) from None
     except Exception as exc:
+        # A remote ZsarError arrives as a RayTaskError subclass of it whose text is a traceback.
         cause = _zsar_cause(exc, ray)
-        if cause is None:
+        if cause is None or cause is exc:
             raise
         raise type(cause)(*cause.args) from None
     finally:
@@ -173,6 +177,16 @@ def _load_encoder(config: EncodeConfig) -> Any:
     if config.patch_tokens and getattr(encoder, "patch_grid", None) is None:
         raise ModelError(f"--patch-tokens: {config.model} has no patch grid (needs a ViT)")
     return encoder
+
+
+def _read_frames(batch: pa.Table, rows: int) -> Iterator[pa.Table]:
+    """One read task per part file: its record batches, in order, as they are read."""
+    from zsar_cli.artifacts import iter_batches
+
+    for path in batch.column("file").to_pylist():
+        _, batches = iter_batches(path, "frames", rows)
+        for record_batch in batches:
+            yield pa.Table.from_batches([record_batch])
 
 
 def _encoder_facts(config: EncodeConfig) -> dict[str, Any]:
@@ -258,6 +272,7 @@ def encode_with_ray(
             len(tally.frames), len(tally.errors), tally.rows, plan.cache_key, Timings(), True
         )
     encoding = image_encoding(meta.extra)
+    rows = max(cfg.batch_size, MIN_ENCODE_ROWS)
     tally = _Tally()
     with ray_session(address, num_cpus, quiet_workers=target == STDIO) as ray:
         gpus = _gpus_per_actor(ray, cfg.device, num_gpus_per_actor)
@@ -271,10 +286,18 @@ def encode_with_ray(
             # output's metadata from the hardware the actors will use.
             facts = ray.remote(_encoder_facts).options(**resources_each).remote(actor_cfg)
             extra = ray.get(facts)
-            dataset = ray.data.read_parquet(files).map_batches(
+            parts = [{"file": f} for f in files]
+            dataset = ray.data.from_items(parts, override_num_blocks=len(parts)).map_batches(
+                _read_frames,
+                fn_kwargs={"rows": rows},
+                batch_size=1,
+                batch_format="pyarrow",
+                num_cpus=READ_CPUS,
+            )
+            dataset = dataset.map_batches(
                 EncodeActor,
                 fn_constructor_kwargs={"config": actor_cfg, "encoding": encoding},
-                batch_size=max(cfg.batch_size, MIN_ENCODE_ROWS),
+                batch_size=rows,
                 batch_format="pyarrow",
                 compute=ray.data.ActorPoolStrategy(size=concurrency),
                 **resources_each,
