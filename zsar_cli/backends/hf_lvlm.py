@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from zsar_cli.backends.hub import offline_if_unreachable
 from zsar_cli.backends.lvlm_base import YesNoScores
 from zsar_cli.errors import ConfigError, ModelError
 
@@ -191,10 +192,38 @@ def load_hf_lvlm(
     torch_dtype = _resolve_dtype(dtype, torch_device)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     transformers.logging.set_verbosity_error()
+    hub = contextlib.nullcontext() if _local else offline_if_unreachable()
+    with hub:
+        processor, model = _load_processor_and_model(
+            rest, source, kwargs, torch_dtype, attn_implementation
+        )
+    model.to(torch_device).eval()
+    return HFLVLM(
+        model,
+        processor,
+        spec=f"hf:{rest}",
+        max_pixels=max_pixels,
+        max_frames=max_frames,
+        batch_size=batch_size,
+    )
+
+
+def _load_processor_and_model(
+    rest: str,
+    source: str,
+    kwargs: dict[str, Any],
+    torch_dtype: Any,
+    attn_implementation: str | None,
+) -> tuple[Any, Any]:
+    import transformers
+
     try:
         processor = transformers.AutoProcessor.from_pretrained(source, **kwargs)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"hf:{rest}: cannot load the processor ({_first_line(exc)})") from None
+        hint = "" if Path(source).exists() else HUB_HINT
+        raise ModelError(
+            f"hf:{rest}: cannot load the processor ({_first_line(exc)}){hint}"
+        ) from None
     if not hasattr(processor, "tokenizer") or not hasattr(processor, "image_processor"):
         raise ModelError(
             f"hf:{rest}: {type(processor).__name__} is not an image-text processor "
@@ -209,15 +238,13 @@ def load_hf_lvlm(
         model = transformers.AutoModelForImageTextToText.from_pretrained(source, **model_kwargs)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"hf:{rest}: cannot load the model ({_first_line(exc)})") from None
-    model.to(torch_device).eval()
-    return HFLVLM(
-        model,
-        processor,
-        spec=f"hf:{rest}",
-        max_pixels=max_pixels,
-        max_frames=max_frames,
-        batch_size=batch_size,
-    )
+    return processor, model
+
+
+HUB_HINT = (
+    "; without network pass a saved model folder (hf:/path/to/dir) or set HF_HOME to a "
+    "populated Hugging Face cache"
+)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -583,12 +610,24 @@ def load_text_generator(
     if not local:
         _check_source(rest)
     transformers.logging.set_verbosity_error()
+    with contextlib.nullcontext() if local else offline_if_unreachable():
+        return _load_text_generator(spec, rest, path, local, device, dtype, trust_remote_code)
+
+
+def _load_text_generator(
+    spec: str, rest: str, path: Path, local: bool, device: str, dtype: str, trust_remote_code: bool
+) -> HFTextGenerator:
+    import transformers
+
     try:
         config = transformers.AutoConfig.from_pretrained(
             str(path) if local else rest, trust_remote_code=trust_remote_code
         )
     except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(f"hf:{rest}: cannot load the model config ({_first_line(exc)})") from None
+        hint = "" if local else HUB_HINT
+        raise ModelError(
+            f"hf:{rest}: cannot load the model config ({_first_line(exc)}){hint}"
+        ) from None
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
     if config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:

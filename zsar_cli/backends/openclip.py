@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from zsar_cli.backends.hub import offline_if_unreachable
 from zsar_cli.errors import ConfigError, ModelError
 
 DEFAULT_SPEC = "openclip:ViT-B-32/laion2b_s34b_b79k"
@@ -73,38 +74,6 @@ def _quiet_open_clip() -> Iterator[None]:
     finally:
         for log, level in zip(loggers, levels, strict=True):
             log.setLevel(level)
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face endpoint answers a TCP connect (no proxy configured)."""
-    import socket
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True  # a proxy decides; let huggingface_hub try
-    url = urlparse(constants.ENDPOINT)
-    try:
-        with socket.create_connection((url.hostname or "", url.port or 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-@contextlib.contextmanager
-def _hub_offline_if_unreachable() -> Iterator[None]:
-    """Without network, switch huggingface_hub to offline mode for this load: cached weights
-    load at once, and missing ones fail at once instead of after ~45 s of retries."""
-    from huggingface_hub import constants
-
-    previous = constants.HF_HUB_OFFLINE
-    if not previous and not _hub_reachable():
-        constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        constants.HF_HUB_OFFLINE = previous
 
 
 def builtin_spec(name: str) -> str:
@@ -224,7 +193,7 @@ def _create_pretrained(arch: str, tag: str, device: str, precision: str) -> tupl
             f"(or a local checkpoint: openclip:{arch}@/path/model.safetensors)"
         )
     try:
-        with _hub_offline_if_unreachable():
+        with offline_if_unreachable():
             model, _, preprocess = open_clip.create_model_and_transforms(
                 arch, pretrained=tag, device=device, precision=precision
             )
@@ -239,7 +208,7 @@ def _create_hub(name: str, device: str, precision: str) -> tuple[Any, ...]:
     if name.startswith("local-dir:") and not Path(name.split(":", 1)[1]).is_dir():
         raise ModelError(f"{name}: no such folder")
     try:
-        with _hub_offline_if_unreachable():
+        with offline_if_unreachable():
             model, _, preprocess = open_clip.create_model_and_transforms(
                 name, device=device, precision=precision
             )
