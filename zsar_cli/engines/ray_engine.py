@@ -41,8 +41,10 @@ from zsar_cli.stages.extract_frames_config import ExtractConfig
 
 # Rows per model call of an actor, as the local engine's runner uses per input batch.
 MIN_ENCODE_ROWS = 64
-# Reading is light next to encoding; a fraction of a CPU keeps it from waiting for actors' CPUs.
-READ_CPUS = 0.25
+# Read tasks reserve no CPU: actors hold theirs for the whole run, and a read that waited for
+# one would deadlock the pipeline (reading is light next to encoding, and Ray Data's
+# backpressure still bounds how far it runs ahead).
+READ_CPUS = 0.0
 
 
 def require_ray() -> Any:
@@ -224,13 +226,11 @@ def _gpus_per_actor(ray: Any, device: str, per_actor: float) -> float:
 
 
 def _default_actors(ray: Any, gpus: float, cpus_each: float) -> int:
-    """One actor per GPU; without GPUs, one per `cpus_each` CPUs but one CPU short, since
-    actors hold their CPUs for the whole run and the read tasks need one to feed them (taking
-    every CPU deadlocks the pipeline)."""
+    """One actor per GPU; without GPUs, one per `cpus_each` CPUs."""
     resources = ray.cluster_resources()
     if gpus:
         return max(1, int(resources.get("GPU", 0.0) // gpus))
-    return max(1, int((resources.get("CPU", 1.0) - 1) // cpus_each))
+    return max(1, int(resources.get("CPU", 1.0) // cpus_each))
 
 
 def encode_with_ray(
