@@ -192,6 +192,9 @@ def test_cli_engine_option_checks(runner, local_frames, tmp_path):
         app, ["extract-frames", str(local_frames), "-o", out, "--ray-address", "auto"]
     )
     assert result.exit_code == 1 and "--ray-address goes with --engine ray" in result.output
+    # Ray reads files; a pipe on stdin is refused before Ray is even needed.
+    result = runner.invoke(app, ["encode", "-", "-o", out, "--engine", "ray"], input=b"")
+    assert result.exit_code == 1 and "not - (stdin)" in result.output
 
 
 def test_missing_ray_says_how_to_install(runner, local_frames, tmp_path, monkeypatch):
