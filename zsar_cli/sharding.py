@@ -27,6 +27,7 @@ from zsar_cli.artifacts import (
     ArtifactWriter,
     clean_stale_temps,
     compute_cache_key,
+    iter_batches,
     read_artifact,
     read_meta,
 )
@@ -181,8 +182,12 @@ class Checkpoint:
         return read_artifact(self._file(position), self.kind).table
 
     def tables(self, positions: Sequence[int]) -> Iterator[pa.Table]:
+        """The finished rows in position order, streamed batch by batch (flat memory however
+        long a single video is)."""
         for position in positions:
-            yield self.load(position)
+            _, batches = iter_batches(self._file(position), self.kind, batch_size=256)
+            for batch in batches:
+                yield pa.Table.from_batches([batch])
 
     def remove(self) -> None:
         """Called once the output is final: its checkpoints, of any settings, are obsolete."""

@@ -51,6 +51,8 @@ VIDEO_EXTENSIONS: frozenset[str] = frozenset(
 # by decoding the whole stream: typical GOPs are 1-10 s, so below ~2 s a sequential decode reads
 # about as many frames as the seeks would and avoids their start-up cost.
 SEEK_MIN_GAP_S = 2.0
+# Seeks of one video run this many ffmpeg processes at once (each is mostly start-up latency).
+SEEK_CONCURRENCY = 4
 _SHOWINFO_RE = re.compile(r"\bn:\s*(\d+)\s+pts:\s*(-?\d+)\s+pts_time:\s*(-?[0-9.eE+-]+|nan)")
 
 
@@ -302,10 +304,14 @@ def _command(
     seek: float | None,
     read_duration: float | None,
     max_frames: int | None,
+    threads: int | None = None,
 ) -> list[str]:
     import ffmpeg
 
     input_kwargs: dict[str, object] = {"copyts": None}
+    if threads is not None:
+        # A one-frame decode gains nothing from frame threads, which only add start-up latency.
+        input_kwargs["threads"] = threads
     if seek is not None and seek > 0:
         # With -copyts, -ss counts from the stream start; accurate seeking then discards frames
         # before the target, so the first frame out is the first at or after it.
@@ -387,19 +393,7 @@ def decode(
     margin = 2.0 / info.fps if info.fps else 0.1
     window_start = plan.t0 - info.start_time
     if plan.mode == "seek":
-        last = -math.inf
-        for target in plan.targets():
-            cmd = _command(
-                info, out, None, seek=target - info.start_time, read_duration=None, max_frames=1
-            )
-            got = list(_run_pipe(cmd, out, info.path))
-            if not got:
-                continue
-            pts, rgb = got[0]
-            if pts <= last + 1e-9:  # two targets landed on one frame: keep it once
-                continue
-            last = pts
-            yield pts, rgb
+        yield from _decode_seeks(info, plan, out)
         return
     if plan.mode == "all":
         select = f"gte(t,{plan.t0!r}-1e-6)*lt(t,{plan.t1!r}-1e-6)"
@@ -420,6 +414,39 @@ def decode(
     )
     for pts, rgb in _run_pipe(cmd, out, info.path):
         if plan.mode == "all" or pts < plan.t1 + 1e-6:
+            yield pts, rgb
+
+
+def _decode_seeks(
+    info: VideoInfo, plan: SamplingPlan, out: tuple[int, int]
+) -> Iterator[tuple[float, np.ndarray]]:
+    """One short ffmpeg run per target; a few run at once, since each is mostly process start-up
+    and a partial GOP decode (latency, not throughput). Results keep target order."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(target: float) -> tuple[float, np.ndarray] | None:
+        cmd = _command(
+            info,
+            out,
+            None,
+            seek=target - info.start_time,
+            read_duration=None,
+            max_frames=1,
+            threads=1,
+        )
+        got = list(_run_pipe(cmd, out, info.path))
+        return got[0] if got else None
+
+    targets = plan.targets()
+    last = -math.inf
+    with ThreadPoolExecutor(max_workers=min(SEEK_CONCURRENCY, len(targets))) as pool:
+        for got in pool.map(one, targets):
+            if got is None:
+                continue
+            pts, rgb = got
+            if pts <= last + 1e-9:  # two targets landed on one frame: keep it once
+                continue
+            last = pts
             yield pts, rgb
 
 
