@@ -67,6 +67,8 @@ def test_sharded_union_equals_unsharded(clips, tmp_path):
     (tmp_path / "parts" / "part-00001-of-00003.parquet").unlink()
     with pytest.raises(InputError, match="1 of 3 parts missing"):
         merge_parts(tmp_path / "parts", str(tmp_path / "m2.parquet"))
+    with pytest.raises(InputError, match="1 of 3 parts missing"):
+        read_artifact(tmp_path / "parts", "frames")  # an unfinished job array is not a dataset
 
 
 def test_rerun_skips_and_mismatch_is_refused(clips, tmp_path, runner):

@@ -573,12 +573,28 @@ class Artifact:
         return self.meta.cache_key
 
 
+PART_RE = re.compile(r"^part-(\d{5})-of-(\d{5})\.parquet$")
+
+
 def _part_files(folder: Path) -> list[Path]:
+    """A folder's .parquet files in name order; shard parts (part-I-of-N) must all be there, so
+    a dataset read while a job array is unfinished fails instead of silently missing videos."""
     parts = sorted(
         p for p in folder.iterdir() if p.suffix == ".parquet" and not p.name.startswith(".")
     )
     if not parts:
         raise InputError(f"{folder}: folder holds no .parquet part files")
+    matches = [PART_RE.match(p.name) for p in parts]
+    if all(matches):
+        counts = {int(m.group(2)) for m in matches if m}
+        have = {int(m.group(1)) for m in matches if m}
+        if len(counts) > 1:
+            raise InputError(f"{folder}: parts of different shard counts {sorted(counts)}")
+        count = counts.pop()
+        missing = [i for i in range(count) if i not in have]
+        if missing:
+            shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+            raise InputError(f"{folder}: {len(missing)} of {count} parts missing (shards {shown})")
     return parts
 
 

@@ -23,8 +23,10 @@ from typing import Any, TypeVar
 import pyarrow as pa
 
 from zsar_cli.artifacts import (
+    PART_RE,
     STDIO,
     ArtifactWriter,
+    _part_files,
     clean_stale_temps,
     compute_cache_key,
     iter_batches,
@@ -34,7 +36,6 @@ from zsar_cli.artifacts import (
 from zsar_cli.errors import CacheMismatchError, ConfigError, InputError
 
 T = TypeVar("T")
-PART_RE = re.compile(r"^part-(\d{5})-of-(\d{5})\.parquet$")
 
 
 @dataclass(frozen=True)
@@ -204,18 +205,9 @@ class Checkpoint:
 
 def part_files(folder: Path) -> list[Path]:
     """The part files of a sharded output, checked complete (every I of N present)."""
-    parts = sorted(p for p in folder.iterdir() if PART_RE.match(p.name))
-    if not parts:
-        raise InputError(f"{folder}: no part-IIIII-of-NNNNN.parquet files")
-    counts = {int(PART_RE.match(p.name).group(2)) for p in parts}  # type: ignore[union-attr]
-    if len(counts) > 1:
-        raise InputError(f"{folder}: parts of different shard counts {sorted(counts)}")
-    count = counts.pop()
-    have = {int(PART_RE.match(p.name).group(1)) for p in parts}  # type: ignore[union-attr]
-    missing = [i for i in range(count) if i not in have]
-    if missing:
-        shown = ", ".join(str(i) for i in missing[:10]) + (" ..." if len(missing) > 10 else "")
-        raise InputError(f"{folder}: {len(missing)} of {count} parts missing (shards {shown})")
+    parts = _part_files(folder)
+    if not all(PART_RE.match(p.name) for p in parts):
+        raise InputError(f"{folder}: not a sharded output (files other than part-I-of-N)")
     return parts
 
 
