@@ -16,11 +16,11 @@ lint: ## ruff lint + format check.
 	$(PYTHON) -m ruff check zsar_cli tests bench scripts
 	$(PYTHON) -m ruff format --check zsar_cli tests bench scripts
 
-test: ## Run the test suite (no GPU, no network; a few minutes on 2 cores).
-	$(PYTHON) -m pytest -q
+test: ## Run the test suite (no GPU, no network; a few minutes on 2 cores; slow tests excluded).
+	$(PYTHON) -m pytest -q -m "not slow"
 
-test-all: ## The test suite including slow tests.
-	$(PYTHON) -m pytest -q -m "slow or not slow"
+test-all: ## The test suite including slow end-to-end world tests.
+	$(PYTHON) -m pytest -q
 
 bench: ## Run every benchmark under bench/ and print their ratios.
 	@for b in bench/*.py; do echo "== $$b"; $(PYTHON) $$b || exit 1; done

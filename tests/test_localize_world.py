@@ -22,7 +22,7 @@ from zsar_cli.artifacts import write_artifact
 from zsar_cli.stages.localize import read_gt_labels, run
 from zsar_cli.stages.localize_config import LocalizeConfig
 
-pytestmark = pytest.mark.slow
+# Not marked slow: ~20-30 s on 2 idle cores, and it is the one end-to-end check of the ZEAL chain.
 
 NORMAL = "an empty gray background"
 
@@ -156,6 +156,7 @@ def _map50(chain, name: str, config: LocalizeConfig, gt_labels: bool = True) -> 
         answers=chain["answers"],
         gt_labels=chain["gt"] if gt_labels else None,
         output=str(out),
+        force=True,  # tests share the world and reuse names with other settings
     )
     return float(score(out, chain["gt"]).summary()["mAP"]["0.5"])
 
