@@ -111,18 +111,18 @@ def main() -> None:
             "-o",
         ]
         # Writers buffer at most one row group (artifacts.ROW_GROUP_BYTES = 64 MiB), so memory
-        # rises until that cap is reached (~20 min of 1-fps JPEG frames) and is flat after it.
+        # rises until that cap is reached (~50 min of 640x360 1-fps JPEGs) and is flat after it.
         rss = {args.minutes: peak_rss_mb([*cmd, str(work / "rss_a.parquet"), str(video)])}
-        for minutes in (args.long_minutes / 2, args.long_minutes):
+        for minutes in (args.long_minutes, 2 * args.long_minutes):
             long_video = work / f"long{minutes:g}.mp4"
             generate_background_video(long_video, minutes * 60, (640, 360), 25)
             rss[minutes] = peak_rss_mb(
                 [*cmd, str(work / f"rss{minutes:g}.parquet"), str(long_video)]
             )
         shown = " | ".join(f"{m:g} min {v:6.1f} MB" for m, v in rss.items())
-        half, full = rss[args.long_minutes / 2], rss[args.long_minutes]
+        half, full = rss[args.long_minutes], rss[2 * args.long_minutes]
         print(
-            f"peak RSS --fps 1: {shown} | {args.long_minutes / 2:g}->{args.long_minutes:g} min "
+            f"peak RSS --fps 1: {shown} | {args.long_minutes:g}->{2 * args.long_minutes:g} min "
             f"growth {full / half:.2f}x (target < 500 MB, flat)"
         )
 
