@@ -12,9 +12,10 @@ help: ## Show this help.
 install: ## Install zsar and its dev tools into the current Python environment.
 	$(PYTHON) -m pip install -e '.[dev]'
 
-lint: ## ruff lint + format check.
+lint: ## ruff lint + format check, mypy on the package.
 	$(PYTHON) -m ruff check zsar_cli tests bench scripts
 	$(PYTHON) -m ruff format --check zsar_cli tests bench scripts
+	$(PYTHON) -m mypy zsar_cli --ignore-missing-imports
 
 test: ## Run the test suite (no GPU, no network; a few minutes on 2 cores; slow tests excluded).
 	$(PYTHON) -m pytest -q -m "not slow"

@@ -655,10 +655,10 @@ def read_artifact(
             raise ArtifactError(
                 f"stdin: not an Arrow IPC stream of a zsar artifact ({exc})"
             ) from None
-        meta = _validate(table.schema, "stdin", kinds)
+        stdin_meta = _validate(table.schema, "stdin", kinds)
         if columns is not None:
             table = table.select([c for c in columns if c in table.schema.names])
-        return Artifact(table, meta, "stdin")
+        return Artifact(table, stdin_meta, "stdin")
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")

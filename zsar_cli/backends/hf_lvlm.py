@@ -106,7 +106,7 @@ def cap_pixels(image: np.ndarray, max_pixels: int | None) -> np.ndarray:
 
     scale = (max_pixels / (height * width)) ** 0.5
     size = (max(1, int(width * scale)), max(1, int(height * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
 
 
 def cap_frames(images: Sequence[np.ndarray], max_frames: int | None) -> list[np.ndarray]:
@@ -647,5 +647,6 @@ def _load_text_generator(
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(torch_device).eval()
+    model_any: Any = model  # transformers' decorated .to() confuses type checkers
+    model_any.to(torch_device).eval()
     return HFTextGenerator(spec, model=model, tokenizer=tokenizer)

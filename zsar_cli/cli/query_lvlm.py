@@ -6,7 +6,7 @@ Input: a `frames` artifact (+ questions, labels, descriptions). Output: an `answ
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -134,7 +134,7 @@ def query_lvlm(
         if tokens is not None:
             from zsar_cli.stages import self_res
 
-            summary = self_res.run_from_tokens(frames, tokens, output, config)
+            summary: Any = self_res.run_from_tokens(frames, tokens, output, config)
         else:
             summary = stage.run(frames, output, config, shard=parse_shard(shard), force=force)
     if getattr(summary, "skipped", False):

@@ -117,6 +117,7 @@ def predictions_table(results: Sequence[VideoResult]) -> pa.Table:
         k: [] for k in ("video_id", "label", "score", "rank", "true_label", "error")
     }
     for res in results:
+        rows: list[tuple[str | None, float | None, int | None]]
         if res.error is not None:
             rows = [(None, None, None)]
         else:

@@ -83,7 +83,7 @@ def read_gt_labels(path: str | os.PathLike[str]) -> dict[str, set[str]]:
     (ActivityNet JSON, a THUMOS14 folder, UCF101/HMDB51 splits, label lists)."""
     from zsar_cli.datasets import ClassificationGT, LocalizationGT, load_ground_truth
 
-    _, gt = load_ground_truth(path)
+    _, gt = load_ground_truth(Path(path))
     labels: dict[str, set[str]] = {}
     if isinstance(gt, LocalizationGT):
         labels = {vid: set() for vid in gt.videos}
@@ -109,6 +109,13 @@ class VideoFrames:
     timestamp: np.ndarray
     embeddings: np.ndarray | None = None
     error: str | None = None
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """The frame embeddings of a video read with them (error-free videos always are)."""
+        if self.embeddings is None:
+            raise InputError(f"video {self.video_id}: no frame embeddings")
+        return self.embeddings
 
 
 def _group_bounds(codes: np.ndarray) -> list[tuple[int, int]]:
@@ -292,8 +299,8 @@ def _logit_scale(config: LocalizeConfig, *metas: Any) -> float:
 
 
 def _fps_note(frames: Mapping[str, VideoFrames], source: str, config: LocalizeConfig) -> str | None:
-    rates = [sampling_fps(v.timestamp) for v in frames.values() if v.error is None]
-    rates = [r for r in rates if r is not None]
+    measured = [sampling_fps(v.timestamp) for v in frames.values() if v.error is None]
+    rates = [r for r in measured if r is not None]
     if not rates:
         return None
     fps = float(np.median(rates))
@@ -424,7 +431,7 @@ def localize_zeal(
             # filtered already); ranking against every label's description embedding.
             sub = [label_pos[lb] for lb in with_both]
             chosen = filter_labels(
-                video.embeddings,
+                video.matrix,
                 label_embeddings[sub],
                 with_both,
                 config.top_k,
@@ -452,7 +459,7 @@ def localize_zeal(
                 )
                 video_failed = True
                 continue
-            actionness = video.embeddings.astype(np.float64) @ label_embeddings[label_pos[label]]
+            actionness = video.matrix.astype(np.float64) @ label_embeddings[label_pos[label]]
             if config.boundaries == "presence":
                 # The gates below still see the raw answers (the LVLM's view of presence).
                 raw_mean = (start_p.mean() + end_p.mean()) / 2
@@ -519,13 +526,13 @@ def localize_clip(
             chosen, _ = _match_labels(sorted(gt_labels[vid]), labels)
         else:
             chosen = pseudo_labels(
-                video.embeddings, label_embeddings, labels, config.pseudo_labels, logit_scale
+                video.matrix, label_embeddings, labels, config.pseudo_labels, logit_scale
             )
         result.labels_used[vid] = list(chosen)
         for label in chosen:
             notes: list[str] = []
             spans, scores = clip_baseline(
-                video.embeddings,
+                video.matrix,
                 label_embeddings,
                 label_pos[label],
                 window=config.window,
@@ -669,6 +676,7 @@ def run(
         raise ConfigError(f"--method {config.method} needs --answers (LVLM p_yes)")
 
     if config.method == "zeal":
+        assert embeddings is not None and text is not None and answers is not None  # checked above
         frames, emb_meta = read_frames(embeddings, owned=owned)
         labels, label_emb, text_meta = read_text(text, prefer=("description", "descriptor"))
         series, errors, ans_meta = read_answers(answers, ("start", "end"), owned)
@@ -689,6 +697,7 @@ def run(
         for vid in sorted({v for (v, _, _) in series} - set(frames)):
             result.notes.append(f"video {vid}: has answers but no frames in {embeddings}; skipped")
     elif config.method == "clip":
+        assert embeddings is not None and text is not None  # checked above
         frames, emb_meta = read_frames(embeddings, owned=owned)
         labels, label_emb, text_meta = read_text(text, prefer=("name", "template", "descriptor"))
         upstream = [emb_meta.cache_key, text_meta.cache_key]
@@ -698,9 +707,11 @@ def run(
         fps_note = _fps_note(frames, embeddings, config)
         result = localize_clip(frames, labels, label_emb, config, gt, scale)
     else:
-        result, upstream, fps_note, scale = _run_anomaly(config, embeddings, text, answers, owned)
-        if scale is not None:
-            extra["logit_scale"] = scale
+        result, upstream, fps_note, anomaly_scale = _run_anomaly(
+            config, embeddings, text, answers, owned
+        )
+        if anomaly_scale is not None:
+            extra["logit_scale"] = anomaly_scale
     result.notes[:0] = notes + ([fps_note] if fps_note else [])
 
     assert result.intervals is not None
@@ -772,7 +783,7 @@ def _run_anomaly(
         scale = _logit_scale(config, emb_meta, text_meta)
         for vid, video in frames.items():
             raw = (
-                clip_anomaly_scores(video.embeddings, a_emb, n_emb, scale)
+                clip_anomaly_scores(video.matrix, a_emb, n_emb, scale)
                 if video.error is None
                 else np.zeros(0)
             )
@@ -803,9 +814,9 @@ def _run_anomaly(
         score = np.full(len(all_fi), -np.inf)
         ts = np.full(len(all_fi), np.nan)
         for p in parts:
-            pos = np.searchsorted(all_fi, p.frame_index)
-            np.maximum.at(score, pos, p.p_yes)
-            ts[pos] = np.where(np.isnan(ts[pos]), p.timestamp, ts[pos])
+            where = np.searchsorted(all_fi, p.frame_index)
+            np.maximum.at(score, where, p.p_yes)
+            ts[where] = np.where(np.isnan(ts[where]), p.timestamp, ts[where])
         if np.isnan(ts).any():
             raise InputError(f"{answers}: anomaly answers of video {vid} lack timestamps")
         order = np.argsort(ts, kind="stable")

@@ -277,8 +277,8 @@ def answer_video_from_tokens(
     from zsar_cli.backends.hf_lvlm import option_letters
 
     video_id = video.column("video_id")[0].as_py()
-    names = ("video_id", "frame_index", "timestamp", "segment", "label", "query_kind")
-    names += ("question", "p_yes", "yes_mass", "no_mass", "answer", "error")
+    names: tuple[str, ...] = ("video_id", "frame_index", "timestamp", "segment", "label")
+    names += ("query_kind", "question", "p_yes", "yes_mass", "no_mass", "answer", "error")
     rows: dict[str, list[Any]] = {n: [] for n in names}
 
     def add(label: Any, kind: str, text: str, error: str | None = None, **values: Any) -> None:
