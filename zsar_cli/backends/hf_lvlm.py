@@ -51,13 +51,13 @@ def builtin_spec(name: str) -> str:
     if not (folder / "config.json").is_file():
         raise ModelError(
             f"builtin:{name}: {folder} is missing; rebuild it with "
-            "`python scripts/build_world_lvlm.py`"
+            "`python scripts/build_world_lvlm_fastvlm.py --image-last --steps 6000 --out DIR`"
         )
     return f"hf:{folder}"
 
 
 # ---------------------------------------------------------------------------------------------
-# Prompt helpers (shared with scripts/build_world_lvlm.py, so the world model is trained on
+# Prompt helpers (shared with scripts/build_world_lvlm_fastvlm.py, so the world model is trained on
 # exactly the prompts the backend builds)
 
 
