@@ -84,6 +84,11 @@ FORCE_OPTION = typer.Option(
 )
 
 
+def report_up_to_date(output: str | None) -> None:
+    """The one status line of a stage whose output was already complete (cache key matched)."""
+    err_console.print(f"up to date: {output} (same settings and inputs; --force to redo)")
+
+
 def dump_json(payload: Any) -> None:
     import json
 

@@ -17,6 +17,7 @@ from zsar_cli.cli.common import (
     cli_errors,
     err_console,
     finish_batch,
+    report_up_to_date,
 )
 from zsar_cli.engines import DEFAULT_ENGINE, ENGINE_OPTION, RAY_ADDRESS_OPTION, check_engine
 from zsar_cli.stages.encode_config import EncodeConfig, PromptConfig, TextEncodeConfig
@@ -100,7 +101,7 @@ def encode(
         else:
             summary = stage.run(frames, output, config, shard=parse_shard(shard), force=force)
     if summary.skipped:
-        err_console.print(f"up to date: {output} (same settings and inputs; --force to redo)")
+        report_up_to_date(output)
     err_console.print(
         f"{summary.frames} frame rows from {summary.videos} videos"
         + (f" → {output}" if output != "-" else "")

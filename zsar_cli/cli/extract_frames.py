@@ -13,6 +13,7 @@ from zsar_cli.cli.common import (
     cli_errors,
     err_console,
     finish_batch,
+    report_up_to_date,
     show_progress,
 )
 from zsar_cli.engines import DEFAULT_ENGINE, ENGINE_OPTION, RAY_ADDRESS_OPTION, check_engine
@@ -120,7 +121,7 @@ def extract_frames(
         else:
             summary = _run_with_progress(stage, videos, output, config, part, force)
     if summary.skipped:
-        err_console.print(f"up to date: {output} (same settings and inputs; --force to redo)")
+        report_up_to_date(output)
     for video_id, message in summary.errors:
         err_console.print(f"[red]failed:[/] {video_id}: {message}", markup=True, soft_wrap=True)
     err_console.print(

@@ -17,6 +17,7 @@ from zsar_cli.cli.common import (
     cli_errors,
     err_console,
     finish_batch,
+    report_up_to_date,
 )
 from zsar_cli.stages.localize_config import LocalizeConfig
 
@@ -219,7 +220,7 @@ def localize(
             force=force,
         )
     if result.skipped:
-        err_console.print(f"up to date: {output} (same settings and inputs; --force to redo)")
+        report_up_to_date(output)
         return
     shown = 20
     for note in result.notes[:shown]:

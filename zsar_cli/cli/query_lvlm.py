@@ -16,6 +16,7 @@ from zsar_cli.cli.common import (
     cli_errors,
     err_console,
     finish_batch,
+    report_up_to_date,
 )
 from zsar_cli.stages.query_lvlm_config import QueryConfig
 
@@ -138,7 +139,7 @@ def query_lvlm(
         else:
             summary = stage.run(frames, output, config, shard=parse_shard(shard), force=force)
     if getattr(summary, "skipped", False):
-        err_console.print(f"up to date: {output} (same settings and inputs; --force to redo)")
+        report_up_to_date(output)
     resumed = (
         f" ({summary.resumed_videos} resumed from a checkpoint)" if summary.resumed_videos else ""
     )
