@@ -14,7 +14,7 @@ from zsar_cli.backends.hf_lvlm import NO_SPELLINGS, YES_SPELLINGS
 from zsar_cli.errors import ConfigError, InputError
 from zsar_cli.images import decode_image, encode_image
 from zsar_cli.stages import query_lvlm as stage
-from zsar_cli.stages.query_lvlm import QueryConfig, build_queries, checkpoint_dir
+from zsar_cli.stages.query_lvlm import QueryConfig, build_queries
 from zsar_cli.synthetic import WorldObject, render_frame
 
 torch.set_num_threads(2)
@@ -189,7 +189,7 @@ def test_answers_match_hand_computation_and_carry_errors(tmp_path, labels_file, 
     assert row["p_yes"] == pytest.approx(row["yes_mass"] / (row["yes_mass"] + row["no_mass"]))
     assert row["query_kind"] == "class" and row["timestamp"] == 0.0
     assert art.meta.extra_json("model_spec") == MODEL
-    assert not checkpoint_dir(out, art.cache_key).exists()
+    assert not list(out.parent.glob(f".{out.name}.ckpt-*"))  # checkpoints removed when done
 
 
 def test_clip_level_and_choice_mode(tmp_path, labels_file, lvlm):
@@ -270,7 +270,6 @@ def test_resume_after_interruption_gives_same_output(tmp_path, labels_file, lvlm
         question="Is there {label} in this frame?",
         labels_file=str(labels_file),
         device="cpu",
-        checkpoint_videos=1,
     )
     full = tmp_path / "full.parquet"
     stage.run(frames, full, cfg, lvlm=lvlm)
@@ -287,8 +286,9 @@ def test_resume_after_interruption_gives_same_output(tmp_path, labels_file, lvlm
         stage.run(frames, out, cfg, lvlm=lvlm, on_video=stop_after_two)
     assert not out.exists()  # nothing half-written under the final name
     key = read_artifact(full, "answers").cache_key
-    parts = checkpoint_dir(out, key)
-    assert parts.is_dir() and len(list(parts.glob("*.parquet"))) == 2
+    (parts,) = out.parent.glob(f".{out.name}.ckpt-*")
+    assert parts.name.endswith(key[:16])  # named by the run's cache key
+    assert len(list(parts.glob("*.parquet"))) == 2
 
     again: list[str] = []
     summary = stage.run(frames, out, cfg, lvlm=lvlm, on_video=again.append)

@@ -16,9 +16,7 @@ with the same settings skips them, and the folder is removed once the output is 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,15 +29,13 @@ from zsar_cli.artifacts import (
     STDIO,
     ArtifactWriter,
     build_table,
-    compute_cache_key,
     iter_video_groups,
     read_artifact,
-    write_artifact,
 )
 from zsar_cli.errors import InputError
 from zsar_cli.images import decode_image, image_encoding
 from zsar_cli.runner import shard_batches
-from zsar_cli.sharding import Shard, plan_output, shard_output
+from zsar_cli.sharding import Checkpoint, Shard, plan_output, shard_output
 from zsar_cli.stages.query_lvlm_config import DEFAULT_CHOICE_QUESTION as DEFAULT_CHOICE_QUESTION
 
 # Re-exported: the config lives in a light module so the CLI can import it cheaply.
@@ -297,12 +293,6 @@ def answer_video(
 # Run (streaming, checkpointed)
 
 
-def checkpoint_dir(output: str | Path, cache_key: str) -> Path:
-    """Sidecar folder of finished-video parts, next to the output and named by its cache key."""
-    out = Path(output)
-    return out.parent / f".{out.name}.partial-{cache_key[:16]}"
-
-
 @dataclass
 class QuerySummary:
     videos: int
@@ -357,67 +347,35 @@ def run(
         return QuerySummary(
             len(set(ids)), len(bad), done_table.num_rows, 0, plan.cache_key, skipped=True
         )
-    key = compute_cache_key("answers", provenance, upstream)
     extra = {"model_spec": cfg.model, "mode": cfg.mode, "level": cfg.level}
-    resumable = str(output) != STDIO
-    parts = checkpoint_dir(output, key) if resumable else None
-    done: set[str] = set()
-    previous: list[pa.Table] = []
-    if parts is not None and parts.is_dir() and any(parts.glob("*.parquet")):
-        with contextlib.suppress(InputError):
-            table = read_artifact(parts, "answers").table
-            previous.append(table)
-            done = set(table.column("video_id").to_pylist())
+    # One checkpoint file per finished video (the shared mechanism of extract-frames and
+    # encode), keyed by the run's cache key: a rerun after a kill asks only the rest.
+    checkpoint = (
+        Checkpoint(str(output), "answers", provenance, upstream, extra)
+        if str(output) != STDIO
+        else None
+    )
     encoding = image_encoding(meta.extra)
-    videos = failed = rows = 0
-    pending: list[pa.Table] = []
-    part_number = len(list(parts.glob("*.parquet"))) if parts is not None and parts.is_dir() else 0
-
-    def flush() -> None:
-        nonlocal part_number
-        if parts is None or not pending:
-            return
-        parts.mkdir(parents=True, exist_ok=True)
-        write_artifact(
-            pa.concat_tables(pending),
-            parts / f"part-{part_number:05d}.parquet",
-            "answers",
-            provenance,
-            upstream,
-            extra,
-        )
-        part_number += 1
-        pending.clear()
-
+    videos = failed = rows = resumed = 0
     with ArtifactWriter(output, "answers", provenance, upstream, extra) as writer:
-        for table in previous:
-            writer.write(table)
-            rows += table.num_rows
-            ids = table.column("video_id").to_pylist()
-            errs = table.column("error").to_pylist()
-            failed += len({v for v, e in zip(ids, errs, strict=True) if e is not None})
-        videos = len(done)
-        try:
-            for video in iter_video_groups(batches):
-                video_id = video.column("video_id")[0].as_py()
-                if video_id in done:
-                    continue
+        for position, video in enumerate(iter_video_groups(batches)):
+            video_id = video.column("video_id")[0].as_py()
+            if checkpoint is not None and checkpoint.done(position):
+                answers = checkpoint.load(position)
+                resumed += 1
+            else:
                 if lvlm is None:
                     lvlm = load_model(cfg)
                 answers = answer_video(lvlm, video, encoding, queries, labels, cfg)
-                writer.write(answers)
-                pending.append(answers)
-                videos += 1
-                rows += answers.num_rows
-                failed += any(e is not None for e in answers.column("error").to_pylist())
-                if len(pending) >= cfg.checkpoint_videos:
-                    flush()
+                if checkpoint is not None:
+                    with checkpoint.writer(position) as part:
+                        part.write(answers)
                 if on_video is not None:
                     on_video(video_id)
-        except BaseException:
-            # Interrupted (Ctrl-C, a failure): keep the videos finished so far for the rerun.
-            flush()
-            raise
-    if parts is not None:
-        shutil.rmtree(parts, ignore_errors=True)
-    return QuerySummary(videos, failed, rows, len(done), writer.cache_key)
+            writer.write(answers)
+            videos += 1
+            rows += answers.num_rows
+            failed += any(e is not None for e in answers.column("error").to_pylist())
+    if checkpoint is not None:
+        checkpoint.remove()
+    return QuerySummary(videos, failed, rows, resumed, writer.cache_key)

@@ -13,7 +13,7 @@ MODES: tuple[str, ...] = ("yesno", "choice", "generate")
 LEVELS: tuple[str, ...] = ("frame", "clip")
 QUERY_KINDS: tuple[str, ...] = ("start", "end", "class", "choice", "anomaly", "question")
 # How a run executes, never what it writes: kept out of the cache key.
-RUN_ONLY_FIELDS = frozenset({"device", "batch_size", "strict", "checkpoint_videos"})
+RUN_ONLY_FIELDS = frozenset({"device", "batch_size", "strict"})
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,6 @@ class QueryConfig:
     dtype: str = "auto"
     batch_size: int = 8
     trust_remote_code: bool = False
-    checkpoint_videos: int = 8
     strict: bool = False
 
     def validated(self) -> QueryConfig:
@@ -52,7 +51,6 @@ class QueryConfig:
             "max_pixels",
             "max_new_tokens",
             "batch_size",
-            "checkpoint_videos",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
