@@ -232,3 +232,49 @@ def test_classify_with_lvlm_shortlist(runner, world, tmp_path, self_res):
         assert np.all(np.diff(scores[:3]) <= 0) and np.all(scores[3:] == 0)
     scored = runner.invoke(app, ["score", str(out), "--json"])
     assert scored.exit_code == 0, scored.output
+
+
+def test_shards_skip_force_and_resume(runner, frames, tmp_path):
+    """The per-video stage conventions: two shards merge to the full run, a rerun with the same
+    settings is skipped, other settings are refused without --force, a kill resumes."""
+    from zsar_cli.stages import select_tokens as stage
+    from zsar_cli.stages.select_tokens_config import SelectTokensConfig
+
+    full = tmp_path / "full.parquet"
+    assert select(runner, frames, full, "--budget", "6").exit_code == 0
+    again = select(runner, frames, full, "--budget", "6")
+    assert again.exit_code == 0 and "up to date" in again.output
+    other = select(runner, frames, full, "--budget", "4")
+    assert other.exit_code != 0 and "--force" in other.output
+    assert select(runner, frames, full, "--budget", "4", "--force").exit_code == 0
+    assert read_artifact(full, "tokens").table.num_rows == 3 * 4
+
+    folder = tmp_path / "sharded"
+    for i in (0, 1):
+        result = select(runner, frames, folder, "--budget", "4", "--shard", f"{i}/2")
+        assert result.exit_code == 0, result.output
+    merged = read_artifact(folder, "tokens").table
+    assert merged.equals(read_artifact(full, "tokens").table)
+
+    class Interrupt(Exception):
+        pass
+
+    seen: list[str] = []
+
+    def stop_after_two(video_id: str, error: str | None) -> None:
+        seen.append(video_id)
+        if len(seen) == 2:
+            raise Interrupt
+
+    cfg = SelectTokensConfig(
+        model=LVLM, question="Is there any object in this frame?", budget=4, device="cpu"
+    )
+    out = tmp_path / "resumed.parquet"
+    with pytest.raises(Interrupt):
+        stage.run(frames, out, cfg, on_video=stop_after_two)
+    assert not out.exists()
+    asked: list[str] = []
+    summary = stage.run(frames, out, cfg, on_video=lambda v, e: asked.append(v))
+    assert asked == ["clip2"] and summary.resumed_videos == 2
+    assert read_artifact(out, "tokens").table.equals(read_artifact(full, "tokens").table)
+    assert not list(tmp_path.glob(".resumed.parquet.ckpt-*"))

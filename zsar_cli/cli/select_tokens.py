@@ -11,7 +11,14 @@ from typing import Annotated
 
 import typer
 
-from zsar_cli.cli.common import cli_errors, err_console, finish_batch
+from zsar_cli.cli.common import (
+    FORCE_OPTION,
+    SHARD_OPTION,
+    cli_errors,
+    err_console,
+    finish_batch,
+    report_up_to_date,
+)
 from zsar_cli.stages.select_tokens_config import SelectTokensConfig, parse_layers
 
 _D = SelectTokensConfig()
@@ -85,6 +92,8 @@ def select_tokens(
         bool, typer.Option(help="Allow model code from the hub (off unless asked).")
     ] = _D.trust_remote_code,
     strict: Annotated[bool, typer.Option(help="Exit 1 if any video has an error row.")] = _D.strict,
+    shard: Annotated[str | None, SHARD_OPTION] = None,
+    force: Annotated[bool, FORCE_OPTION] = False,
 ) -> None:
     """Keep the visual tokens the LVLM itself finds relevant to the question (Self-ReS)."""
     with cli_errors():
@@ -111,9 +120,18 @@ def select_tokens(
             if error is not None:
                 err_console.print(f"[red]failed:[/] {video_id}: {error}", soft_wrap=True)
 
-        summary = stage.run(frames, output, config, on_video=report)
+        from zsar_cli.sharding import parse_shard
+
+        summary = stage.run(
+            frames, output, config, on_video=report, shard=parse_shard(shard), force=force
+        )
+    if summary.skipped:
+        report_up_to_date(output)
+    resumed = (
+        f" ({summary.resumed_videos} resumed from a checkpoint)" if summary.resumed_videos else ""
+    )
     err_console.print(
-        f"{summary.rows} token rows from {summary.videos} videos"
+        f"{summary.rows} token rows from {summary.videos} videos{resumed}"
         + (f" → {output}" if output != "-" else "")
     )
     finish_batch(summary.videos, summary.failed, strict)

@@ -31,14 +31,17 @@ import numpy as np
 import pyarrow as pa
 
 from zsar_cli.artifacts import (
+    STDIO,
     ArtifactMeta,
     ArtifactWriter,
     build_table,
-    iter_batches,
     iter_video_groups,
+    read_artifact,
 )
 from zsar_cli.errors import ConfigError, InputError, ModelError
 from zsar_cli.images import decode_image, image_encoding
+from zsar_cli.runner import shard_batches
+from zsar_cli.sharding import Checkpoint, Shard, plan_output, shard_output
 from zsar_cli.stages.select_tokens_config import SelectTokensConfig
 
 # Families whose rotary positions are 3-D and computed from the image grid (multimodal RoPE):
@@ -465,6 +468,8 @@ class SelectSummary:
     failed: int
     rows: int
     cache_key: str
+    resumed_videos: int = 0
+    skipped: bool = False  # the output was already complete with these settings
 
 
 def load_model(config: SelectTokensConfig) -> Any:
@@ -511,13 +516,30 @@ def run(
     lvlm: Any | None = None,
     encoder: Any | None = None,
     on_video: Callable[[str, str | None], None] | None = None,
+    shard: Shard | None = None,
+    force: bool = False,
 ) -> SelectSummary:
-    """Select tokens for every video of a `frames` artifact (or `embeddings`, scorer clip)."""
+    """Select tokens for every video of a `frames` artifact (or `embeddings`, scorer clip).
+
+    As the other per-video stages: `shard` selects a block of videos into a part file, an
+    output complete with the same settings is skipped (other settings: refused unless
+    `force`), and finished videos are checkpointed so a rerun after a kill resumes.
+    """
     cfg = config.validated()
     prompts = prompts_for(cfg)
     clip = cfg.scorer == "clip"
     meta: ArtifactMeta
-    meta, batches = iter_batches(inputs, "embeddings" if clip else "frames", batch_size=256)
+    kind = "embeddings" if clip else "frames"
+    meta, input_key, batches = shard_batches(str(inputs), kind, shard, batch_size=256)
+    provenance = cfg.provenance()
+    output = shard_output(str(output), shard)
+    plan = plan_output(output, "tokens", provenance, [input_key], force)
+    if plan.up_to_date:
+        done = read_artifact(output, "tokens", columns=["video_id", "error"]).table
+        ids = done.column("video_id").to_pylist()
+        errs = done.column("error").to_pylist()
+        bad = {v for v, e in zip(ids, errs, strict=True) if e is not None}
+        return SelectSummary(len(set(ids)), len(bad), done.num_rows, plan.cache_key, skipped=True)
     extra: dict[str, Any] = {
         "question": cfg.question,
         "scorer": cfg.scorer,
@@ -547,10 +569,20 @@ def run(
         check_family(lvlm)
         extra.update(token_space="lvlm", model_spec=lvlm.spec)
     encoding = image_encoding(meta.extra) if not clip else "raw"
-    videos = failed = 0
-    with ArtifactWriter(output, "tokens", cfg.provenance(), [meta.cache_key], extra) as writer:
-        for video in iter_video_groups(batches):
+    videos = failed = resumed = 0
+    checkpoint = (
+        Checkpoint(output, "tokens", provenance, [input_key], extra) if output != STDIO else None
+    )
+    with ArtifactWriter(output, "tokens", provenance, [input_key], extra) as writer:
+        for position, video in enumerate(iter_video_groups(batches)):
             video_id = video.column("video_id")[0].as_py()
+            if checkpoint is not None and checkpoint.done(position):
+                table = checkpoint.load(position)
+                writer.write(table)
+                videos += 1
+                resumed += 1
+                failed += any(e is not None for e in table.column("error").to_pylist())
+                continue
             selections: list[SelectedTokens] = []
             errors: list[tuple[str, str | None, str]] = []
             carried = _carried_error(video)
@@ -571,9 +603,15 @@ def run(
                     selections.append(sel)
                 except SelectionError as exc:
                     errors.append((video_id, label, str(exc)))
-            writer.write(tokens_table(selections, errors, cfg.embedding_dtype))
+            table = tokens_table(selections, errors, cfg.embedding_dtype)
+            if checkpoint is not None:
+                with checkpoint.writer(position) as part:
+                    part.write(table)
+            writer.write(table)
             videos += 1
             failed += bool(errors)
             if on_video is not None:
                 on_video(video_id, errors[0][2] if errors else None)
-    return SelectSummary(videos, failed, writer.rows_written, writer.cache_key)
+    if checkpoint is not None:
+        checkpoint.remove()
+    return SelectSummary(videos, failed, writer.rows_written, writer.cache_key, resumed)
