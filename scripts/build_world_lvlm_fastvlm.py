@@ -8,22 +8,24 @@ tokens, a LLaVA projector and a 3-layer Qwen2), a locally trained byte-level BPE
 ChatML chat template, and a LlavaProcessor + CLIPImageProcessor (squash-resize to 64x64), all
 loadable with `hf:/dir` through AutoProcessor + AutoModelForImageTextToText like a real model.
 
-Training: (1) the vision tower + projector learn each image token's colour and shape (dense
-targets from the rendered masks, tokens also pulled towards the word embeddings of their colour
-and shape); (2) the whole model learns yes/no presence questions, ZEAL frame prompts with the
-world descriptions' start/end questions, anomaly questions and lettered multiple choice among
-2-6 labels, with the prompts `zsar_cli.backends.hf_lvlm` builds; loss on the answer token only.
-Frames come from a pre-rendered pool (rendering dominates otherwise), flipped at random.
+Training: (1) the vision tower + projector learn each image token's colour, shape and phase
+style (dense targets from the rendered masks; tokens also pulled towards the word embeddings of
+their colour and shape); (2) the whole model learns, with the prompts `zsar_cli.backends.hf_lvlm`
+builds and the loss on the answer token: yes/no presence, ZEAL frame prompts with the world
+descriptions' start (white rim) / end (outline) questions, anomaly questions, lettered multiple
+choice among 2-12 labels, and presence over 2-16 frames in one prompt (whole frames, or a few
+tokens per frame laid out as the Self-ReS final pass does). Each label phrase is one token
+(`build_tokenizer`). Frames come from a pre-rendered pool, flipped at random.
 
-Prints p_yes ROC-AUC (presence, balanced, fresh frames) and multiple-choice accuracy measured
-through `hf_lvlm.load_hf_lvlm(...).yes_no / .choice`, and writes BUILD.json next to the model.
+Prints presence / 16-frame presence / start-end (phase) / anomaly ROC-AUC and multiple-choice
+accuracy measured through `hf_lvlm.load_hf_lvlm(...)`, and writes BUILD.json next to the model.
 
-    python scripts/build_world_lvlm_fastvlm.py --out /tmp/wlf1 [--steps N] [--threads 1]
+    # the shipped model (1 thread): ~35 min, then ~9 min of continued training
+    python scripts/build_world_lvlm_fastvlm.py --out build/wl-base
+    python scripts/build_world_lvlm_fastvlm.py --init build/wl-base --steps 2500 --lr 5e-4 \
+        --seed 2 --out build/wl
 
-Status (experimental, not shipped): the ResNet tower learns colour and shape per token (97%/96%),
-anomaly AUC 1.0, but label binding is not learned in 2000 CPU steps (best: presence ROC-AUC 0.74,
-choice 31% with --image-last). Kept as the more promising route for the world LVLM (issue 5);
-note transformers re-initialises timm towers with std 0.02, which `make_model` undoes.
+Note: transformers re-initialises timm towers with std 0.02, which `make_model` undoes.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from zsar_cli.synthetic import (
     COLORS,
     LABELS,
     SHAPES,
+    STYLES,
     WorldObject,
     object_mask,
     random_object,
@@ -63,7 +66,8 @@ IMAGE_SIDE = 64
 GRID = 4  # resnet10t at output stride 16 on 64 px
 PATCH = IMAGE_SIDE // GRID
 N_TOKENS = GRID * GRID
-MAX_OPTIONS = 6
+MAX_OPTIONS = 12  # `classify --lvlm` and the tests offer all 12 labels
+MAX_FRAMES = 16  # a Self-ReS reflection path / 16 linearly sampled frames
 ZEAL_FRAME_PROMPT = "This is a frame from a video of {label}. {question} Only answer yes or no."
 
 # ChatML, as Qwen2-based LLaVA models (FastVLM among them) use; images first in the user turn.
@@ -87,6 +91,7 @@ CHAT_TEMPLATE_IMAGE_LAST = (
     "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
     "{% endif %}"
 )
+PHRASES = (*LABELS, BACKGROUND_PHRASE)
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<unk>"]
 
 PRESENCE_QUESTIONS = (
@@ -113,18 +118,18 @@ ATTRIBUTE_QUESTIONS = (
     "Is there something {color} in this frame?",
     "Is there a {shape} in this frame?",
 )
-KINDS = ("presence", "zeal", "anomaly", "choice", "attribute")
+KINDS = ("presence", "zeal", "anomaly", "choice", "attribute", "multi")
 
 
 def curriculum(progress: float) -> tuple[float, ...]:
     """Kind weights (in KINDS order) at a fraction of stage 2. Single attributes come first: a
     label question needs both, and mixed from the start the model settles on the answer prior
     and stops looking at the image."""
-    if progress < 0.15:
-        return (0.0, 0.0, 0.2, 0.0, 0.8)
-    if progress < 0.4:
-        return (0.3, 0.2, 0.05, 0.15, 0.3)
-    return (0.3, 0.2, 0.05, 0.35, 0.1)
+    if progress < 0.12:
+        return (0.0, 0.0, 0.2, 0.0, 0.8, 0.0)
+    if progress < 0.35:
+        return (0.25, 0.15, 0.05, 0.25, 0.2, 0.1)
+    return (0.12, 0.18, 0.03, 0.35, 0.04, 0.28)
 
 
 def fill(template: str, label: str) -> str:
@@ -150,8 +155,17 @@ def random_size(rng: np.random.Generator) -> tuple[int, int]:
     return (width, height) if rng.random() < 0.85 else (height, width)
 
 
+def random_styles(rng: np.random.Generator, n: int) -> list[str]:
+    """Phase styles (`zsar_cli.synthetic.STYLES`): mostly plain, else an instance's start
+    (white rim) or end (outline) look."""
+    return [str(rng.choice(STYLES, p=(0.6, 0.2, 0.2))) for _ in range(n)]
+
+
 def render_random(
-    rng: np.random.Generator, objects_or_count: int | list[WorldObject], size=None
+    rng: np.random.Generator,
+    objects_or_count: int | list[WorldObject],
+    size=None,
+    styles: list[str] | None = None,
 ) -> tuple[np.ndarray, list[WorldObject], int, int]:
     width, height = size or random_size(rng)
     if isinstance(objects_or_count, int):
@@ -165,19 +179,24 @@ def render_random(
         background=int(rng.integers(90, 171)),
         noise_sigma=float(rng.uniform(0, 12)),
         rng=rng,
+        styles=styles,
     )
     return jpeg_roundtrip(frame, rng), objects, width, height
 
 
-def token_targets(objects: list[WorldObject], width: int, height: int) -> tuple[list, list]:
-    """Per image token (row-major over the 4x4 grid): colour and shape class, 0 = background.
+def token_targets(
+    objects: list[WorldObject], width: int, height: int, styles: list[str]
+) -> tuple[list, list, list]:
+    """Per image token (row-major over the 4x4 grid): colour, shape and phase-style class,
+    0 = background.
 
     The processor squashes the frame to a square, so token (r, c) covers the same fraction of
     the frame; a token belongs to the top-most object covering >= 15% of its cell.
     """
     colors = [0] * N_TOKENS
     shapes = [0] * N_TOKENS
-    for obj in objects:
+    looks = [0] * N_TOKENS
+    for obj, style in zip(objects, styles, strict=True):
         mask = object_mask(obj.shape, obj.cx, obj.cy, obj.size * min(width, height), width, height)
         for r in range(GRID):
             for c in range(GRID):
@@ -188,23 +207,28 @@ def token_targets(objects: list[WorldObject], width: int, height: int) -> tuple[
                 if cell.size and cell.mean() >= 0.15:
                     colors[r * GRID + c] = 1 + list(COLORS).index(obj.color)
                     shapes[r * GRID + c] = 1 + SHAPES.index(obj.shape)
-    return colors, shapes
+                    looks[r * GRID + c] = 1 + STYLES.index(style)
+    return colors, shapes, looks
 
 
 class Pool:
     """Pre-rendered frames: processed pixels, labels present, per-token colour/shape targets."""
 
     def __init__(self, processor, rng: np.random.Generator, n: int) -> None:
-        pixels, self.labels, colors, shapes = [], [], [], []
+        pixels, self.labels, colors, shapes, looks = [], [], [], [], []
+        self.phased: list[set[tuple[str, str]]] = []  # (label, style) of the objects shown
         chunk = []
         for i in range(n):
             n_objects = int(rng.choice([0, 1, 2], p=[0.2, 0.65, 0.15]))
-            frame, objects, width, height = render_random(rng, n_objects)
+            styles = random_styles(rng, n_objects)
+            frame, objects, width, height = render_random(rng, n_objects, styles=styles)
             chunk.append(frame)
             self.labels.append(sorted({o.label for o in objects}))
-            c, s = token_targets(objects, width, height)
+            self.phased.append({(o.label, st) for o, st in zip(objects, styles, strict=True)})
+            c, s, look = token_targets(objects, width, height, styles)
             colors.append(c)
             shapes.append(s)
+            looks.append(look)
             if len(chunk) == 256 or i == n - 1:
                 out = processor.image_processor(chunk, return_tensors="pt")["pixel_values"]
                 pixels.append(out.to(torch.float16))
@@ -212,6 +236,12 @@ class Pool:
         self.pixels = torch.cat(pixels)
         self.colors = torch.tensor(colors)
         self.shapes = torch.tensor(shapes)
+        self.looks = torch.tensor(looks)
+        self.empty = [i for i, labels in enumerate(self.labels) if not labels]
+        self.showing: dict[str, list[int]] = {label: [] for label in LABELS}
+        for i, labels in enumerate(self.labels):
+            for label in labels:
+                self.showing[label].append(i)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -222,11 +252,14 @@ class Pool:
         pixels = self.pixels[idx].float()
         colors = self.colors[idx].view(-1, GRID, GRID)
         shapes = self.shapes[idx].view(-1, GRID, GRID)
+        looks = self.looks[idx].view(-1, GRID, GRID)
         flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
         pixels[flip] = pixels[flip].flip(-1)
         colors[flip] = colors[flip].flip(-1)
         shapes[flip] = shapes[flip].flip(-1)
-        return pixels, colors.reshape(len(idx), -1), shapes.reshape(len(idx), -1)
+        looks[flip] = looks[flip].flip(-1)
+        n = len(idx)
+        return pixels, colors.reshape(n, -1), shapes.reshape(n, -1), looks.reshape(n, -1)
 
 
 def near_label(rng: np.random.Generator, label: str) -> str:
@@ -240,7 +273,10 @@ def near_label(rng: np.random.Generator, label: str) -> str:
 
 
 def sample_question(
-    rng: np.random.Generator, present: list[str], kind: str
+    rng: np.random.Generator,
+    present: list[str],
+    kind: str,
+    phased: set[tuple[str, str]] | frozenset = frozenset(),
 ) -> tuple[str, str, tuple] | None:
     """(user text, answer, query) about a frame showing `present`; None if `kind` does not fit.
 
@@ -281,7 +317,9 @@ def sample_question(
         question = CHOICE_QUESTIONS[int(rng.integers(len(CHOICE_QUESTIONS)))]
         answer = OPTION_LETTERS[options.index(truth)]
         return format_choice_prompt(question, options), answer, ("options", options)
-    # presence / zeal: the present label half the time, else mostly a hard negative
+    if kind == "zeal":
+        return zeal_question(rng, present, phased)
+    # presence: the present label half the time, else mostly a hard negative
     if present and rng.random() < 0.5:
         label = present[int(rng.integers(len(present)))]
     elif present and rng.random() < 0.6:
@@ -289,16 +327,36 @@ def sample_question(
     else:
         label = LABELS[int(rng.integers(len(LABELS)))]
     answer = "Yes" if label in present else "No"
-    if kind == "presence":
-        q = fill(PRESENCE_QUESTIONS[int(rng.integers(len(PRESENCE_QUESTIONS)))], label)
-    else:
-        q = zeal_prompt(label, "start" if rng.random() < 0.5 else "end")
+    q = fill(PRESENCE_QUESTIONS[int(rng.integers(len(PRESENCE_QUESTIONS)))], label)
     return q, answer, ("label", label)
+
+
+def zeal_question(
+    rng: np.random.Generator, present: list[str], phased: set[tuple[str, str]] | frozenset
+) -> tuple[str, str, tuple]:
+    """ZEAL's frame prompt with the world's start (white rim) or end (outline) question: yes only
+    for the asked label in the asked phase. Negatives are mostly the same label in the other
+    phase or plain (the distinction that matters for localization), else other labels."""
+    styled = sorted((lab, st) for lab, st in phased if st != "plain")
+    which = "start" if rng.random() < 0.5 else "end"
+    if styled and rng.random() < 0.7:
+        label, style = styled[int(rng.integers(len(styled)))]
+        if rng.random() < 0.65:
+            which = "start" if style == "rim" else "end"
+    elif present and rng.random() < 0.6:
+        label = present[int(rng.integers(len(present)))]
+    elif present:
+        label = near_label(rng, present[0])
+    else:
+        label = LABELS[int(rng.integers(len(LABELS)))]
+    want = "rim" if which == "start" else "outline"
+    answer = "Yes" if (label, want) in phased else "No"
+    return zeal_prompt(label, which), answer, ("phase", label, want)
 
 
 def build_tokenizer(rng: np.random.Generator):
     """Byte-level BPE trained on the world's prompts, wrapped as a fast tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     corpus = []
@@ -330,6 +388,14 @@ def build_tokenizer(rng: np.random.Generator):
         unk_token="<unk>",
         padding_side="left",
     )
+    # Each label phrase (" a red circle", " an empty gray background") is one token, and so is
+    # each option marker ("B."), as frequent strings are in real vocabularies. A 3-layer model
+    # then matches an option or a question's label against image tokens directly, and an
+    # option's label finds its letter one token back. With word-level tokens it had to bind
+    # colour to shape across tokens and copy a letter from three tokens back, and multiple
+    # choice stayed at chance for 8000 CPU steps. Single words keep their own tokens.
+    fast.add_tokens([AddedToken(" " + p, normalized=False) for p in PHRASES])
+    fast.add_tokens([AddedToken(f"{x}.", normalized=False) for x in OPTION_LETTERS[:MAX_OPTIONS]])
     fast.chat_template = CHAT_TEMPLATE
     for spellings in (("Yes", "No"), tuple(OPTION_LETTERS[:MAX_OPTIONS])):
         missing = set(spellings) - set(single_token_ids(fast, spellings))
@@ -402,7 +468,18 @@ def make_model(tokenizer, layers: int):
     # Word embeddings at the image tokens' scale (unit variance, nn.Embedding's default): with
     # std 0.02 image tokens are ~50x larger in the residual stream than words, so whatever
     # attention brings them from the question is drowned, and question words cannot be matched.
-    torch.nn.init.normal_(model.get_input_embeddings().weight, std=1.0)
+    weight = model.get_input_embeddings().weight
+    torch.nn.init.normal_(weight, std=1.0)
+    # A label-phrase token starts as its colour and shape words together (what stage 1 pulls an
+    # object's image tokens towards), the background phrase as " gray": the question's label
+    # then already resembles the image tokens that show it.
+    with torch.no_grad():
+        for phrase in PHRASES:
+            words = phrase.split()[1:]
+            words = ["gray"] if phrase == BACKGROUND_PHRASE else words
+            ids = word_ids(tokenizer, words)
+            (label_id,) = tokenizer.encode(" " + phrase, add_special_tokens=False)
+            weight[label_id] = weight[ids].sum(0) / len(ids) ** 0.5
     return model
 
 
@@ -425,13 +502,19 @@ def pretrain_vision(model, tokenizer, pool: Pool, rng, steps: int, batch: int, l
     embed = model.get_input_embeddings().weight
     color_words = torch.tensor(word_ids(tokenizer, ("gray", *COLORS)))
     shape_words = torch.tensor(word_ids(tokenizer, ("gray", *SHAPES)))
+    # phase styles: nothing for background / plain, the start and end questions' words else
+    look_vectors = torch.zeros(1 + len(STYLES), embed.shape[1])
+    look_vectors[1 + STYLES.index("rim")] = embed[word_ids(tokenizer, ["rim"])[0]].detach()
+    look_vectors[1 + STYLES.index("outline")] = embed[word_ids(tokenizer, ["outline"])[0]].detach()
     color_head = torch.nn.Linear(hidden, 1 + len(COLORS))
     shape_head = torch.nn.Linear(hidden, 1 + len(SHAPES))
+    look_head = torch.nn.Linear(hidden, 1 + len(STYLES))
     params = [
         *model.model.vision_tower.parameters(),
         *model.model.multi_modal_projector.parameters(),
         *color_head.parameters(),
         *shape_head.parameters(),
+        *look_head.parameters(),
     ]
     optim = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.OneCycleLR(optim, max_lr=lr, total_steps=steps, pct_start=0.1)
@@ -439,13 +522,16 @@ def pretrain_vision(model, tokenizer, pool: Pool, rng, steps: int, batch: int, l
     started = time.time()
     for step in range(steps):
         idx = rng.integers(0, len(pool), batch)
-        pixels, color_t, shape_t = pool.batch(rng, idx)
+        pixels, color_t, shape_t, look_t = pool.batch(rng, idx)
         tokens = model.model.get_image_features(pixel_values=pixels).pooler_output
         color_logits, shape_logits = color_head(tokens), shape_head(tokens)
         loss = F.cross_entropy(color_logits.flatten(0, 1), color_t.flatten())
         loss = loss + F.cross_entropy(shape_logits.flatten(0, 1), shape_t.flatten())
+        loss = loss + F.cross_entropy(look_head(tokens).flatten(0, 1), look_t.flatten())
         with torch.no_grad():
-            target = embed[color_words][color_t] + embed[shape_words][shape_t]
+            target = (
+                embed[color_words][color_t] + embed[shape_words][shape_t] + look_vectors[look_t]
+            )
             target = target / embed.std()  # the direction matters; RMSNorm removes the scale
         loss = loss + 0.5 * F.mse_loss(tokens, target)
         optim.zero_grad()
@@ -464,7 +550,9 @@ def pretrain_vision(model, tokenizer, pool: Pool, rng, steps: int, batch: int, l
             )
 
 
-def token_answers(query: tuple, colors: torch.Tensor, shapes: torch.Tensor) -> torch.Tensor:
+def token_answers(
+    query: tuple, colors: torch.Tensor, shapes: torch.Tensor, looks: torch.Tensor
+) -> torch.Tensor:
     """Per image token, its own answer to the question: 1 = it matches (yes/no questions), or
     1 + the index of the option naming its object (choice), 0 = no match / background."""
 
@@ -482,6 +570,9 @@ def token_answers(query: tuple, colors: torch.Tensor, shapes: torch.Tensor) -> t
     if kind == "label":
         c, s = code(query[1])
         return ((colors == c) & (shapes == s)).long()
+    if kind == "phase":
+        c, s = code(query[1])
+        return ((colors == c) & (shapes == s) & (looks == 1 + STYLES.index(query[2]))).long()
     out = torch.zeros_like(colors)
     for j, option in enumerate(query[1]):
         if option != BACKGROUND_PHRASE:
@@ -490,58 +581,171 @@ def token_answers(query: tuple, colors: torch.Tensor, shapes: torch.Tensor) -> t
     return out
 
 
-def make_batch(processor, pool: Pool, rng: np.random.Generator, size: int, progress: float):
-    """One question kind per batch (similar prompt lengths pad little)."""
-    kind = str(rng.choice(KINDS, p=curriculum(progress)))
-    idx, texts, queries = [], [], []
-    image_text = "<image>" * N_TOKENS
-    while len(idx) < size:
-        i = int(rng.integers(len(pool)))
-        got = sample_question(rng, pool.labels[i], kind)
-        if got is None:
-            continue
-        idx.append(i)
-        queries.append(got[2])
-        prompt = chat_prompt(processor, 1, got[0]) + got[1]
-        # what LlavaProcessor does: one <image> placeholder per image token
-        texts.append(prompt.replace("<image>", image_text))
+def sample_multi(rng: np.random.Generator, pool: Pool) -> tuple[list[int], str, str, tuple]:
+    """Frames of one prompt (2-16, mostly empty background) and a presence or any-object question.
+
+    As on a Self-ReS reflection path or 16 linearly sampled frames of a long clip: the object, if
+    any, shows on one or two of the frames; distractor frames show other (often similar) labels.
+    """
+    count = int(rng.integers(2, MAX_FRAMES + 1))
+    label = LABELS[int(rng.integers(len(LABELS)))]
+    frames = [pool.empty[int(rng.integers(len(pool.empty)))] for _ in range(count)]
+    for slot in rng.permutation(count)[: int(rng.integers(0, 3))]:
+        other = near_label(rng, label) if rng.random() < 0.6 else LABELS[int(rng.integers(12))]
+        frames[slot] = pool.showing[other][int(rng.integers(len(pool.showing[other])))]
+    if rng.random() < 0.5:
+        for slot in rng.permutation(count)[: int(rng.integers(1, 3))]:
+            frames[slot] = pool.showing[label][int(rng.integers(len(pool.showing[label])))]
+    present = sorted({lab for f in frames for lab in pool.labels[f]})
+    if rng.random() < 0.15:
+        text, answer, query = sample_question(rng, present, "anomaly")  # type: ignore[misc]
+        return frames, text, answer, query
+    question = PRESENCE_QUESTIONS[int(rng.integers(len(PRESENCE_QUESTIONS)))]
+    return frames, fill(question, label), "Yes" if label in present else "No", ("label", label)
+
+
+def kept_subset(rng: np.random.Generator, targets: list[torch.Tensor]) -> list[np.ndarray]:
+    """Per frame, the image tokens kept by a simulated Self-ReS selection: 8-32 tokens in all,
+    biased towards tokens that answer the question (as a working selection is); order kept."""
+    total = sum(len(t) for t in targets)
+    budget = min(total, int(rng.integers(8, 33)))
+    flat = torch.cat(targets).numpy() > 0
+    weight = np.where(flat, rng.choice([1.0, 20.0]), 1.0)
+    chosen = rng.choice(total, size=budget, replace=False, p=weight / weight.sum())
+    mask = np.zeros(total, bool)
+    mask[chosen] = True
+    out, offset = [], 0
+    for t in targets:
+        out.append(np.flatnonzero(mask[offset : offset + len(t)]))
+        offset += len(t)
+    return out
+
+
+# Kind weights of `--init` runs (continued training of a built model): the single-frame label
+# questions get the share the from-scratch curriculum gives to choice and phases.
+FINETUNE_MIX = (0.32, 0.18, 0.04, 0.1, 0.1, 0.26)
+
+
+def make_batch(
+    processor,
+    pool: Pool,
+    rng: np.random.Generator,
+    size: int,
+    progress: float,
+    mix: tuple[float, ...] | None = None,
+):
+    """One question kind per batch (similar prompt lengths pad little).
+
+    Returns the kind, the batch's image-token answers (flat, in sequence order) and the model
+    inputs with the image tokens already in `inputs_embeds` — built here rather than by the
+    model so that multi-frame prompts can keep a subset of each frame's tokens, as the Self-ReS
+    final pass does (`zsar_cli.stages.self_res.final_inputs`).
+    """
+    kind = str(rng.choice(KINDS, p=mix or curriculum(progress)))
+    samples = []  # (frame pool indices, user text, answer, query)
+    if kind == "multi":
+        sparse = rng.random() < 0.5
+        size = max(2, size // (4 if sparse else 6))
+        while len(samples) < size:
+            samples.append(sample_multi(rng, pool))
+    else:
+        sparse = False
+        while len(samples) < size:
+            i = int(rng.integers(len(pool)))
+            got = sample_question(rng, pool.labels[i], kind, pool.phased[i])
+            if got is not None:
+                samples.append(([i], *got))
+    flat_idx = np.array([f for frames, *_ in samples for f in frames])
+    pixels, colors, shapes, looks = pool.batch(rng, flat_idx)
+    texts, keeps, token_t, answers = [], [], [], []
+    row = 0
+    for frames, text, answer, query in samples:
+        targets = [
+            token_answers(query, colors[row + j], shapes[row + j], looks[row + j])
+            for j in range(len(frames))
+        ]
+        keep = kept_subset(rng, targets) if sparse else [np.arange(N_TOKENS)] * len(frames)
+        if sparse and query[0] in ("label", "any"):
+            # what the final pass sees decides the answer: yes only if a kept token shows it
+            shown = any(bool(t[k].any()) for t, k in zip(targets, keep, strict=True))
+            answer = "Yes" if shown else "No"
+        parts = chat_prompt(processor, len(frames), text).split("<image>")
+        slots = ("<image>" * len(k) + p for k, p in zip(keep, parts[1:], strict=True))
+        texts.append(parts[0] + "".join(slots))
+        texts[-1] += answer
+        keeps.extend(row * N_TOKENS + j * N_TOKENS + torch.as_tensor(k) for j, k in enumerate(keep))
+        token_t.extend(t[k] for t, k in zip(targets, keep, strict=True))
+        answers.append(answer)
+        row += len(frames)
     enc = processor.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    pixels, colors, shapes = pool.batch(rng, np.array(idx))
-    token_t = torch.stack(
-        [token_answers(q, c, s) for q, c, s in zip(queries, colors, shapes, strict=True)]
-    )
     mask = enc["attention_mask"]
     return (
         kind,
-        token_t,
+        torch.cat(token_t),
         {
             "input_ids": enc["input_ids"],
             "attention_mask": mask,
             "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
             "pixel_values": pixels,
+            "keep": torch.cat(keeps),
         },
     )
 
 
+def embed_batch(model, inputs: dict) -> dict:
+    """inputs_embeds with the kept image tokens (projected tower outputs) in the image slots."""
+    ids = inputs["input_ids"]
+    embeds = model.get_input_embeddings()(ids)
+    tokens = model.model.get_image_features(pixel_values=inputs["pixel_values"]).pooler_output
+    image_pos = ids == model.config.image_token_id
+    embeds = embeds.masked_scatter(
+        image_pos.unsqueeze(-1), tokens.flatten(0, 1)[inputs["keep"]].to(embeds.dtype)
+    )
+    return {
+        "inputs_embeds": embeds,
+        "attention_mask": inputs["attention_mask"],
+        "position_ids": inputs["position_ids"],
+    }
+
+
 def train_lm(
-    model, processor, pool: Pool, rng, steps: int, batch: int, lr: float, aux: float
+    model,
+    processor,
+    pool: Pool,
+    rng,
+    steps: int,
+    batch: int,
+    lr: float,
+    aux: float,
+    mix: tuple[float, ...] | None = None,
 ) -> None:
     """Stage 2: everything, loss on the answer token (the last token under left padding).
 
     With `aux` > 0 (images after the question), each image token's hidden state after the
     second-to-last layer also predicts its own answer (`token_answers`) through temporary heads:
     dense supervision for matching a token against the question's words, so the last layer only
-    has to gather the matching tokens' answers at the answer position.
+    has to gather the matching tokens' answers at the answer position. In choice prompts each
+    option's label token also predicts its own option index after the first layer: the copy of
+    "B" onto " blue square" that the image tokens' match then reads.
     """
     hidden = model.config.text_config.hidden_size
     match_head = torch.nn.Linear(hidden, 2)
     option_head = torch.nn.Linear(hidden, 1 + MAX_OPTIONS)
+    letter_head = torch.nn.Linear(hidden, MAX_OPTIONS + 1)
+    phrase_ids = torch.tensor([processor.tokenizer.convert_tokens_to_ids(" " + p) for p in PHRASES])
     vision = {id(p) for p in model.model.vision_tower.parameters()}
     optim = torch.optim.AdamW(
         [
             {"params": [p for p in model.parameters() if id(p) in vision], "lr": lr / 3},
             {"params": [p for p in model.parameters() if id(p) not in vision], "lr": lr},
-            {"params": [*match_head.parameters(), *option_head.parameters()], "lr": lr},
+            {
+                "params": [
+                    *match_head.parameters(),
+                    *option_head.parameters(),
+                    *letter_head.parameters(),
+                ],
+                "lr": lr,
+            },
         ],
         weight_decay=0.01,
     )
@@ -556,17 +760,28 @@ def train_lm(
     image_token_id = model.config.image_token_id
     layer = model.config.text_config.num_hidden_layers - 1
     running: dict[str, float] = {}
+    right: dict[str, float] = {}
     started = time.time()
     for step in range(steps):
-        kind, token_t, inputs = make_batch(processor, pool, rng, batch, step / steps)
+        kind, token_t, inputs = make_batch(processor, pool, rng, batch, step / steps, mix)
         targets = inputs["input_ids"][:, -1].clone()
-        out = model(**inputs, logits_to_keep=2, use_cache=False, output_hidden_states=aux > 0)
+        out = model(
+            **embed_batch(model, inputs),
+            logits_to_keep=2,
+            use_cache=False,
+            output_hidden_states=aux > 0,
+        )
         loss = F.cross_entropy(out.logits[:, 0], targets)
         if aux > 0:
             image_pos = inputs["input_ids"] == image_token_id
             states = out.hidden_states[layer][image_pos]
             head = option_head if kind == "choice" else match_head
-            loss = loss + aux * F.cross_entropy(head(states), token_t.flatten())
+            loss = loss + aux * F.cross_entropy(head(states), token_t)
+        if aux > 0 and kind == "choice":
+            labels_at = torch.isin(inputs["input_ids"], phrase_ids)
+            index = labels_at.long().cumsum(-1) - 1  # k-th label token = option k
+            states = out.hidden_states[1][labels_at]
+            loss = loss + aux * F.cross_entropy(letter_head(states), index[labels_at])
         optim.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -574,19 +789,23 @@ def train_lm(
         sched.step()
         prev = running.get(kind)
         running[kind] = loss.item() if prev is None else 0.9 * prev + 0.1 * loss.item()
+        acc = (out.logits[:, 0].argmax(-1) == targets).float().mean().item()
+        right[kind] = acc if kind not in right else 0.9 * right[kind] + 0.1 * acc
         if step % 50 == 0 or step == steps - 1:
-            losses = "  ".join(f"{k} {v:.3f}" for k, v in sorted(running.items()))
+            losses = "  ".join(f"{k} {v:.3f}/{right[k]:.2f}" for k, v in sorted(running.items()))
             print(f"step {step:5d}  {losses}  {time.time() - started:5.0f}s", flush=True)
 
 
-def evaluate(model_dir: Path, seed: int, n_presence: int = 240, n_choice: int = 200):
+def evaluate(
+    model_dir: Path, seed: int, n_presence: int = 240, n_choice: int = 220, n_multi: int = 96
+):
     """Through the real backend, on fresh frames of random sizes.
 
     Presence (balanced): half the frames show the asked label (some with a second object),
-    half do not (another label — often sharing colour or shape — or an empty frame); prompts
-    alternate between plain presence and the ZEAL frame prompt (start and end questions).
-    Choice: one object, 2-6 label options, sometimes the background phrase among them.
-    Also the anomaly question's AUC (object vs empty frame).
+    half do not (another label — often sharing colour or shape — or an empty frame); objects in
+    any phase style. Phase: the ZEAL start/end prompt about a shown label, yes only when it is
+    in that phase (rim = start, outline = end). Choice: one object, 2-12 label options. Also
+    the anomaly question's AUC (object vs empty frame) and 16-frame presence.
     """
     from sklearn.metrics import roc_auc_score
 
@@ -610,21 +829,48 @@ def evaluate(model_dir: Path, seed: int, n_presence: int = 240, n_choice: int = 
             while other == label:
                 other = LABELS[int(rng.integers(len(LABELS)))]
             objects = [random_object(rng, width, height, label=other)]
-        frame, objects, _, _ = render_random(rng, objects, (width, height))
-        kind = i % 3
-        if kind == 0:
-            prompt = fill(PRESENCE_QUESTIONS[0], label)
-        else:
-            prompt = zeal_prompt(label, "start" if kind == 1 else "end")
+        styles = random_styles(rng, len(objects))
+        frame, objects, _, _ = render_random(rng, objects, (width, height), styles)
         images.append([frame])
-        prompts.append(prompt)
+        prompts.append(fill(PRESENCE_QUESTIONS[0], label))
         truth.append(label in {o.label for o in objects})
         has_object.append(bool(objects))
     scores = lvlm.yes_no(images, prompts)
     auc = float(roc_auc_score(truth, scores.p_yes))
+    phase_images, phase_prompts, phase_truth = [], [], []
+    for i in range(n_presence):
+        label = LABELS[i % len(LABELS)]
+        width, height = random_size(rng)
+        style = STYLES[i % 3]
+        obj = random_object(rng, width, height, label=label)
+        phase_images.append([render_random(rng, [obj], (width, height), [style])[0]])
+        which = "start" if (i // 3) % 2 == 0 else "end"
+        phase_prompts.append(zeal_prompt(label, which))
+        phase_truth.append(style == ("rim" if which == "start" else "outline"))
+    phase_p = lvlm.yes_no(phase_images, phase_prompts).p_yes
+    phase_auc = float(roc_auc_score(phase_truth, phase_p))
     anomaly_auc = float(
         roc_auc_score(has_object, lvlm.yes_no(images, [ANOMALY_QUESTIONS[0]] * len(images)).p_yes)
     )
+    # 16-frame prompts, the asked label on one frame or none (the rest mostly empty)
+    multi_truth, multi_images, multi_prompts = [], [], []
+    for i in range(n_multi):
+        label = LABELS[i % len(LABELS)]
+        width, height = random_size(rng)
+        frames = []
+        for j in range(MAX_FRAMES):
+            if j == 0 and i % 2 == 0:
+                objects = [random_object(rng, width, height, label=label)]
+            elif rng.random() < 0.1:
+                objects = [random_object(rng, width, height, label=near_label(rng, label))]
+            else:
+                objects = []
+            frames.append(render_random(rng, objects, (width, height))[0])
+        order = rng.permutation(MAX_FRAMES)
+        multi_images.append([frames[k] for k in order])
+        multi_prompts.append(fill(PRESENCE_QUESTIONS[0], label))
+        multi_truth.append(i % 2 == 0)
+    multi_auc = float(roc_auc_score(multi_truth, lvlm.yes_no(multi_images, multi_prompts).p_yes))
     correct = 0
     for i in range(n_choice):
         width, height = random_size(rng)
@@ -636,7 +882,7 @@ def evaluate(model_dir: Path, seed: int, n_presence: int = 240, n_choice: int = 
         rng.shuffle(options)
         probs = lvlm.choice([frame], CHOICE_QUESTIONS[i % len(CHOICE_QUESTIONS)], options)
         correct += options[int(np.argmax(probs))] == truth_label
-    return auc, correct / n_choice, anomaly_auc
+    return auc, correct / n_choice, anomaly_auc, multi_auc, phase_auc
 
 
 def main() -> None:
@@ -645,33 +891,52 @@ def main() -> None:
     parser.add_argument("--pool", type=int, default=4000, help="pre-rendered training frames")
     parser.add_argument("--vision-steps", type=int, default=600)
     parser.add_argument("--vision-batch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=8000)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--image-last", action="store_true", help="images after the question")
+    parser.add_argument(
+        "--image-last",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="images after the question (the shipped model)",
+    )
     parser.add_argument("--aux", type=float, default=1.0, help="token-answer loss (image-last)")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        help="continue training this built model (no stage 1; FINETUNE_MIX of question kinds)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     started = time.time()
 
-    template = CHAT_TEMPLATE_IMAGE_LAST if args.image_last else CHAT_TEMPLATE
-    processor = make_processor(build_tokenizer(rng), template)
+    if args.init is not None:
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(args.init)
+        model = AutoModelForImageTextToText.from_pretrained(args.init)
+    else:
+        template = CHAT_TEMPLATE_IMAGE_LAST if args.image_last else CHAT_TEMPLATE
+        processor = make_processor(build_tokenizer(rng), template)
+        model = make_model(processor.tokenizer, args.layers)
     tokenizer = processor.tokenizer
-    model = make_model(tokenizer, args.layers)
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
     print(f"vocab {len(tokenizer)}, params {n_params / 1e6:.2f} M, image tokens {N_TOKENS}")
     pool = Pool(processor, rng, args.pool)
     print(f"pool of {len(pool)} frames rendered in {time.time() - started:.0f}s", flush=True)
 
-    pretrain_vision(model, tokenizer, pool, rng, args.vision_steps, args.vision_batch, 3e-3)
     aux = args.aux if args.image_last else 0.0
-    train_lm(model, processor, pool, rng, args.steps, args.batch, args.lr, aux)
+    if args.init is None:
+        pretrain_vision(model, tokenizer, pool, rng, args.vision_steps, args.vision_batch, 3e-3)
+        train_lm(model, processor, pool, rng, args.steps, args.batch, args.lr, aux)
+    else:
+        train_lm(model, processor, pool, rng, args.steps, args.batch, args.lr, aux, FINETUNE_MIX)
     train_s = time.time() - started
 
     if args.out.exists():
@@ -680,10 +945,11 @@ def main() -> None:
     model.eval()
     model.save_pretrained(args.out, safe_serialization=True)
     processor.save_pretrained(args.out)
-    auc, acc, anomaly_auc = evaluate(args.out, seed=args.seed + 1000)
+    auc, acc, anomaly_auc, multi_auc, phase_auc = evaluate(args.out, seed=args.seed + 1000)
     size = sum(f.stat().st_size for f in args.out.iterdir()) / 1e6
     build = {
         "script": "scripts/build_world_lvlm_fastvlm.py",
+        "init": None if args.init is None else json.loads((args.init / "BUILD.json").read_text()),
         "seed": args.seed,
         "pool": args.pool,
         "vision_steps": args.vision_steps,
@@ -698,12 +964,16 @@ def main() -> None:
         "auc": round(auc, 4),
         "choice_acc": round(acc, 4),
         "anomaly_auc": round(anomaly_auc, 4),
+        "multi_frame_auc": round(multi_auc, 4),
+        "phase_auc": round(phase_auc, 4),
     }
     (args.out / "BUILD.json").write_text(json.dumps(build, indent=2) + "\n")
     print(f"saved {args.out} ({size:.1f} MB); trained in {train_s:.0f}s")
     print(f"p_yes ROC-AUC on fresh frames: {auc:.3f} (target >= 0.95)")
     print(f"multiple-choice accuracy on fresh frames: {acc:.1%} (target >= 90%)")
     print(f"anomaly-question ROC-AUC: {anomaly_auc:.3f}")
+    print(f"16-frame presence ROC-AUC (label on one frame): {multi_auc:.3f}")
+    print(f"ZEAL start/end (phase) ROC-AUC: {phase_auc:.3f}")
 
 
 if __name__ == "__main__":

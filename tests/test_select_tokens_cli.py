@@ -168,15 +168,16 @@ def test_bad_inputs_have_clear_messages(runner, frames, tmp_path):
     result = select(runner, frames, out, "--budget", "100000")
     assert result.exit_code == 1
     assert "--budget asks for 100000 tokens but only" in result.output
-    result = select(runner, frames, out, "--segments", "3")
+    # (the run above wrote error rows to `out`; other settings need another output or --force)
+    result = select(runner, frames, tmp_path / "s.parquet", "--segments", "3")
     assert result.exit_code == 1
     assert "--segments 3 does not divide its 8 frames" in result.output
-    result = select(runner, frames, out, "--scorer", "gaze")
+    result = select(runner, frames, tmp_path / "g.parquet", "--scorer", "gaze")
     assert result.exit_code == 1 and "--scorer 'gaze'" in result.output
-    result = select(runner, frames, out, "--layers", "1,x")
+    result = select(runner, frames, tmp_path / "l.parquet", "--layers", "1,x")
     assert result.exit_code == 1 and "--layers" in result.output
     # Tokens from other frames are refused by the final pass.
-    assert select(runner, frames, out, "--budget", "4").exit_code == 0
+    assert select(runner, frames, out, "--budget", "4", "--force").exit_code == 0
     other = tmp_path / "other.parquet"
     from zsar_cli.artifacts import write_artifact
 

@@ -29,6 +29,7 @@ from zsar_cli.synthetic import (
     plan_world,
     random_object,
     render_frame,
+    style_masks,
 )
 
 # A small world whose every kind is present; durations short so encoding stays cheap.
@@ -255,8 +256,10 @@ def test_ground_truth_files_formats(small_world):
         color, shape = d["label"].split()[1:]
         assert len(d["descriptors"]) == 8 and len(set(d["descriptors"])) == 8
         assert d["description"] == f"a {color} {shape} on a plain gray background"
-        assert d["start_question"] == f"Does a {color} {shape} appear in this frame?"
-        assert d["end_question"].endswith("?") and shape in d["end_question"]
+        assert (
+            d["start_question"] == f"Does a {color} {shape} appear with a white rim in this frame?"
+        )
+        assert d["end_question"] == f"Is only the outline of a {color} {shape} left in this frame?"
 
     rows = list(csv.reader((out / "trimmed" / "list.csv").open()))
     assert rows[0] == ["video", "label"]
@@ -432,3 +435,111 @@ def test_config_resolves_codec_aliases_and_containers():
     assert SynthConfig(codec="mpeg4").extension == ".avi"
     assert SynthConfig(codec="H264", container=".MKV").container == "mkv"
     assert SynthConfig(background=[100, 120]).background == (100, 120)
+
+
+# ---------------------------------------------------------------------------------------------
+# Phase styles: instances that show their start (white rim) and end (outline) in single frames
+
+
+def test_style_masks_geometry():
+    box, plain, rim = style_masks("circle", 80.0, 60.0, 40.0, 160, 120, "plain")
+    full = object_mask("circle", 80.0, 60.0, 40.0, 160, 120)
+    y0, y1, x0, x1 = box
+    assert plain.sum() == full.sum() and not rim.any()
+    assert np.array_equal(full[y0:y1, x0:x1], plain)
+    box, fill, rim = style_masks("circle", 80.0, 60.0, 40.0, 160, 120, "rim")
+    y0, y1, x0, x1 = box
+    assert fill.sum() == full.sum() and not (fill & rim).any()
+    # the ring: between radius 20 and 27 (1.35x), i.e. area pi * (27^2 - 20^2) ~ 1033 px
+    assert abs(int(rim.sum()) - np.pi * (27**2 - 20**2)) < 0.05 * np.pi * (27**2 - 20**2)
+    box, outline, rim = style_masks("square", 80.0, 60.0, 40.0, 160, 120, "outline")
+    assert not rim.any()
+    assert abs(int(outline.sum()) - (40 * 40 - 20 * 20)) <= 2 * 40 * 2  # a 40 px square minus 20 px
+    y0, y1, x0, x1 = box
+    assert not outline[60 - y0, 80 - x0]  # the centre is a hole
+    with pytest.raises(ValueError, match="unknown style"):
+        style_masks("square", 80.0, 60.0, 40.0, 160, 120, "glow")
+
+
+def test_plain_style_renders_exactly_as_before():
+    obj = WorldObject("triangle", "blue", 0.35, 90.0, 70.0)
+    a = FrameRenderer(160, 120, noise_sigma=6.0, seed=9).frame([(obj, 0.0)])
+    b = FrameRenderer(160, 120, noise_sigma=6.0, seed=9).frame([(obj, 0.0, "plain")])
+    assert np.array_equal(a, b)
+    assert np.array_equal(
+        render_frame(160, 120, [obj], noise_sigma=0.0),
+        render_frame(160, 120, [obj], noise_sigma=0.0, styles=["plain"]),
+    )
+
+
+def test_phase_seconds_mark_each_instance_start_and_end():
+    config = SynthConfig(
+        trimmed=1,
+        untrimmed=2,
+        anomaly=2,
+        normal_fraction=0.0,
+        seed=4,
+        fps=10,
+        untrimmed_duration=(12.0, 14.0),
+        instance_duration=(3.0, 5.0),
+        phase_seconds=0.5,
+    )
+    videos = plan_world(config, "/w")
+    assert all(v.phase_frames == (0 if v.kind == "trimmed" else 5) for v in videos)
+    for video in (v for v in videos if v.kind != "trimmed"):
+        for inst in video.instances:
+            styles = [video.phase_at(i) for i in inst.frames]
+            assert styles[:5] == ["rim"] * 5 and styles[-5:] == ["outline"] * 5
+            assert set(styles[5:-5]) == {"plain"}
+        outside = [i for i in range(video.num_frames) if video.instance_at(i) is None]
+        assert outside and all(video.phase_at(i) is None for i in outside)
+    # plain world: no phases; a phase never takes more than a third of a short instance
+    plain = plan_world(SynthConfig(trimmed=0, untrimmed=1, anomaly=0, seed=4), "/w")[0]
+    assert {plain.phase_at(i) for i in plain.instances[0].frames} == {"plain"}
+    inst = videos[1].instances[0]
+    assert inst.style_at(inst.start_frame, 1000) == "rim"
+    assert [inst.style_at(i, 1000) for i in inst.frames].count("rim") == len(inst.frames) // 3
+    with pytest.raises(ConfigError, match="--phase-seconds"):
+        SynthConfig(phase_seconds=-1)
+
+
+def test_phase_frames_are_rendered(tmp_path):
+    """Decoded frames: white ring pixels around the object in the start phase, the object's
+    centre showing background in the end phase, neither in the middle."""
+    config = SynthConfig(
+        trimmed=0,
+        untrimmed=1,
+        anomaly=0,
+        seed=8,
+        fps=10,
+        noise_sigma=0.0,
+        max_speed=0.0,
+        untrimmed_duration=(8.0, 8.0),
+        instances=(1, 1),
+        instance_duration=(4.0, 4.0),
+        phase_seconds=1.0,
+    )
+    manifest = generate_world(tmp_path / "w", config)
+    video = manifest.untrimmed[0]
+    frames = list(video.frames())  # as rendered before encoding
+    inst = video.instances[0]
+    obj = inst.obj
+    cx, cy = obj.at(0.0, video.width, video.height)
+    white = [int((f.min(axis=2) > 240).sum()) for f in frames]
+    for i in range(video.num_frames):
+        phase = video.phase_at(i)
+        if phase == "rim":
+            assert white[i] > 50, i
+        else:
+            assert white[i] == 0, (i, phase)
+        centre = frames[i][int(cy), int(cx)]
+        if phase in ("plain", "rim"):
+            assert tuple(centre) == COLORS[obj.color]
+        else:  # outline (a hole in the middle) or no object at all
+            assert tuple(centre) == (video.background,) * 3
+    # the decoded video agrees (H.264 blurs edges: counts, not exact pixels)
+    decoded = decode(video.path, video.width, video.height)
+    starts = [i for i in inst.frames if video.phase_at(i) == "rim"]
+    middle = [i for i in inst.frames if video.phase_at(i) == "plain"]
+    assert min(int((decoded[i].min(axis=2) > 220).sum()) for i in starts) > 30
+    assert max(int((decoded[i].min(axis=2) > 220).sum()) for i in middle) < 5

@@ -132,6 +132,48 @@ def random_object(
     return WorldObject(shape, color, size, cx, cy, speed * np.cos(angle), speed * np.sin(angle))
 
 
+# Phase styles of an action instance (`SynthConfig.phase_seconds`): in its first seconds the
+# object appears ringed in white, in its last ones only its outline is left. Single frames then
+# show where an instance starts and ends, which ZEAL's per-frame start/end questions rely on.
+STYLES: tuple[str, ...] = ("plain", "rim", "outline")
+RIM_COLOR = (255, 255, 255)
+RIM_SCALE = 1.35  # the white ring reaches out to 1.35x the shape's side
+OUTLINE_INNER = 0.5  # the outline's hole: the shape at 0.5x its side
+
+
+def style_masks(
+    shape: str, cx: float, cy: float, side: float, width: int, height: int, style: str
+) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray]:
+    """((y0, y1, x0, x1), colour mask, white-rim mask) of an object drawn in a phase style,
+    both on one box. "plain": the filled shape; "rim": filled, inside a white ring; "outline":
+    the shape minus the same shape at half its side, i.e. a thick outline."""
+    import numpy as np
+
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}")
+    outer = side * RIM_SCALE if style == "rim" else side
+    y0, y1, x0, x1, big = _object_box_mask(shape, cx, cy, outer, width, height)
+    if style == "plain":
+        return (y0, y1, x0, x1), big, np.zeros_like(big)
+    box = (y0, y1, x0, x1)
+    if style == "rim":
+        fill = _mask_on_box(shape, cx, cy, side, box)
+        return box, fill, big & ~fill
+    hole = _mask_on_box(shape, cx, cy, side * OUTLINE_INNER, box)
+    return box, big & ~hole, np.zeros_like(big)
+
+
+def _mask_on_box(
+    shape: str, cx: float, cy: float, side: float, box: tuple[int, int, int, int]
+) -> np.ndarray:
+    import numpy as np
+
+    y0, y1, x0, x1 = box
+    xx = np.arange(x0, x1, dtype=np.float32)[None, :] + np.float32(0.5)
+    yy = np.arange(y0, y1, dtype=np.float32)[:, None] + np.float32(0.5)
+    return _shape_on_grid(shape, xx, yy, cx, cy, side)
+
+
 def _object_box_mask(
     shape: str, cx: float, cy: float, side: float, width: int, height: int
 ) -> tuple[int, int, int, int, np.ndarray]:
@@ -151,6 +193,15 @@ def _object_box_mask(
         return 0, 0, 0, 0, np.zeros((0, 0), dtype=bool)
     xx = np.arange(x0, x1, dtype=np.float32)[None, :] + np.float32(0.5)
     yy = np.arange(y0, y1, dtype=np.float32)[:, None] + np.float32(0.5)
+    return y0, y1, x0, x1, _shape_on_grid(shape, xx, yy, cx, cy, side)
+
+
+def _shape_on_grid(
+    shape: str, xx: np.ndarray, yy: np.ndarray, cx: float, cy: float, side: float
+) -> np.ndarray:
+    import numpy as np
+
+    half = side / 2
     if shape == "circle":
         mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= half**2
     elif shape == "square":
@@ -163,7 +214,7 @@ def _object_box_mask(
         mask = inside_y & (np.abs(xx - cx) <= frac * half)
     else:
         raise ValueError(f"unknown shape {shape!r}")
-    return y0, y1, x0, x1, mask
+    return mask
 
 
 def object_mask(
@@ -186,16 +237,20 @@ def render_frame(
     background: int = 128,
     noise_sigma: float = 6.0,
     rng: np.random.Generator | None = None,
+    styles: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """One H×W×3 uint8 frame: flat gray `background` + Gaussian noise, objects drawn on top."""
+    """One H×W×3 uint8 frame: flat gray `background` + Gaussian noise, objects drawn on top
+    (each in its phase style, `STYLES`; plain by default)."""
     import numpy as np
 
     rng = rng if rng is not None else np.random.default_rng(0)
     frame = np.full((height, width, 3), float(background), dtype=np.float32)
-    for obj in objects:
+    styles = styles if styles is not None else ["plain"] * len(objects)
+    for obj, style in zip(objects, styles, strict=True):
         cx, cy = obj.at(t, width, height)
         side = obj.size * min(width, height)
-        y0, y1, x0, x1, mask = _object_box_mask(obj.shape, cx, cy, side, width, height)
+        (y0, y1, x0, x1), mask, rim = style_masks(obj.shape, cx, cy, side, width, height, style)
+        frame[y0:y1, x0:x1][rim] = RIM_COLOR
         frame[y0:y1, x0:x1][mask] = COLORS[obj.color]
     if noise_sigma > 0:
         frame += rng.normal(0.0, noise_sigma, size=frame.shape).astype(np.float32)
@@ -276,8 +331,9 @@ def world_descriptions() -> list[dict[str, Any]]:
                 "label": label,
                 "description": f"a {color} {shape} on a plain gray background",
                 "descriptors": [*_COLOR_DESCRIPTORS[color], *_SHAPE_DESCRIPTORS[shape]],
-                "start_question": f"Does a {color} {shape} appear in this frame?",
-                "end_question": f"Is a {color} {shape} still visible in this frame?",
+                # The phases of `SynthConfig.phase_seconds`: one frame shows either.
+                "start_question": f"Does a {color} {shape} appear with a white rim in this frame?",
+                "end_question": f"Is only the outline of a {color} {shape} left in this frame?",
             }
         )
     return records
@@ -480,22 +536,27 @@ class FrameRenderer:
             self._noise = np.zeros(shape, dtype=np.float32)
         self._gray = np.clip(np.rint(self._noise + np.float32(background)), 0, 255).astype(np.uint8)
 
-    def frame(self, objects: Iterable[tuple[WorldObject, float]] = ()) -> np.ndarray:
-        """One frame with each (object, time since it appeared) drawn on top."""
+    def frame(
+        self, objects: Iterable[tuple[WorldObject, float] | tuple[WorldObject, float, str]] = ()
+    ) -> np.ndarray:
+        """One frame with each (object, time since it appeared[, phase style]) drawn on top."""
         import numpy as np
 
         k = int(self._rng.integers(self._noise.shape[0]))
         dy, dx = (int(v) for v in self._rng.integers(0, self.pad + 1, size=2))
         h, w = self.height, self.width
         out = self._gray[k, dy : dy + h, dx : dx + w].copy()
-        for obj, t in objects:
+        for obj, t, *style in objects:
             cx, cy = obj.at(t, w, h)
             side = obj.size * min(w, h)
-            y0, y1, x0, x1, mask = _object_box_mask(obj.shape, cx, cy, side, w, h)
+            box, mask, rim = style_masks(obj.shape, cx, cy, side, w, h, *(style or ["plain"]))
+            y0, y1, x0, x1 = box
             noise = self._noise[k, dy + y0 : dy + y1, dx + x0 : dx + x1]
-            color = np.asarray(COLORS[obj.color], dtype=np.float32)
-            painted = np.clip(np.rint(noise + color), 0, 255).astype(np.uint8)
-            np.copyto(out[y0:y1, x0:x1], painted, where=mask[:, :, None])
+            for color_rgb, where in ((RIM_COLOR, rim), (COLORS[obj.color], mask)):
+                if where.any():
+                    color = np.asarray(color_rgb, dtype=np.float32)
+                    painted = np.clip(np.rint(noise + color), 0, 255).astype(np.uint8)
+                    np.copyto(out[y0:y1, x0:x1], painted, where=where[:, :, None])
         return out
 
 
@@ -548,6 +609,9 @@ class SynthConfig:
     instances: tuple[int, int] = (1, 4)
     instance_duration: tuple[float, float] = (2.0, 15.0)
     min_gap: float = 1.0  # background between two instances of one untrimmed/anomaly video
+    # Seconds at the start (white rim) and end (outline only) of each untrimmed/anomaly instance
+    # drawn in a phase style; 0 = the plain world. See STYLES.
+    phase_seconds: float = 0.0
     same_label_prob: float = 0.5  # chance a further instance repeats the video's first label
     anomaly_duration: tuple[float, float] = (20.0, 60.0)
     anomaly_intervals: tuple[int, int] = (1, 2)  # UCF-Crime lines hold at most two
@@ -597,6 +661,8 @@ class SynthConfig:
         _range(self.anomaly_intervals, "anomaly-intervals", 1, 2, integer=True)
         if self.min_gap < 0:
             raise ConfigError(f"--min-gap {self.min_gap:g}: must be >= 0")
+        if not 0 <= self.phase_seconds <= 10:
+            raise ConfigError(f"--phase-seconds {self.phase_seconds:g}: must be in 0..10")
         for name in ("same_label_prob", "normal_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ConfigError(f"--{name.replace('_', '-')}: must be in 0..1")
@@ -633,6 +699,16 @@ class Instance:
     def frames(self) -> range:
         return range(self.start_frame, self.end_frame)
 
+    def style_at(self, frame_index: int, phase_frames: int) -> str:
+        """The object's phase style in a frame of this instance: "rim" in its first
+        `phase_frames` frames, "outline" in its last ones (each at most a third of it)."""
+        n = min(phase_frames, len(self.frames) // 3)
+        if frame_index < self.start_frame + n:
+            return "rim"
+        if frame_index >= self.end_frame - n:
+            return "outline"
+        return "plain"
+
 
 def _seconds(frames: int, fps: int) -> float:
     return round(frames / fps, 6)
@@ -654,6 +730,7 @@ class WorldVideo:
     noise_sigma: float
     noise_seed: int
     instances: tuple[Instance, ...]
+    phase_frames: int = 0  # frames of each instance's start/end phase style (0: plain only)
 
     @property
     def duration(self) -> float:
@@ -675,6 +752,11 @@ class WorldVideo:
         if inst is None:
             return []
         return [(inst.obj, (frame_index - inst.start_frame) / self.fps)]
+
+    def phase_at(self, frame_index: int) -> str | None:
+        """ "rim" / "outline" / "plain" for a frame with an object, None for background only."""
+        inst = self.instance_at(frame_index)
+        return None if inst is None else inst.style_at(frame_index, self.phase_frames)
 
     def frame_labels(self) -> list[str | None]:
         """Per frame: the label of the object drawn in it, or None for background only."""
@@ -707,7 +789,8 @@ class WorldVideo:
             self.width, self.height, self.background, self.noise_sigma, self.noise_seed
         )
         for i in range(self.num_frames):
-            yield renderer.frame(self.objects_at(i))
+            phase = self.phase_at(i)
+            yield renderer.frame([(o, t, phase or "plain") for o, t in self.objects_at(i)])
 
 
 @dataclass(frozen=True)
@@ -894,6 +977,7 @@ def plan_world(config: SynthConfig, outdir: str | Path) -> tuple[WorldVideo, ...
             noise_sigma=float(config.noise_sigma),
             noise_seed=int(rng.integers(2**62)),
             instances=tuple(instances),
+            phase_frames=0 if kind == "trimmed" else round(config.phase_seconds * fps),
         )
 
     # Trimmed: labels cycle through one seeded permutation, so counts per label differ by ≤ 1.

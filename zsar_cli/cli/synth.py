@@ -123,6 +123,13 @@ def synth(
     same_label_prob: Annotated[
         float, typer.Option(help="Chance that a further instance repeats the video's label.")
     ] = _D["same_label_prob"],
+    phase_seconds: Annotated[
+        float,
+        typer.Option(
+            help="Draw the first/last seconds of each untrimmed/anomaly instance in a phase "
+            "style (white rim / outline only), so single frames show starts and ends. 0 = off."
+        ),
+    ] = _D["phase_seconds"],
     anomaly_duration: Annotated[
         str, typer.Option(help="Anomaly video duration range, seconds.")
     ] = _span(_D["anomaly_duration"]),
@@ -184,6 +191,7 @@ def synth(
             max_speed=max_speed,
             min_gap=min_gap,
             same_label_prob=same_label_prob,
+            phase_seconds=phase_seconds,
             normal_fraction=normal_fraction,
             **ranges,
         )
