@@ -2,7 +2,7 @@
 densely sampled frames in one prompt, wall time and peak memory, measured in the same run.
 
 Input: T = R·S world frames (zsar_cli.synthetic) and a presence question; the shipped world LVLM
-and a larger random-init Idefics3 (SmolVLM-like proportions, CPU-sized). Output (stdout): per
+and a larger random-init FastVLM (SmolVLM-like text width, CPU-sized). Output (stdout): per
 model, seconds and peak RSS increase of (a) the dense baseline — one forward pass over all T
 frames — and (b) Self-ReS with each scorer — R selection passes of S frames plus the final pass
 over the budget (default: the tokens of 16 frames) — with the ratio of (b) to (a). Each
@@ -49,28 +49,20 @@ def frames(count: int, per_segment: int, seed: int = 0) -> tuple[list[FrameItem]
 
 
 def larger_model(folder: Path) -> str:
-    """A random-init Idefics3 with SmolVLM-256M-like text width, sized for a CPU benchmark."""
-    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
+    """The world LVLM's family (FastVLM) and processor with a random-init 12-layer, 576-wide
+    Qwen2 (SmolVLM-256M-like text width), sized for a CPU benchmark."""
+    from transformers import AutoProcessor, FastVlmConfig, FastVlmForConditionalGeneration
 
     from zsar_cli.backends import builtin_lvlm_spec
 
     world = builtin_lvlm_spec("world-lvlm").partition(":")[2]
-    processor = Idefics3Processor.from_pretrained(world)
-    processor.image_processor.size = {"longest_edge": 128}
-    processor.image_processor.max_image_size = {"longest_edge": 128}
-    processor.image_seq_len = (128 // 16) ** 2 // 4
+    processor = AutoProcessor.from_pretrained(world)
+    reference = FastVlmConfig.from_pretrained(world)
     tok = processor.tokenizer
-    config = Idefics3Config(
-        vision_config={
-            "hidden_size": 384,
-            "intermediate_size": 1536,
-            "num_hidden_layers": 6,
-            "num_attention_heads": 6,
-            "image_size": 128,
-            "patch_size": 16,
-        },
+    config = FastVlmConfig(
+        vision_config=reference.vision_config.to_dict(),
         text_config={
-            "model_type": "llama",
+            "model_type": "qwen2",
             "vocab_size": len(tok),
             "hidden_size": 576,
             "intermediate_size": 1536,
@@ -79,13 +71,13 @@ def larger_model(folder: Path) -> str:
             "num_key_value_heads": 3,
             "max_position_embeddings": 8192,
             "pad_token_id": tok.pad_token_id,
+            "eos_token_id": tok.eos_token_id,
         },
-        image_token_id=tok.convert_tokens_to_ids("<image>"),
-        scale_factor=2,
-        pad_token_id=tok.pad_token_id,
+        image_token_id=reference.image_token_id,
+        image_seq_length=reference.image_seq_length,
     )
     torch.manual_seed(0)
-    Idefics3ForConditionalGeneration(config).save_pretrained(folder)
+    FastVlmForConditionalGeneration(config).save_pretrained(folder)
     processor.save_pretrained(folder)
     return f"hf:{folder}"
 
@@ -142,7 +134,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         models = [("world-lvlm (tiny)", "builtin:world-lvlm")]
         if not args.skip_large:
-            models.append(("idefics3 random-init (text 576×12)", larger_model(Path(tmp) / "m")))
+            models.append(("fast_vlm random-init (text 576×12)", larger_model(Path(tmp) / "m")))
         for name, spec in models:
             dense_s, dense_mb = measure(spec, "dense", args)
             print(f"\n{name}")
