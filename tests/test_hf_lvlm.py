@@ -1,7 +1,8 @@
 """The transformers LVLM backend: logit confidences, spellings, batching, families, hooks, errors.
 
-Real code paths only: the shipped world LVLM (Idefics3) and a tiny random-init LLaVA-OneVision
-built here and saved with its processor, both loaded through `hf:/dir`.
+Real code paths only: the shipped world LVLM (FastVLM), a tiny random-init Idefics3 (the default
+SmolVLM family) and a tiny random-init LLaVA-OneVision, each built here and saved with its
+processor, all loaded through `hf:/dir`.
 """
 
 from __future__ import annotations
@@ -445,3 +446,82 @@ def test_chat_prompt_uses_the_models_own_template(world):
         tokenize=False,
     )
     assert text == expected and text.index("Hi?") < text.index("<image>")
+
+
+# ---------------------------------------------------------------------------------------------
+# The default family, Idefics3 (SmolVLM / SmolVLM2): tiny random init with a processor built here
+
+
+@pytest.fixture(scope="module")
+def idefics3(tmp_path_factory):
+    """A 2-layer random Idefics3 saved with an Idefics3Processor (the world tokenizer plus the
+    family's special tokens, a SmolVLM-style chat template), loaded through `hf:/dir`."""
+    from transformers import (
+        AutoTokenizer,
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessor,
+        Idefics3Processor,
+    )
+
+    from zsar_cli.backends import MODELS_DIR
+
+    tok = AutoTokenizer.from_pretrained(MODELS_DIR / "world-lvlm")
+    tok.add_special_tokens(
+        {
+            "additional_special_tokens": [
+                "<fake_token_around_image>",
+                "<global-img>",
+                "<end_of_utterance>",
+            ]
+        }
+    )
+    template = (
+        "{% for message in messages %}{{ message['role'] | capitalize }}:"
+        "{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>"
+        "{% else %}{{ part['text'] }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
+        "{% if add_generation_prompt %}Assistant:{% endif %}"
+    )
+    image_processor = Idefics3ImageProcessor(
+        size={"longest_edge": 32}, max_image_size={"longest_edge": 32}, do_image_splitting=False
+    )
+    processor = Idefics3Processor(
+        image_processor=image_processor, tokenizer=tok, image_seq_len=4, chat_template=template
+    )
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2}
+    config = Idefics3Config(
+        vision_config={**small, "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+        text_config={
+            **small,
+            "model_type": "llama",
+            "vocab_size": len(tok),
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "pad_token_id": tok.pad_token_id,
+        },
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        scale_factor=2,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("idefics3")
+    Idefics3ForConditionalGeneration(config).save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return load_lvlm(f"hf:{folder}", device="cpu", dtype="float32")
+
+
+def test_idefics3_p_yes_equals_hand_computation_and_has_selection_hooks(idefics3):
+    from zsar_cli.stages.select_tokens import check_family
+
+    assert idefics3.model.config.model_type == "idefics3"
+    frames = _frames(7, 3, size=(64, 48))
+    prompts = [f"Is there {label} in this frame?" for _, label in frames]
+    scores = idefics3.yes_no([[f] for f, _ in frames], prompts)
+    for i, (frame, _) in enumerate(frames):
+        p, yes, no = _hand_p_yes(idefics3, frame, prompts[i])
+        assert scores.p_yes[i] == pytest.approx(p, abs=1e-6)
+        assert scores.yes_mass[i] == pytest.approx(yes, rel=1e-5)
+        assert scores.no_mass[i] == pytest.approx(no, rel=1e-5)
+    probs = idefics3.choice([frames[0][0]], "Which?", list(LABELS[:3]))
+    assert probs.shape == (3,) and probs.sum() == pytest.approx(1.0)
+    check_family(idefics3)  # 1-D RoPE family: token selection and the final pass apply
