@@ -657,7 +657,7 @@ def make_batch(
                 samples.append(([i], *got))
     flat_idx = np.array([f for frames, *_ in samples for f in frames])
     pixels, colors, shapes, looks = pool.batch(rng, flat_idx)
-    texts, keeps, token_t, answers = [], [], [], []
+    texts, keeps, token_t = [], [], []
     row = 0
     for frames, text, answer, query in samples:
         targets = [
@@ -675,7 +675,6 @@ def make_batch(
         texts[-1] += answer
         keeps.extend(row * N_TOKENS + j * N_TOKENS + torch.as_tensor(k) for j, k in enumerate(keep))
         token_t.extend(t[k] for t, k in zip(targets, keep, strict=True))
-        answers.append(answer)
         row += len(frames)
     enc = processor.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     mask = enc["attention_mask"]

@@ -157,3 +157,13 @@ def map_artifact(
             writer.write(table)
     checkpoint.remove()
     return MapResult(target, writer.cache_key, False, meta, rows)
+
+
+def finished_counts(output: str, kind: str) -> tuple[int, int, int]:
+    """(videos, videos with an error row, rows) of a finished per-video artifact: the summary a
+    stage reports when it skips an output that is already up to date."""
+    done = read_artifact(output, kind, columns=["video_id", "error"]).table
+    ids = done.column("video_id").to_pylist()
+    errs = done.column("error").to_pylist()
+    bad = {v for v, e in zip(ids, errs, strict=True) if e is not None}
+    return len(set(ids)), len(bad), done.num_rows

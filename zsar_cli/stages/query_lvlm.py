@@ -30,11 +30,10 @@ from zsar_cli.artifacts import (
     ArtifactWriter,
     build_table,
     iter_video_groups,
-    read_artifact,
 )
 from zsar_cli.errors import InputError
 from zsar_cli.images import decode_image, image_encoding
-from zsar_cli.runner import shard_batches
+from zsar_cli.runner import finished_counts, shard_batches
 from zsar_cli.sharding import Checkpoint, Shard, plan_output, shard_output
 from zsar_cli.stages.query_lvlm_config import DEFAULT_CHOICE_QUESTION as DEFAULT_CHOICE_QUESTION
 
@@ -340,13 +339,8 @@ def run(
     output = shard_output(str(output), shard)
     plan = plan_output(output, "answers", provenance, upstream, force)
     if plan.up_to_date:
-        done_table = read_artifact(output, "answers", columns=["video_id", "error"]).table
-        ids = done_table.column("video_id").to_pylist()
-        errs = done_table.column("error").to_pylist()
-        bad = {v for v, e in zip(ids, errs, strict=True) if e is not None}
-        return QuerySummary(
-            len(set(ids)), len(bad), done_table.num_rows, 0, plan.cache_key, skipped=True
-        )
+        videos, failed, rows = finished_counts(output, "answers")
+        return QuerySummary(videos, failed, rows, 0, plan.cache_key, skipped=True)
     extra = {"model_spec": cfg.model, "mode": cfg.mode, "level": cfg.level}
     # One checkpoint file per finished video (the shared mechanism of extract-frames and
     # encode), keyed by the run's cache key: a rerun after a kill asks only the rest.

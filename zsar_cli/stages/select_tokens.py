@@ -36,11 +36,10 @@ from zsar_cli.artifacts import (
     ArtifactWriter,
     build_table,
     iter_video_groups,
-    read_artifact,
 )
 from zsar_cli.errors import ConfigError, InputError, ModelError
 from zsar_cli.images import decode_image, image_encoding
-from zsar_cli.runner import shard_batches
+from zsar_cli.runner import finished_counts, shard_batches
 from zsar_cli.sharding import Checkpoint, Shard, plan_output, shard_output
 from zsar_cli.stages.select_tokens_config import SelectTokensConfig
 
@@ -535,11 +534,8 @@ def run(
     output = shard_output(str(output), shard)
     plan = plan_output(output, "tokens", provenance, [input_key], force)
     if plan.up_to_date:
-        done = read_artifact(output, "tokens", columns=["video_id", "error"]).table
-        ids = done.column("video_id").to_pylist()
-        errs = done.column("error").to_pylist()
-        bad = {v for v, e in zip(ids, errs, strict=True) if e is not None}
-        return SelectSummary(len(set(ids)), len(bad), done.num_rows, plan.cache_key, skipped=True)
+        videos, failed, rows = finished_counts(output, "tokens")
+        return SelectSummary(videos, failed, rows, plan.cache_key, skipped=True)
     extra: dict[str, Any] = {
         "question": cfg.question,
         "scorer": cfg.scorer,
