@@ -20,10 +20,11 @@ tokens per frame laid out as the Self-ReS final pass does). Each label phrase is
 Prints presence / 16-frame presence / start-end (phase) / anomaly ROC-AUC and multiple-choice
 accuracy measured through `hf_lvlm.load_hf_lvlm(...)`, and writes BUILD.json next to the model.
 
-    # the shipped model (1 thread): ~35 min, then ~9 min of continued training
-    python scripts/build_world_lvlm_fastvlm.py --out build/wl-base
-    python scripts/build_world_lvlm_fastvlm.py --init build/wl-base --steps 2500 --lr 5e-4 \
-        --seed 2 --out build/wl
+    python scripts/build_world_lvlm_fastvlm.py --out build/wl-base     # from scratch, ~35 min
+    python scripts/build_world_lvlm_fastvlm.py --init build/wl-base ... # continue training
+
+The shipped model is a from-scratch build and five continuations: `scripts/build_world_lvlm.sh`
+(one token per lettered option line from the third step on, see `option_tokens`).
 
 Note: transformers re-initialises timm towers with std 0.02, which `make_model` undoes.
 """
@@ -389,11 +390,9 @@ def build_tokenizer(rng: np.random.Generator):
         padding_side="left",
     )
     # Each label phrase (" a red circle", " an empty gray background") is one token, and so is
-    # each option marker ("B."), as frequent strings are in real vocabularies. A 3-layer model
-    # then matches an option or a question's label against image tokens directly, and an
-    # option's label finds its letter one token back. With word-level tokens it had to bind
-    # colour to shape across tokens and copy a letter from three tokens back, and multiple
-    # choice stayed at chance for 8000 CPU steps. Single words keep their own tokens.
+    # each option marker ("B."), as frequent strings are in real vocabularies: a 3-layer model
+    # then matches a question's label against image tokens directly (with word-level tokens it
+    # had to bind colour to shape across tokens). Single words keep their own tokens.
     fast.add_tokens([AddedToken(" " + p, normalized=False) for p in PHRASES])
     fast.add_tokens([AddedToken(f"{x}.", normalized=False) for x in OPTION_LETTERS[:MAX_OPTIONS]])
     fast.chat_template = CHAT_TEMPLATE
@@ -402,6 +401,49 @@ def build_tokenizer(rng: np.random.Generator):
         if missing:
             raise SystemExit(f"tokenizer: {sorted(missing)} are not single tokens")
     return fast
+
+
+def option_tokens() -> list[str]:
+    """One token per lettered option line ("B. a blue square"; the added-token matcher takes
+    the longest match, so a choice prompt's option lines become one token each).
+
+    Added by the `--option-lines` continuation of a built model. Why: with the letter and the
+    label as two tokens, answering needs two hops that the 3-layer model did not learn on CPU
+    (multiple choice stayed at chance through five 8000-step builds): copy "B." onto the label
+    token, then match the image against the labels and read the copy. A toy of the same shape
+    (3 layers, 128 wide, 2-12 options, image tokens equal to the label embeddings) was still at
+    chance after 3000 steps; with one token per option line and each image token's option index
+    supervised after layer 1 it reached 96% in 800 steps. In the world model that layer-1 probe
+    stays near chance (its image tokens are ~14x the word embeddings' norm), but choice-heavy
+    continuations with these tokens took choice from 19% to 61% (3000 steps) and 100% (4000
+    more) over 2-12 options; with the two-token layout it had stayed at chance."""
+    return [f"{x}. {p}" for x in OPTION_LETTERS[:MAX_OPTIONS] for p in PHRASES]
+
+
+def add_option_tokens(model, tokenizer) -> None:
+    """Add the option-line tokens to a built model: each starts as its marker's embedding plus
+    its label's (the label part is what image tokens showing it resemble, the marker the letter);
+    the output embeddings get the mean row, as `resize_token_embeddings` gives."""
+    from tokenizers import AddedToken
+
+    tokenizer.add_tokens([AddedToken(t, normalized=False) for t in option_tokens()])
+    model.resize_token_embeddings(len(tokenizer))
+    init_option_tokens(model, tokenizer)
+
+
+def has_option_tokens(tokenizer) -> bool:
+    return option_tokens()[0] in tokenizer.get_vocab()
+
+
+def init_option_tokens(model, tokenizer) -> None:
+    weight = model.get_input_embeddings().weight
+    with torch.no_grad():
+        for text in option_tokens():
+            marker, phrase = text.split(" ", 1)
+            (option_id,) = tokenizer.encode(text, add_special_tokens=False)
+            (marker_id,) = tokenizer.encode(marker, add_special_tokens=False)
+            (label_id,) = tokenizer.encode(" " + phrase, add_special_tokens=False)
+            weight[option_id] = (weight[marker_id] + weight[label_id]) / 2**0.5
 
 
 def make_processor(tokenizer, template: str = CHAT_TEMPLATE):
@@ -717,25 +759,32 @@ def train_lm(
     lr: float,
     aux: float,
     mix: tuple[float, ...] | None = None,
+    vision_lr: float = 1 / 3,
 ) -> None:
-    """Stage 2: everything, loss on the answer token (the last token under left padding).
+    """Stage 2: everything, loss on the answer token (the last token under left padding); the
+    vision tower at `vision_lr` times the rate (0 = frozen).
 
     With `aux` > 0 (images after the question), each image token's hidden state after the
     second-to-last layer also predicts its own answer (`token_answers`) through temporary heads:
     dense supervision for matching a token against the question's words, so the last layer only
-    has to gather the matching tokens' answers at the answer position. In choice prompts each
-    option's label token also predicts its own option index after the first layer: the copy of
-    "B" onto " blue square" that the image tokens' match then reads.
+    has to gather the matching tokens' answers at the answer position. In choice prompts, with
+    option-line tokens the image tokens predict their option's index already after the first
+    layer (one hop to the option line naming what they show); without, each option's label
+    token predicts its own option index after the first layer (the copy of "B." onto
+    " a blue square" that the image tokens' match then reads).
     """
     hidden = model.config.text_config.hidden_size
     match_head = torch.nn.Linear(hidden, 2)
     option_head = torch.nn.Linear(hidden, 1 + MAX_OPTIONS)
     letter_head = torch.nn.Linear(hidden, MAX_OPTIONS + 1)
+    option_lines = has_option_tokens(processor.tokenizer)
     phrase_ids = torch.tensor([processor.tokenizer.convert_tokens_to_ids(" " + p) for p in PHRASES])
     vision = {id(p) for p in model.model.vision_tower.parameters()}
+    for p in model.model.vision_tower.parameters():
+        p.requires_grad_(vision_lr > 0)
     optim = torch.optim.AdamW(
         [
-            {"params": [p for p in model.parameters() if id(p) in vision], "lr": lr / 3},
+            {"params": [p for p in model.parameters() if id(p) in vision], "lr": lr * vision_lr},
             {"params": [p for p in model.parameters() if id(p) not in vision], "lr": lr},
             {
                 "params": [
@@ -773,10 +822,13 @@ def train_lm(
         loss = F.cross_entropy(out.logits[:, 0], targets)
         if aux > 0:
             image_pos = inputs["input_ids"] == image_token_id
-            states = out.hidden_states[layer][image_pos]
-            head = option_head if kind == "choice" else match_head
-            loss = loss + aux * F.cross_entropy(head(states), token_t)
-        if aux > 0 and kind == "choice":
+            if kind == "choice" and option_lines:
+                logits = option_head(out.hidden_states[1][image_pos])
+            else:
+                head = option_head if kind == "choice" else match_head
+                logits = head(out.hidden_states[layer][image_pos])
+            loss = loss + aux * F.cross_entropy(logits, token_t)
+        if aux > 0 and kind == "choice" and not option_lines:
             labels_at = torch.isin(inputs["input_ids"], phrase_ids)
             index = labels_at.long().cumsum(-1) - 1  # k-th label token = option k
             states = out.hidden_states[1][labels_at]
@@ -904,6 +956,22 @@ def main() -> None:
     )
     parser.add_argument("--aux", type=float, default=1.0, help="token-answer loss (image-last)")
     parser.add_argument(
+        "--mix",
+        type=lambda text: tuple(float(x) for x in text.split(",")),
+        help=f"kind weights for --init runs, in the order {','.join(KINDS)}",
+    )
+    parser.add_argument(
+        "--vision-lr",
+        type=float,
+        default=1 / 3,
+        help="with --init: the vision tower's learning rate as a fraction of --lr (0 = frozen)",
+    )
+    parser.add_argument(
+        "--option-lines",
+        action="store_true",
+        help="with --init: add one token per lettered option line (`option_tokens`)",
+    )
+    parser.add_argument(
         "--init",
         type=Path,
         help="continue training this built model (no stage 1; FINETUNE_MIX of question kinds)",
@@ -919,6 +987,8 @@ def main() -> None:
 
         processor = AutoProcessor.from_pretrained(args.init)
         model = AutoModelForImageTextToText.from_pretrained(args.init)
+        if args.option_lines and not has_option_tokens(processor.tokenizer):
+            add_option_tokens(model, processor.tokenizer)
     else:
         template = CHAT_TEMPLATE_IMAGE_LAST if args.image_last else CHAT_TEMPLATE
         processor = make_processor(build_tokenizer(rng), template)
@@ -935,7 +1005,10 @@ def main() -> None:
         pretrain_vision(model, tokenizer, pool, rng, args.vision_steps, args.vision_batch, 3e-3)
         train_lm(model, processor, pool, rng, args.steps, args.batch, args.lr, aux)
     else:
-        train_lm(model, processor, pool, rng, args.steps, args.batch, args.lr, aux, FINETUNE_MIX)
+        mix = args.mix or FINETUNE_MIX
+        train_lm(
+            model, processor, pool, rng, args.steps, args.batch, args.lr, aux, mix, args.vision_lr
+        )
     train_s = time.time() - started
 
     if args.out.exists():
@@ -959,6 +1032,9 @@ def main() -> None:
         "threads": args.threads,
         "image_last": args.image_last,
         "aux": aux,
+        "mix": None if args.init is None else list(args.mix or FINETUNE_MIX),
+        "option_lines": has_option_tokens(tokenizer),
+        "vision_lr": None if args.init is None else args.vision_lr,
         "train_seconds": round(train_s),
         "auc": round(auc, 4),
         "choice_acc": round(acc, 4),

@@ -97,14 +97,6 @@ def test_batched_left_padding_equals_one_by_one(world):
     np.testing.assert_allclose(batched.p_yes, single, atol=1e-5)
 
 
-CHOICE_XFAIL = pytest.mark.xfail(
-    strict=False,
-    reason="the shipped world LVLM answers presence (ROC-AUC 0.976), 16-frame presence and ZEAL "
-    "phase questions, but lettered multiple choice stays near chance (19% over 2-12 options at "
-    "build; issue 5 target 90%)",
-)
-
-
 def test_world_lvlm_separates_frames_with_objects_from_empty():
     """'Is there any object in this frame?' on fresh 320x240 world frames (anomaly question)."""
     from sklearn.metrics import roc_auc_score
@@ -204,8 +196,8 @@ def test_world_lvlm_choice_probabilities(world):
     np.testing.assert_allclose(single, np.array(mass) / sum(mass), atol=1e-6)
 
 
-@CHOICE_XFAIL
 def test_world_lvlm_multiple_choice():
+    """All 12 labels as options on fresh 320x240 frames: the right letter ≥ 90% of the time."""
     lvlm = load_lvlm("builtin:world-lvlm", device="cpu", batch_size=32)
     frames = _frames(99, 40, size=(320, 240))
     probs = lvlm.choice_batch(
