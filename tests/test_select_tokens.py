@@ -169,22 +169,7 @@ def test_tokens_table_round_trip_float16(lvlm):
 # Parity: every token kept = the plain frame path
 
 
-@pytest.mark.parametrize(
-    "scorer",
-    [
-        "attention",
-        pytest.param(
-            "similarity",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="cosine similarity to the last token is not something the world LVLM is "
-                "trained for: with the previous build it kept object tokens (precision 0.67, "
-                "top-1 0.73); since the choice-heavy retraining object tokens are the least "
-                "similar (precision 0.08, recall 0); the attention scorer is unaffected (0.98)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("scorer", ["attention", "similarity"])
 def test_all_tokens_kept_gives_the_plain_frame_paths_p_yes(lvlm, scorer):
     rng = np.random.default_rng(5)
     obj = random_object(rng, W, H, max_speed=0.0)
