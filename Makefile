@@ -36,7 +36,7 @@ zeal: ## ZEAL chain: make zeal VIDEOS=dir LABELS=labels.txt DESCRIPTIONS=desc.js
 	examples/zeal_chain.sh $(VIDEOS) $(LABELS) $(DESCRIPTIONS) $(OUT) $(GT)
 
 zeal-demo: ## ZEAL chain on freshly generated untrimmed world videos with the world models.
-	$(ZSAR) synth build/zeal --trimmed 0 --untrimmed 8 --anomaly 0 --seed 3 --untrimmed-duration 20,40 --phase-seconds 2
+	$(ZSAR) synth build/zeal --trimmed 0 --untrimmed 8 --anomaly 0 --seed 3 --untrimmed-duration 20-40 --phase-seconds 2
 	examples/zeal_chain.sh build/zeal/untrimmed/list.csv build/zeal/labels.txt build/zeal/descriptions.json build/zeal/out build/zeal/untrimmed/activitynet.json
 
 # --- Slurm (see examples/slurm/): make slurm-pipeline SHARDS=64 VIDEOS=list.txt LABELS=labels.txt WORK=/scratch/run
