@@ -517,3 +517,19 @@ def test_idefics3_p_yes_equals_hand_computation_and_has_selection_hooks(idefics3
     probs = idefics3.choice([frames[0][0]], "Which?", list(LABELS[:3]))
     assert probs.shape == (3,) and probs.sum() == pytest.approx(1.0)
     check_family(idefics3)  # 1-D RoPE family: token selection and the final pass apply
+
+
+def test_read_only_frames_score_like_writable_ones_without_warning(world):
+    """Frames decoded from Arrow buffers are read-only numpy arrays; scoring them must neither
+    warn (torch.from_numpy on a read-only array) nor change the scores."""
+    import warnings
+
+    frame, label = _frames(12, 1)[0]
+    frozen = frame.copy()
+    frozen.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = world.yes_no([[frozen]], [f"Is there {label} in this frame?"]).p_yes
+    want = world.yes_no([[frame]], [f"Is there {label} in this frame?"]).p_yes
+    np.testing.assert_allclose(got, want, atol=1e-7)
+    assert not frozen.flags.writeable  # the caller's array is left as it was

@@ -109,6 +109,13 @@ def cap_pixels(image: np.ndarray, max_pixels: int | None) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
 
 
+def writable(image: np.ndarray) -> np.ndarray:
+    """A contiguous array torch can wrap without a warning: frames decoded from Arrow buffers
+    are read-only, and the image processors' `torch.from_numpy` warns about those."""
+    image = np.ascontiguousarray(image)
+    return image if image.flags.writeable else image.copy()
+
+
 def cap_frames(images: Sequence[np.ndarray], max_frames: int | None) -> list[np.ndarray]:
     """Keep at most `max_frames` images, uniformly spaced (first and last kept)."""
     if not max_frames or len(images) <= max_frames:
@@ -348,10 +355,7 @@ class HFLVLM:
         if len(images_per_prompt) != len(prompts):
             raise ValueError("one image list per prompt is required")
         capped = [
-            [
-                cap_pixels(np.ascontiguousarray(im), self.max_pixels)
-                for im in cap_frames(ims, self.max_frames)
-            ]
+            [cap_pixels(writable(im), self.max_pixels) for im in cap_frames(ims, self.max_frames)]
             for ims in images_per_prompt
         ]
         texts = [self.prompt_text(len(ims), p) for ims, p in zip(capped, prompts, strict=True)]
