@@ -423,19 +423,11 @@ def option_tokens() -> list[str]:
 def add_option_tokens(model, tokenizer) -> None:
     """Add the option-line tokens to a built model: each starts as its marker's embedding plus
     its label's (the label part is what image tokens showing it resemble, the marker the letter);
-    the output embeddings get the mean row, as `resize_token_embeddings` gives."""
+    the output rows are drawn as `resize_token_embeddings` does (mean and covariance of the old)."""
     from tokenizers import AddedToken
 
     tokenizer.add_tokens([AddedToken(t, normalized=False) for t in option_tokens()])
     model.resize_token_embeddings(len(tokenizer))
-    init_option_tokens(model, tokenizer)
-
-
-def has_option_tokens(tokenizer) -> bool:
-    return option_tokens()[0] in tokenizer.get_vocab()
-
-
-def init_option_tokens(model, tokenizer) -> None:
     weight = model.get_input_embeddings().weight
     with torch.no_grad():
         for text in option_tokens():
@@ -444,6 +436,10 @@ def init_option_tokens(model, tokenizer) -> None:
             (marker_id,) = tokenizer.encode(marker, add_special_tokens=False)
             (label_id,) = tokenizer.encode(" " + phrase, add_special_tokens=False)
             weight[option_id] = (weight[marker_id] + weight[label_id]) / 2**0.5
+
+
+def has_option_tokens(tokenizer) -> bool:
+    return option_tokens()[0] in tokenizer.get_vocab()
 
 
 def make_processor(tokenizer, template: str = CHAT_TEMPLATE):
@@ -759,10 +755,8 @@ def train_lm(
     lr: float,
     aux: float,
     mix: tuple[float, ...] | None = None,
-    vision_lr: float = 1 / 3,
 ) -> None:
-    """Stage 2: everything, loss on the answer token (the last token under left padding); the
-    vision tower at `vision_lr` times the rate (0 = frozen).
+    """Stage 2: everything, loss on the answer token (the last token under left padding).
 
     With `aux` > 0 (images after the question), each image token's hidden state after the
     second-to-last layer also predicts its own answer (`token_answers`) through temporary heads:
@@ -780,11 +774,9 @@ def train_lm(
     option_lines = has_option_tokens(processor.tokenizer)
     phrase_ids = torch.tensor([processor.tokenizer.convert_tokens_to_ids(" " + p) for p in PHRASES])
     vision = {id(p) for p in model.model.vision_tower.parameters()}
-    for p in model.model.vision_tower.parameters():
-        p.requires_grad_(vision_lr > 0)
     optim = torch.optim.AdamW(
         [
-            {"params": [p for p in model.parameters() if id(p) in vision], "lr": lr * vision_lr},
+            {"params": [p for p in model.parameters() if id(p) in vision], "lr": lr / 3},
             {"params": [p for p in model.parameters() if id(p) not in vision], "lr": lr},
             {
                 "params": [
@@ -936,6 +928,13 @@ def evaluate(
     return auc, correct / n_choice, anomaly_auc, multi_auc, phase_auc
 
 
+def parse_mix(text: str) -> tuple[float, ...]:
+    weights = tuple(float(x) for x in text.split(","))
+    if len(weights) != len(KINDS) or min(weights) < 0 or abs(sum(weights) - 1) > 1e-6:
+        raise argparse.ArgumentTypeError(f"{len(KINDS)} weights >= 0 summing to 1, in KINDS order")
+    return weights
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -957,14 +956,9 @@ def main() -> None:
     parser.add_argument("--aux", type=float, default=1.0, help="token-answer loss (image-last)")
     parser.add_argument(
         "--mix",
-        type=lambda text: tuple(float(x) for x in text.split(",")),
+        type=parse_mix,
+        default=FINETUNE_MIX,
         help=f"kind weights for --init runs, in the order {','.join(KINDS)}",
-    )
-    parser.add_argument(
-        "--vision-lr",
-        type=float,
-        default=1 / 3,
-        help="with --init: the vision tower's learning rate as a fraction of --lr (0 = frozen)",
     )
     parser.add_argument(
         "--option-lines",
@@ -1005,10 +999,7 @@ def main() -> None:
         pretrain_vision(model, tokenizer, pool, rng, args.vision_steps, args.vision_batch, 3e-3)
         train_lm(model, processor, pool, rng, args.steps, args.batch, args.lr, aux)
     else:
-        mix = args.mix or FINETUNE_MIX
-        train_lm(
-            model, processor, pool, rng, args.steps, args.batch, args.lr, aux, mix, args.vision_lr
-        )
+        train_lm(model, processor, pool, rng, args.steps, args.batch, args.lr, aux, args.mix)
     train_s = time.time() - started
 
     if args.out.exists():
@@ -1032,9 +1023,8 @@ def main() -> None:
         "threads": args.threads,
         "image_last": args.image_last,
         "aux": aux,
-        "mix": None if args.init is None else list(args.mix or FINETUNE_MIX),
+        "mix": None if args.init is None else list(args.mix),
         "option_lines": has_option_tokens(tokenizer),
-        "vision_lr": None if args.init is None else args.vision_lr,
         "train_seconds": round(train_s),
         "auc": round(auc, 4),
         "choice_acc": round(acc, 4),

@@ -533,3 +533,11 @@ def test_read_only_frames_score_like_writable_ones_without_warning(world):
     want = world.yes_no([[frame]], [f"Is there {label} in this frame?"]).p_yes
     np.testing.assert_allclose(got, want, atol=1e-7)
     assert not frozen.flags.writeable  # the caller's array is left as it was
+    # torch warns once per process, so the check above alone depends on test order: the helper
+    # itself hands the processor a writable copy of a read-only frame and no copy otherwise.
+    from zsar_cli.backends.hf_lvlm import writable
+
+    copied = writable(frozen)
+    assert copied.flags.writeable and copied is not frozen
+    np.testing.assert_array_equal(copied, frozen)
+    assert writable(frame) is frame
