@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import re
-import secrets
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,8 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from zsar_cli import __version__
-from zsar_cli.errors import ArtifactError, InputError
+from zsar_cli.errors import ArtifactError, CacheMismatchError, InputError, ZsarError
+from zsar_cli.outputs import check_output_path, note_input, output_lock, temp_path
 
 STDIO = "-"
 META_PREFIX = "zsar."
@@ -432,8 +432,15 @@ class ArtifactWriter:
         upstream: Sequence[str] = (),
         extra_metadata: Mapping[str, Any] | None = None,
         row_group_bytes: int = ROW_GROUP_BYTES,
+        force: bool = False,
+        internal: bool = False,
     ) -> None:
         self.path = str(path)
+        # `internal`: a checkpoint file in the run's own hidden folder, already covered by the
+        # lock and the policy of the output it belongs to.
+        self.force = force
+        self.internal = internal
+        self._lock: contextlib.ExitStack | None = None
         self.kind = kind
         self.spec = get_spec(kind)
         self.metadata = provenance_metadata(kind, config, upstream, extra_metadata)
@@ -466,16 +473,21 @@ class ArtifactWriter:
             return
         if self._schema is None:
             self._open(self.spec.schema)
-        self._flush()
-        self._writer.close()
-        if self._tmp is not None:
-            self._sink.close() if self._sink is not None else None
-            os.replace(self._tmp, self.path)
-            self._tmp = None
-        else:
-            with contextlib.suppress(BrokenPipeError):
-                sys.stdout.buffer.flush()
+        try:
+            self._flush()
+            self._writer.close()
+            if self._tmp is not None:
+                self._sink.close() if self._sink is not None else None
+                os.replace(self._tmp, self.path)
+                self._tmp = None
+            else:
+                with contextlib.suppress(BrokenPipeError):
+                    sys.stdout.buffer.flush()
+        except BaseException:
+            self.abort()
+            raise
         self._closed = True
+        self._release()
 
     def abort(self) -> None:
         self._closed = True
@@ -486,6 +498,12 @@ class ArtifactWriter:
             with contextlib.suppress(OSError):
                 self._tmp.unlink()
             self._tmp = None
+        self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def __enter__(self) -> ArtifactWriter:
         return self
@@ -504,12 +522,39 @@ class ArtifactWriter:
             self._writer = ipc.new_stream(sys.stdout.buffer, schema)
             return
         target = Path(self.path)
+        if not self.internal:
+            check_output_path(target)
         if target.is_dir():
             raise InputError(f"{target}: is a folder; give a file name for the output")
         target.parent.mkdir(parents=True, exist_ok=True)
+        if not self.internal:
+            self._lock = contextlib.ExitStack()
+            self._lock.enter_context(output_lock(target))
+            try:
+                self._check_existing(target)
+            except BaseException:
+                self._release()
+                raise
         clean_stale_temps(target)
-        self._tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        self._tmp = temp_path(target)
         self._writer = pq.ParquetWriter(str(self._tmp), schema, compression="zstd")
+
+    def _check_existing(self, target: Path) -> None:
+        """An existing output is replaced only by the same settings, or with --force."""
+        if self.force or not target.exists():
+            return
+        try:
+            existing = read_meta(target, note=False)
+        except ZsarError:
+            raise CacheMismatchError(
+                f"{target}: exists but is not a readable zsar artifact; use --force to overwrite"
+            ) from None
+        if existing.kind != self.kind or existing.cache_key != self.cache_key:
+            raise CacheMismatchError(
+                f"{target}: exists with other settings (a {existing.kind} artifact, cache key "
+                f"{existing.cache_key[:12]}; this run {self.cache_key[:12]}); use --force to "
+                "overwrite or choose another output"
+            )
 
     def _conform(self, table: pa.Table) -> pa.Table:
         assert self._schema is not None
@@ -545,9 +590,10 @@ def write_artifact(
     config: Any,
     upstream: Sequence[str] = (),
     extra_metadata: Mapping[str, Any] | None = None,
+    force: bool = False,
 ) -> str:
     """Write a whole table as one artifact; returns its cache key."""
-    with ArtifactWriter(path, kind, config, upstream, extra_metadata) as writer:
+    with ArtifactWriter(path, kind, config, upstream, extra_metadata, force=force) as writer:
         writer.write(table)
     return writer.cache_key
 
@@ -624,12 +670,16 @@ def _kinds(kind: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 def read_meta(
-    path: str | os.PathLike[str], kind: str | Sequence[str] | None = None
+    path: str | os.PathLike[str], kind: str | Sequence[str] | None = None, note: bool = True
 ) -> ArtifactMeta:
-    """Read and validate only the provenance of a Parquet artifact (or a folder of parts)."""
+    """Read and validate only the provenance of a Parquet artifact (or a folder of parts).
+
+    `note=False` when reading an output's own provenance (is it up to date?), not an input."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
+    if note:
+        note_input(p, parts=p.is_dir())
     if p.is_dir():
         p = _part_files(p)[0]
     try:
@@ -643,8 +693,11 @@ def read_artifact(
     path: str | os.PathLike[str],
     kind: str | Sequence[str] | None = None,
     columns: Sequence[str] | None = None,
+    note: bool = True,
 ) -> Artifact:
-    """Read and validate an artifact: a Parquet file, a folder of part files, or `-` (stdin)."""
+    """Read and validate an artifact: a Parquet file, a folder of part files, or `-` (stdin).
+
+    `note=False` when the file read is the run's own output (a summary of a finished one)."""
     kinds = _kinds(kind)
     source = str(path)
     if source == STDIO:
@@ -662,6 +715,8 @@ def read_artifact(
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
+    if note:
+        note_input(p, parts=p.is_dir())
     files = _part_files(p) if p.is_dir() else [p]
     tables: list[pa.Table] = []
     meta: ArtifactMeta | None = None
@@ -686,6 +741,7 @@ def iter_batches(
     kind: str | Sequence[str] | None = None,
     batch_size: int = 1024,
     columns: Sequence[str] | None = None,
+    note: bool = True,
 ) -> tuple[ArtifactMeta, Iterator[pa.RecordBatch]]:
     """Stream an artifact batch by batch (bounded memory for long inputs)."""
     kinds = _kinds(kind)
@@ -711,6 +767,8 @@ def iter_batches(
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
+    if note:
+        note_input(p, parts=p.is_dir())
     files = _part_files(p) if p.is_dir() else [p]
     metas = []
     handles = []

@@ -16,8 +16,8 @@ every such stage the same behaviour:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,14 @@ from zsar_cli.artifacts import (
     STDIO,
     ArtifactMeta,
     ArtifactWriter,
+    compute_cache_key,
     iter_batches,
     iter_video_groups,
     read_artifact,
 )
-from zsar_cli.sharding import PART_RE, Checkpoint, Shard, plan_output, shard_output
+from zsar_cli.errors import ZsarError
+from zsar_cli.outputs import claim_output
+from zsar_cli.sharding import PART_RE, Checkpoint, Shard, shard_output
 
 
 def _own_part(source: str, shard: Shard) -> Path | None:
@@ -93,6 +96,237 @@ def shard_batches(
 
 
 @dataclass
+class Unit:
+    """One piece of a stage's work: a video (or an input batch) at a fixed position.
+
+    Positions number the units in input order; they name the checkpoint files, so a resumed
+    run must enumerate the same units in the same order (it does: same inputs, same key).
+    """
+
+    position: int
+    video_id: str | None
+    data: Any = None
+
+
+@dataclass
+class RunSummary:
+    """What a stage run produced, counted from the rows written (resumed units included)."""
+
+    output: str
+    cache_key: str
+    videos: int = 0
+    failed: int = 0
+    rows: int = 0
+    resumed: int = 0
+    error_rows: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (video_id, first error)
+    skipped: bool = False  # the output was already complete with these settings
+
+    @property
+    def resumed_videos(self) -> int:
+        return self.resumed
+
+    def count(self, table: pa.Table) -> None:
+        self.rows += table.num_rows
+        if "video_id" not in table.column_names or "error" not in table.column_names:
+            return
+        for vid, err in zip(
+            table.column("video_id").to_pylist(), table.column("error").to_pylist(), strict=True
+        ):
+            if vid not in self._seen:
+                self._seen.add(vid)
+                self.videos += 1
+            if err is not None:
+                self.error_rows += 1
+            if err is not None and vid not in self._bad:
+                self._bad.add(vid)
+                self.failed += 1
+                self.errors.append((vid, err))
+
+    def __post_init__(self) -> None:
+        self._seen: set[str] = set()
+        self._bad: set[str] = set()
+
+
+# What `on_unit` sees of a finished unit's rows (enough to report it, never its payload).
+_SEEN_COLUMNS = ["video_id", "error"]
+
+
+def _seen(table: pa.Table) -> pa.Table:
+    return table.select([c for c in _SEEN_COLUMNS if c in table.column_names])
+
+
+Work = Callable[[Unit], "pa.Table | Iterable[pa.Table]"]
+# A stage that produces several units at once (concurrent decoding) streams (unit, rows) pairs,
+# each unit's tables consecutively and in order, then (unit, None) once the unit is complete.
+Stream = Callable[[list[Unit]], Iterator[tuple[Unit, "pa.Table | None"]]]
+
+
+def _tables(result: pa.Table | Iterable[pa.Table]) -> Iterator[pa.Table]:
+    if isinstance(result, pa.Table):
+        yield result
+    else:
+        yield from result
+
+
+def run_stage(
+    output: str,
+    *,
+    kind: str,
+    config: Any,
+    upstream: Sequence[str],
+    units: Iterable[Unit],
+    work: Work | None = None,
+    stream: Stream | None = None,
+    error_rows: Callable[[Unit, str], pa.Table] | None = None,
+    extra_metadata: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
+    shard: Shard | None = None,
+    force: bool = False,
+    on_unit: Callable[[Unit, pa.Table], None] | None = None,
+) -> RunSummary:
+    """The one per-unit loop of every dataset-level stage.
+
+    The stage supplies its units and what to do with one (`work`, or `stream` for many at
+    once); the runner owns the rest: the shard's part name, the output lock, up to date /
+    refused / `force`, per-unit checkpoints and resume, error rows for a unit whose work raised
+    a user-facing error (`error_rows`), the final atomic assembly, and the counts.
+    """
+    if (work is None) == (stream is None):
+        raise TypeError("run_stage: give exactly one of work= or stream=")
+    target = shard_output(str(output), shard)
+    with claim_output(target, kind, config, upstream, force) as plan:
+        if plan.up_to_date:
+            summary = RunSummary(target, plan.cache_key, skipped=True)
+            _, batches = iter_batches(target, kind, batch_size=4096, note=False)
+            for batch in batches:
+                summary.count(pa.Table.from_batches([batch]))
+            return summary
+        return _run(
+            target, kind, config, upstream, units, work, stream, error_rows, extra_metadata, on_unit
+        )
+
+
+def _run(
+    target: str,
+    kind: str,
+    config: Any,
+    upstream: Sequence[str],
+    units: Iterable[Unit],
+    work: Work | None,
+    stream: Stream | None,
+    error_rows: Callable[[Unit, str], pa.Table] | None,
+    extra_metadata: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None,
+    on_unit: Callable[[Unit, pa.Table], None] | None,
+) -> RunSummary:
+    extra_cache: list[Mapping[str, Any]] = []
+
+    def extra() -> Mapping[str, Any]:
+        # Evaluated only when needed: it may need a loaded model.
+        if not extra_cache:
+            value = extra_metadata() if callable(extra_metadata) else (extra_metadata or {})
+            extra_cache.append(value)
+        return extra_cache[0]
+
+    def guarded(unit: Unit) -> Iterator[pa.Table]:
+        assert work is not None
+        try:
+            produced = list(_tables(work(unit)))
+        except ZsarError as exc:
+            if error_rows is None:
+                raise
+            produced = [error_rows(unit, str(exc))]
+        yield from produced
+
+    def produce(todo: Iterable[Unit]) -> Iterator[tuple[Unit, pa.Table | None]]:
+        if stream is not None:
+            yield from stream(list(todo))
+            return
+        for unit in todo:
+            for table in guarded(unit):
+                yield unit, table
+            yield unit, None
+
+    if target == STDIO:  # a pipe: nothing to resume into, rows go straight out
+        summary = RunSummary(target, compute_cache_key(kind, config, upstream))
+        with ArtifactWriter(target, kind, config, upstream, extra()) as writer:
+            for _unit, table in _finishing(produce(units), on_unit):
+                if table is not None:
+                    summary.count(table)
+                    writer.write(table)
+        return summary
+
+    checkpoint = Checkpoint(target, kind, config, upstream)
+    listed: list[Unit] = []
+    resumed = 0
+
+    def todo() -> Iterator[Unit]:
+        nonlocal resumed
+        for unit in units:
+            listed.append(unit)
+            if checkpoint.done(unit.position):
+                resumed += 1  # finished by an earlier, interrupted run
+            else:
+                yield unit
+
+    # Each unit's rows stream into its own checkpoint file, closed (= done) when it ends.
+    open_part: list[tuple[Unit, ArtifactWriter, list[pa.Table]]] = []
+
+    def close_part() -> None:
+        if open_part:
+            unit, part, seen = open_part.pop()
+            part.close()
+            if on_unit is not None:
+                on_unit(unit, pa.concat_tables(seen))
+
+    try:
+        for unit, table in produce(todo()):
+            if open_part and open_part[0][0].position != unit.position:
+                close_part()
+            if table is None:  # the unit is complete: its checkpoint now counts as done
+                if not open_part:
+                    open_part.append((unit, checkpoint.writer(unit.position), []))
+                close_part()
+                continue
+            if not open_part:
+                open_part.append((unit, checkpoint.writer(unit.position), []))
+            open_part[0][1].write(table)
+            open_part[0][2].append(_seen(table))
+        close_part()
+    except BaseException:
+        for _, part, _ in open_part:
+            part.abort()
+        raise
+    for unit in listed:  # a unit that produced no rows still counts as done
+        if not checkpoint.done(unit.position):
+            with checkpoint.writer(unit.position):
+                pass
+    summary = RunSummary(target, compute_cache_key(kind, config, upstream), resumed=resumed)
+    with ArtifactWriter(target, kind, config, upstream, extra(), force=True) as writer:
+        for table in checkpoint.tables([u.position for u in listed]):
+            summary.count(table)
+            writer.write(table)
+    checkpoint.remove()
+    summary.cache_key = writer.cache_key
+    return summary
+
+
+def _finishing(
+    pairs: Iterator[tuple[Unit, pa.Table | None]],
+    on_unit: Callable[[Unit, pa.Table], None] | None,
+) -> Iterator[tuple[Unit, pa.Table | None]]:
+    """Pass the pairs through, calling `on_unit` with each unit's rows once it is complete."""
+    rows: list[pa.Table] = []
+    for unit, table in pairs:
+        if table is None:
+            if on_unit is not None:
+                on_unit(unit, pa.concat_tables(rows) if rows else pa.table({}))
+            rows = []
+        else:
+            rows.append(_seen(table))
+        yield unit, table
+
+
+@dataclass
 class MapResult:
     output: str
     cache_key: str
@@ -116,53 +350,53 @@ def map_artifact(
     per_video: bool = False,
     upstream_extra: tuple[str, ...] = (),
 ) -> MapResult:
-    """Run `transform` over an input artifact's batches (or whole videos) into an output artifact.
+    """`run_stage` for a stage that is a pure `transform(table) -> table` over an input
+    artifact's batches (or whole videos). `extra_metadata` may be a function of the input's
+    metadata; `upstream_extra` adds cache keys of side inputs (text embeddings, descriptions)."""
+    meta, key, units = artifact_units(source, in_kind, shard, per_video, batch_size)
+    summary = run_stage(
+        output,
+        kind=out_kind,
+        config=config,
+        upstream=[key, *upstream_extra],
+        units=units,
+        work=lambda unit: transform(unit.data),
+        extra_metadata=(lambda: extra_metadata(meta))
+        if callable(extra_metadata)
+        else extra_metadata,
+        shard=shard,
+        force=force,
+    )
+    rows = -1 if summary.skipped else summary.rows
+    return MapResult(summary.output, summary.cache_key, summary.skipped, meta, rows)
 
-    `extra_metadata` may be a function of the input's metadata (e.g. to carry the image encoding
-    or the model spec forward). `upstream_extra` adds cache keys of side inputs (text embeddings,
-    descriptions) so that changing them also changes the output's key.
-    """
-    meta, key, batches = shard_batches(source, in_kind, shard, batch_size)
-    upstream = [key, *upstream_extra]
-    target = shard_output(str(output), shard)
-    plan = plan_output(target, out_kind, config, upstream, force)
-    if plan.up_to_date:
-        return MapResult(target, plan.cache_key, True, meta, -1)
-    # Evaluated only when there is work to do: it may need a loaded model.
-    extra = extra_metadata(meta) if callable(extra_metadata) else (extra_metadata or {})
-    units: Iterator[pa.Table] = (
+
+def artifact_units(
+    source: str,
+    kind: str | tuple[str, ...],
+    shard: Shard | None,
+    per_video: bool = True,
+    batch_size: int = 256,
+) -> tuple[ArtifactMeta, str, Iterator[Unit]]:
+    """(meta, upstream key, units) of an input artifact: one unit per video (or per batch),
+    restricted to a shard's videos."""
+    meta, key, batches = shard_batches(source, kind, shard, batch_size)
+    tables: Iterator[pa.Table] = (
         iter_video_groups(batches) if per_video else (pa.Table.from_batches([b]) for b in batches)
     )
-    rows = 0
-    if target == STDIO:
-        with ArtifactWriter(target, out_kind, config, upstream, extra) as writer:
-            for table in units:
-                out = transform(table)
-                rows += out.num_rows
-                writer.write(out)
-        return MapResult(target, writer.cache_key, False, meta, rows)
 
-    checkpoint = Checkpoint(target, out_kind, config, upstream, extra)
-    count = 0
-    for position, table in enumerate(units):
-        count = position + 1
-        if checkpoint.done(position):
-            continue  # finished by an earlier, interrupted run
-        out = transform(table)
-        with checkpoint.writer(position) as part:
-            part.write(out)
-    with ArtifactWriter(target, out_kind, config, upstream, extra) as writer:
-        for table in checkpoint.tables(range(count)):
-            rows += table.num_rows
-            writer.write(table)
-    checkpoint.remove()
-    return MapResult(target, writer.cache_key, False, meta, rows)
+    def units() -> Iterator[Unit]:
+        for position, table in enumerate(tables):
+            vid = table.column("video_id")[0].as_py() if table.num_rows else None
+            yield Unit(position, vid, table)
+
+    return meta, key, units()
 
 
 def finished_counts(output: str, kind: str) -> tuple[int, int, int]:
     """(videos, videos with an error row, rows) of a finished per-video artifact: the summary a
     stage reports when it skips an output that is already up to date."""
-    done = read_artifact(output, kind, columns=["video_id", "error"]).table
+    done = read_artifact(output, kind, columns=["video_id", "error"], note=False).table
     ids = done.column("video_id").to_pylist()
     errs = done.column("error").to_pylist()
     bad = {v for v, e in zip(ids, errs, strict=True) if e is not None}

@@ -33,7 +33,8 @@ from zsar_cli.artifacts import (
     read_artifact,
     read_meta,
 )
-from zsar_cli.errors import CacheMismatchError, ConfigError, InputError
+from zsar_cli.errors import ConfigError, InputError
+from zsar_cli.outputs import OutputPlan, plan_output
 
 T = TypeVar("T")
 
@@ -106,36 +107,7 @@ def shard_video_ids(ids: Sequence[str], shard: Shard | None) -> set[str] | None:
 # Cache-aware outputs
 
 
-@dataclass(frozen=True)
-class OutputPlan:
-    path: str
-    cache_key: str
-    up_to_date: bool
-
-
-def plan_output(
-    output: str, kind: str, config: Any, upstream: Sequence[str], force: bool = False
-) -> OutputPlan:
-    """Decide whether `output` must be (re)made: skip when complete with the same cache key."""
-    key = compute_cache_key(kind, config, upstream)
-    if output == STDIO or not Path(output).exists():
-        return OutputPlan(output, key, False)
-    if Path(output).is_dir():
-        raise InputError(f"{output}: is a folder; give a .parquet file name or use --shard")
-    if force:
-        return OutputPlan(output, key, False)
-    try:
-        existing = read_meta(output)
-    except Exception as exc:  # an unreadable leftover is not ours to silently replace
-        raise CacheMismatchError(
-            f"{output}: exists but is not a readable zsar artifact ({exc}); use --force"
-        ) from None
-    if existing.kind == kind and existing.cache_key == key:
-        return OutputPlan(output, key, True)
-    raise CacheMismatchError(
-        f"{output}: exists with other settings (cache key {existing.cache_key[:12]}, this run "
-        f"{key[:12]}); use --force to overwrite or choose another output"
-    )
+# The plan itself lives with the writer's policy (zsar_cli.outputs).
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,7 +148,12 @@ class Checkpoint:
         """A streaming writer for one video's rows; the file counts as done once it is closed."""
         self.folder.mkdir(parents=True, exist_ok=True)
         return ArtifactWriter(
-            self._file(position), self.kind, self.config, self.upstream, self.extra_metadata
+            self._file(position),
+            self.kind,
+            self.config,
+            self.upstream,
+            self.extra_metadata,
+            internal=True,
         )
 
     def load(self, position: int) -> pa.Table:

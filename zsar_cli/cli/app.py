@@ -8,20 +8,35 @@ torch, open_clip, transformers) are imported inside the command bodies, so `zsar
 from __future__ import annotations
 
 import importlib
-from typing import Annotated
+from typing import Annotated, Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from zsar_cli import __version__
 
+
+class ZsarGroup(TyperGroup):
+    """The one error boundary of every command (see `cli.common.boundary`)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from zsar_cli.cli.common import boundary
+
+        with boundary():
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
+    cls=ZsarGroup,
     name="zsar",
     help="Zero-shot action recognition and localization for video, as composable stages over "
     "Parquet/Arrow artifacts.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    # Help is plain text: rich markup would eat "[ε, 1-ε]" or "zsar[ray]".
+    rich_markup_mode=None,
 )
 
 # Modules under zsar_cli/cli/ that define `register(app)`. Only commands that work are listed.

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
+import click
 import typer
 from rich.console import Console
 
@@ -30,15 +31,33 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): a bug of zsar's, not the user's
+
+
+def _one_line(text: str) -> str:
+    """A message on one terminal line: control bytes and newlines never reach the terminal."""
+    flat = " ".join(text.split())
+    return "".join(ch if ch.isprintable() else "?" for ch in flat)
+
+
 @contextlib.contextmanager
-def cli_errors() -> Iterator[None]:
-    """Turn a ZsarError (or a broken pipe / Ctrl-C) into one line and an exit code."""
+def boundary() -> Iterator[None]:
+    """The error boundary of every command (installed once, on the app's group).
+
+    A ZsarError → one red line, exit 1; usage errors are click's (exit 2); a broken pipe → 0;
+    Ctrl-C → 130; anything else is a bug → "internal error: …", exit 70. ZSAR_DEBUG=1 re-raises
+    with the traceback. Each command is also one io_scope: the inputs it reads are the ones its
+    outputs may never overwrite.
+    """
+    from zsar_cli.outputs import io_scope
+
     try:
-        yield
+        with io_scope():
+            yield
     except ZsarError as exc:
         if debug_enabled():
             raise
-        fail(_escape(str(exc)))
+        fail(_escape(_one_line(str(exc))))
     except BrokenPipeError:
         # Downstream closed the pipe (`| head`): not an error of ours.
         with contextlib.suppress(Exception):
@@ -47,12 +66,34 @@ def cli_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         raise typer.Exit(130) from None
-    except (typer.Exit, typer.Abort, SystemExit):
+    except (typer.Exit, typer.Abort, SystemExit, click.exceptions.ClickException):
         raise
-    except Exception as exc:  # an unexpected failure still gets one line, not a traceback
+    except OSError as exc:  # the file system said no (permissions, read-only, full disk, ...)
         if debug_enabled():
             raise
-        fail(f"{type(exc).__name__}: {_escape(str(exc))} (set ZSAR_DEBUG=1 for the traceback)")
+        fail(_escape(_one_line(_os_message(exc))))
+    except Exception as exc:  # a bug: one line that says so, and an exit code that says so
+        if debug_enabled():
+            raise
+        fail(
+            f"internal error: {type(exc).__name__}: {_escape(_one_line(str(exc)))}; rerun with "
+            "ZSAR_DEBUG=1 and report it",
+            INTERNAL_ERROR,
+        )
+
+
+def _os_message(exc: OSError) -> str:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is None:
+        return reason
+    target = f" → {exc.filename2}" if exc.filename2 is not None else ""
+    return f"{exc.filename}{target}: {reason.lower() if exc.strerror else reason}"
+
+
+@contextlib.contextmanager
+def cli_errors() -> Iterator[None]:
+    """Kept for command bodies written before the single boundary; errors pass through to it."""
+    yield
 
 
 def _escape(text: str) -> str:

@@ -24,10 +24,8 @@ import numpy as np
 import pyarrow as pa
 
 from zsar_cli.artifacts import (
-    STDIO,
     ArtifactMeta,
     build_table,
-    read_artifact,
     write_artifact,
 )
 from zsar_cli.images import decode_image, image_encoding
@@ -38,7 +36,7 @@ from zsar_cli.labels import (
     load_descriptions,
     read_labels,
 )
-from zsar_cli.runner import map_artifact
+from zsar_cli.runner import Unit, artifact_units, run_stage
 from zsar_cli.sharding import Shard
 
 # Re-exported: the configs live in a light module so the CLI can import them cheaply.
@@ -183,13 +181,11 @@ def run(
 ) -> EncodeSummary:
     """Stream a `frames` artifact through the encoder into an `embeddings` artifact.
 
-    Sharded, cache-aware and checkpointed per input batch (zsar_cli.runner.map_artifact).
+    Sharded, cache-aware and checkpointed per input batch (zsar_cli.runner.run_stage).
     """
     cfg = config.validated()
     timings = Timings()
     loaded: list[Any] = [encoder] if encoder is not None else []
-    videos: set[str] = set()
-    failed: set[str] = set()
 
     def model() -> Any:
         if not loaded:
@@ -200,48 +196,35 @@ def run(
                 raise ModelError(f"--patch-tokens: {cfg.model} has no patch grid (needs a ViT)")
         return loaded[0]
 
-    encoding: list[str] = []
+    meta, key, units = artifact_units(
+        str(frames), "frames", shard, per_video=False, batch_size=max(cfg.batch_size, 64)
+    )
+    encoding = image_encoding(meta.extra)
 
-    def metadata(meta: ArtifactMeta) -> dict[str, Any]:
-        encoding.append(image_encoding(meta.extra))
-        return encoder_metadata(model(), cfg)
-
-    def transform(table: pa.Table) -> pa.Table:
-        out = encode_frames_table(table, model(), encoding[0], cfg, timings)
-        ids = out.column("video_id").to_pylist()
-        errs = out.column("error").to_pylist()
-        videos.update(ids)
-        failed.update(v for v, e in zip(ids, errs, strict=True) if e is not None)
+    def work(unit: Unit) -> pa.Table:
+        out = encode_frames_table(unit.data, model(), encoding, cfg, timings)
         if on_batch is not None:
             on_batch(out.num_rows)
         return out
 
-    result = map_artifact(
-        str(frames),
+    summary = run_stage(
         str(output),
-        in_kind="frames",
-        out_kind="embeddings",
+        kind="embeddings",
         config=cfg.provenance(),
-        transform=transform,
-        extra_metadata=metadata,
+        upstream=[key],
+        units=units,
+        work=work,
+        extra_metadata=lambda: encoder_metadata(model(), cfg),
         shard=shard,
         force=force,
-        batch_size=max(cfg.batch_size, 64),
     )
-    if result.output != STDIO:
-        # Count from the output itself: batches resumed from a checkpoint were not seen here.
-        videos.clear()
-        failed.clear()
-        done = read_artifact(result.output, "embeddings", columns=["video_id", "error"]).table
-        ids = done.column("video_id").to_pylist()
-        errs = done.column("error").to_pylist()
-        videos.update(ids)
-        failed.update(v for v, e in zip(ids, errs, strict=True) if e is not None)
-        rows = done.num_rows
-    else:
-        rows = result.rows
     return EncodeSummary(
-        len(videos), len(failed), rows, result.cache_key, timings, skipped=result.skipped
+        summary.videos,
+        summary.failed,
+        summary.rows,
+        summary.cache_key,
+        timings,
+        skipped=summary.skipped,
     )
 
 

@@ -25,10 +25,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from zsar_cli.artifacts import STDIO, ArtifactWriter, build_table, iter_video_groups, read_artifact
+from zsar_cli.artifacts import build_table
 from zsar_cli.errors import InputError, VideoError, ZsarError
 from zsar_cli.images import encode_image
-from zsar_cli.sharding import Checkpoint, Shard, plan_output, shard_output
+from zsar_cli.outputs import note_input, scoped
+from zsar_cli.runner import Unit, run_stage
+from zsar_cli.sharding import Shard
 from zsar_cli.stages.extract_frames_config import ExtractConfig
 from zsar_cli.video import VIDEO_EXTENSIONS, FrameIndexer, decode, plan_sampling, probe
 
@@ -356,10 +358,11 @@ class ExtractSummary:
 
 
 def _result_of(video: VideoInput, table: pa.Table) -> VideoResult:
-    errors = [e for e in table.column("error").to_pylist() if e]
+    errors = [e for e in table.column("error").to_pylist() if e] if table.num_rows else []
     return VideoResult(video, table.num_rows - len(errors), errors[0] if errors else None)
 
 
+@scoped
 def run(
     inputs: Sequence[str | os.PathLike[str]],
     output: str | os.PathLike[str],
@@ -373,73 +376,54 @@ def run(
     """Resolve inputs, extract every video (or a shard's), write the frames artifact atomically.
 
     An output already complete with the same settings is skipped; finished videos are
-    checkpointed so that a killed run resumes where it stopped.
+    checkpointed so that a killed run resumes where it stopped (zsar_cli.runner.run_stage).
     """
     cfg = config.validated()
     videos = list(videos) if videos is not None else resolve_inputs(inputs)
+    for video in videos:
+        note_input(video.path)
     if shard is not None:
         videos = shard.select(videos)
-    # `output_shard`: the caller already selected the shard's videos, only the part name is needed.
-    target = shard_output(str(output), shard or output_shard)
-    provenance = cfg.provenance()
-    upstream = [inputs_fingerprint(videos)]
-    extra = {"image_encoding": cfg.image_format}
-    plan = plan_output(target, "frames", provenance, upstream, force)
-    results: list[VideoResult] = []
+    units = [Unit(i, v.video_id, v) for i, v in enumerate(videos)]
 
-    def record(result: VideoResult) -> None:
-        results.append(result)
-        if on_video is not None:
-            on_video(result)
+    def stream(todo: list[Unit]) -> Iterator[tuple[Unit, pa.Table | None]]:
+        # iter_frame_tables reports each video once its last rows are out, in input order, so
+        # the n-th report closes todo[n] and rows belong to the first unreported video.
+        reported: list[int] = [0]
+        closed = 0
 
-    if plan.up_to_date:
-        table = read_artifact(target, "frames", columns=["video_id", "error"]).table
-        by_id = {v.video_id: v for v in videos}
-        for group in iter_video_groups(table.to_batches()):
-            record(_result_of(by_id[group.column("video_id")[0].as_py()], group))
-        return _summary(videos, results, plan.cache_key, skipped=True)
+        def report(_result: VideoResult) -> None:
+            reported[0] += 1
 
-    if target == STDIO:
-        with ArtifactWriter(target, "frames", provenance, upstream, extra) as writer:
-            for table in iter_frame_tables(videos, cfg, record):
-                writer.write(table)
-        return _summary(videos, results, writer.cache_key)
+        for table in iter_frame_tables([u.data for u in todo], cfg, report):
+            while closed < reported[0]:
+                yield todo[closed], None
+                closed += 1
+            yield todo[closed], table
+        while closed < reported[0]:
+            yield todo[closed], None
+            closed += 1
 
-    checkpoint = Checkpoint(target, "frames", provenance, upstream, extra)
-    position = {v.video_id: i for i, v in enumerate(videos)}
-    todo = [v for i, v in enumerate(videos) if not checkpoint.done(i)]
-    for i, video in enumerate(videos):
-        if checkpoint.done(i):
-            record(_result_of(video, checkpoint.load(i)))
-    # Each video's rows stream into its own checkpoint file, closed (= done) when it ends.
-    current: list[ArtifactWriter] = []
-
-    def finished(result: VideoResult) -> None:
-        current.pop().close()
-        record(result)
-
-    try:
-        for table in iter_frame_tables(todo, cfg, finished):
-            if not current:
-                current.append(checkpoint.writer(position[table.column("video_id")[0].as_py()]))
-            current[0].write(table)
-    except BaseException:
-        for writer in current:
-            writer.abort()
-        raise
-    with ArtifactWriter(target, "frames", provenance, upstream, extra) as writer:
-        for table in checkpoint.tables(range(len(videos))):
-            writer.write(table)
-    checkpoint.remove()
-    return _summary(videos, results, writer.cache_key)
-
-
-def _summary(
-    videos: Sequence[VideoInput], results: list[VideoResult], key: str, skipped: bool = False
-) -> ExtractSummary:
+    summary = run_stage(
+        str(output),
+        kind="frames",
+        config=cfg.provenance(),
+        upstream=[inputs_fingerprint(videos)],
+        units=units,
+        stream=stream,
+        extra_metadata={"image_encoding": cfg.image_format},
+        # `output_shard`: the caller already selected the shard's videos; only the part name.
+        shard=shard or output_shard,
+        force=force,
+        on_unit=None if on_video is None else lambda u, rows: on_video(_result_of(u.data, rows)),
+    )
     order = {v.video_id: i for i, v in enumerate(videos)}
-    results = sorted(results, key=lambda r: order[r.video.video_id])
-    errors = [(r.video.video_id, r.error) for r in results if r.error]
+    errors = sorted(summary.errors, key=lambda e: order.get(e[0], 0))
     return ExtractSummary(
-        len(videos), len(errors), sum(r.frames for r in results), errors, key, skipped
+        len(videos),
+        summary.failed,
+        summary.rows - summary.error_rows,
+        errors,
+        summary.cache_key,
+        summary.skipped,
     )
