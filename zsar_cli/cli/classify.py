@@ -11,7 +11,15 @@ from typing import Annotated
 
 import typer
 
-from zsar_cli.cli.common import cli_errors, dump_json, err_console, fail, finish_batch, out_console
+from zsar_cli.cli.common import (
+    FORCE_OPTION,
+    cli_errors,
+    dump_json,
+    err_console,
+    fail,
+    finish_batch,
+    out_console,
+)
 from zsar_cli.cli.encode import (
     DESCRIPTIONS_HELP,
     DEVICE_HELP,
@@ -45,7 +53,7 @@ def classify(
     labels: Annotated[
         Path, typer.Option("--labels", "-l", help="Labels file: one label per line, # comments.")
     ],
-    model: Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)] = _D.model,
+    model: Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP)] = _D.model,
     num_frames: Annotated[
         int, typer.Option("--num-frames", "-n", help="Frames sampled uniformly per video.")
     ] = _D.num_frames,
@@ -104,6 +112,7 @@ def classify(
     shortlist: Annotated[
         int, typer.Option(help="With --lvlm: CLIP's top labels offered to the LVLM.")
     ] = _L.shortlist,
+    force: Annotated[bool, FORCE_OPTION] = False,
 ) -> None:
     """Zero-shot classify videos against a labels file with CLIP (model loaded once)."""
     if json_out and output == "-":
@@ -136,12 +145,14 @@ def classify(
 
             lvlm_config = LVLMChoiceConfig(model=lvlm, self_res=self_res, shortlist=shortlist)
             summary = lvlm_stage.classify_with_lvlm(
-                inputs, labels, config, lvlm_config, output=output, on_video=on_video
+                inputs, labels, config, lvlm_config, output=output, on_video=on_video, force=force
             )
         else:
             if self_res:
                 fail("--self-res needs --lvlm SPEC", 2)
-            summary = stage.classify(inputs, labels, config, output=output, on_video=on_video)
+            summary = stage.classify(
+                inputs, labels, config, output=output, on_video=on_video, force=force
+            )
     for res in summary.results:
         if res.error is not None:
             err_console.print(f"[red]failed:[/] {res.video_id}: {res.error}", soft_wrap=True)

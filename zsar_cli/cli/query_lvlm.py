@@ -24,7 +24,8 @@ _D = QueryConfig()
 
 MODEL_HELP = (
     "LVLM spec: hf:ORG/NAME (Hugging Face hub or cache), hf:/path/to/dir (a saved model with its "
-    "processor), or builtin:world-lvlm (offline world model)."
+    "processor), or builtin:world-lvlm (offline world model). Default: "
+    "hf:HuggingFaceTB/SmolVLM2-256M-Video-Instruct; with --tokens, the model that selected them."
 )
 
 
@@ -81,7 +82,7 @@ def query_lvlm(
             help="query_kind of --question rows (default: class with labels, else anomaly)."
         ),
     ] = _D.query_kind,
-    model: Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)] = _D.model,
+    model: Annotated[str | None, typer.Option("--model", "-m", help=MODEL_HELP)] = _D.model,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = _D.device,
     dtype: Annotated[str, typer.Option(help="auto, float32, float16 or bfloat16.")] = _D.dtype,
     batch_size: Annotated[int, typer.Option(help="Prompts per forward pass.")] = _D.batch_size,
@@ -113,7 +114,7 @@ def query_lvlm(
         from zsar_cli.sharding import parse_shard
         from zsar_cli.stages import query_lvlm as stage
 
-        config = QueryConfig(
+        raw = QueryConfig(
             model=model,
             mode=mode,
             level=level,
@@ -131,11 +132,14 @@ def query_lvlm(
             batch_size=batch_size,
             trust_remote_code=trust_remote_code,
             strict=strict,
-        ).validated()
+        )
+        config = raw.validated()
         if tokens is not None:
             from zsar_cli.stages import self_res
 
-            summary: Any = self_res.run_from_tokens(frames, tokens, output, config)
+            summary: Any = self_res.run_from_tokens(
+                frames, tokens, output, raw, shard=parse_shard(shard), force=force
+            )
         else:
             summary = stage.run(frames, output, config, shard=parse_shard(shard), force=force)
     if getattr(summary, "skipped", False):

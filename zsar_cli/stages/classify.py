@@ -38,6 +38,7 @@ from zsar_cli.artifacts import (
 from zsar_cli.errors import ConfigError, InputError, ZsarError
 from zsar_cli.images import decode_image, image_encoding
 from zsar_cli.labels import Prompt, label_weights, read_labels
+from zsar_cli.outputs import scoped
 
 # Re-exported: the config lives in a light module so the CLI can import it cheaply.
 from zsar_cli.stages.classify_config import POOLINGS as POOLINGS
@@ -367,6 +368,16 @@ class ClassifySummary:
         return hits / len(known)
 
 
+def _resolved(spec: str) -> str:
+    """A spec as the registry resolves it (builtin:world-clip → its openclip:ARCH@PATH)."""
+    if spec.startswith("builtin:"):
+        from zsar_cli.backends import builtin_encoder_spec
+
+        return builtin_encoder_spec(spec.partition(":")[2])
+    return spec
+
+
+@scoped
 def classify(
     inputs: Sequence[str],
     labels_file: str | Path,
@@ -374,8 +385,12 @@ def classify(
     output: str | Path | None = None,
     encoder: Any | None = None,
     on_video: Callable[[VideoResult], None] | None = None,
+    force: bool = False,
 ) -> ClassifySummary:
-    """Rank `labels_file`'s labels for every input video; optionally write `predictions`."""
+    """Rank `labels_file`'s labels for every input video; optionally write `predictions`.
+
+    `config.model` None: the model that made an embeddings input, else DEFAULT_MODEL; a model
+    given explicitly must be the one that made an embeddings input (compared resolved)."""
     cfg = config.validated()
     inputs = [str(i) for i in inputs]
     if not inputs:
@@ -386,15 +401,15 @@ def classify(
     prompt_list = prompts_for(labels, cfg.prompts)
     source_key = label_source_key(labels, cfg.prompts)
     meta: ArtifactMeta | None = None
-    spec = cfg.model
+    spec = config.model or DEFAULT_MODEL
     if is_artifact_input(inputs):
         meta, batches = iter_batches(inputs[0], ("embeddings", "frames"))
         made_with = (meta.extra.get("model_spec") or "").strip('"')
-        if meta.kind == "embeddings" and made_with and made_with != spec:
-            if spec != DEFAULT_MODEL:
+        if meta.kind == "embeddings" and made_with:
+            if config.model is not None and _resolved(config.model) != _resolved(made_with):
                 raise ConfigError(
-                    f"{inputs[0]}: embeddings were made with {made_with}, not --model {spec}; "
-                    "text and image embeddings must come from one model"
+                    f"{inputs[0]}: embeddings were made with {made_with}, not --model "
+                    f"{config.model}; text and image embeddings must come from one model"
                 )
             # An embeddings artifact says which model made it; the text side must match it.
             spec = made_with
@@ -418,9 +433,10 @@ def classify(
         writer = ArtifactWriter(
             output,
             "predictions",
-            cfg.provenance(),
+            {**cfg.provenance(), "model": spec},
             upstream=[upstream, label_set.source_key],
             extra_metadata={**encoder.describe(), "labels": label_set.labels},
+            force=force,
         )
     try:
         for item in stream:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from zsar_cli.errors import ConfigError
-from zsar_cli.stages.encode_config import DEFAULT_MODEL, PromptConfig
+from zsar_cli.stages.encode_config import PromptConfig
 
 POOLINGS: tuple[str, ...] = ("mean-embedding", "mean-prob")
 RUN_ONLY_FIELDS = frozenset({"device", "batch_size", "workers", "strict", "top_k"})
@@ -15,7 +15,8 @@ RUN_ONLY_FIELDS = frozenset({"device", "batch_size", "workers", "strict", "top_k
 class ClassifyConfig:
     """Everything that decides a video's ranked labels, plus how the run executes."""
 
-    model: str = DEFAULT_MODEL
+    # None: the model that made an embeddings input, else DEFAULT_MODEL (see classify()).
+    model: str | None = None
     num_frames: int = 8
     size: int | None = None
     pooling: str = "mean-embedding"

@@ -9,9 +9,8 @@ its normalised letter probability in p_yes (mode choice); the generated text (mo
 
 `--level frame` asks about each frame alone; `--level clip` puts all frames of a segment (or of
 the video when frames carry no segment) into one prompt, capped to `max_frames`. Upstream error
-rows are carried forward as error rows, one per query. The run is resumable: finished videos are
-checkpointed in a sidecar folder next to the output (named by the output's cache key); a rerun
-with the same settings skips them, and the folder is removed once the output is complete.
+rows are carried forward as error rows, one per query. The run is resumable through the shared
+runner: finished videos are checkpointed, a rerun with the same settings skips them.
 """
 
 from __future__ import annotations
@@ -25,16 +24,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from zsar_cli.artifacts import (
-    STDIO,
-    ArtifactWriter,
-    build_table,
-    iter_video_groups,
-)
+from zsar_cli.artifacts import build_table
 from zsar_cli.errors import InputError
 from zsar_cli.images import decode_image, image_encoding
-from zsar_cli.runner import finished_counts, shard_batches
-from zsar_cli.sharding import Checkpoint, Shard, plan_output, shard_output
+from zsar_cli.outputs import scoped
+from zsar_cli.runner import Unit, artifact_units, run_stage
+from zsar_cli.sharding import Shard
 from zsar_cli.stages.query_lvlm_config import DEFAULT_CHOICE_QUESTION as DEFAULT_CHOICE_QUESTION
 
 # Re-exported: the config lives in a light module so the CLI can import it cheaply.
@@ -316,6 +311,7 @@ def load_model(config: QueryConfig) -> Any:
     )
 
 
+@scoped
 def run(
     frames: str | Path,
     output: str | Path,
@@ -329,47 +325,36 @@ def run(
 
     With `shard`, only that shard's videos, into a part file of the output folder; an output
     complete with the same settings is skipped, one made with other settings refused unless
-    `force`.
+    `force`; finished videos are checkpointed (zsar_cli.runner.run_stage).
     """
     cfg = config.validated()
     queries, labels = build_queries(cfg)
-    meta, input_key, batches = shard_batches(str(frames), "frames", shard, batch_size=256)
-    upstream = [input_key, queries_key(queries, labels)]
-    provenance = cfg.provenance()
-    output = shard_output(str(output), shard)
-    plan = plan_output(output, "answers", provenance, upstream, force)
-    if plan.up_to_date:
-        videos, failed, rows = finished_counts(output, "answers")
-        return QuerySummary(videos, failed, rows, 0, plan.cache_key, skipped=True)
-    extra = {"model_spec": cfg.model, "mode": cfg.mode, "level": cfg.level}
-    # One checkpoint file per finished video (the shared mechanism of extract-frames and
-    # encode), keyed by the run's cache key: a rerun after a kill asks only the rest.
-    checkpoint = (
-        Checkpoint(str(output), "answers", provenance, upstream, extra)
-        if str(output) != STDIO
-        else None
-    )
+    meta, input_key, units = artifact_units(str(frames), "frames", shard)
     encoding = image_encoding(meta.extra)
-    videos = failed = rows = resumed = 0
-    with ArtifactWriter(output, "answers", provenance, upstream, extra) as writer:
-        for position, video in enumerate(iter_video_groups(batches)):
-            video_id = video.column("video_id")[0].as_py()
-            if checkpoint is not None and checkpoint.done(position):
-                answers = checkpoint.load(position)
-                resumed += 1
-            else:
-                if lvlm is None:
-                    lvlm = load_model(cfg)
-                answers = answer_video(lvlm, video, encoding, queries, labels, cfg)
-                if checkpoint is not None:
-                    with checkpoint.writer(position) as part:
-                        part.write(answers)
-                if on_video is not None:
-                    on_video(video_id)
-            writer.write(answers)
-            videos += 1
-            rows += answers.num_rows
-            failed += any(e is not None for e in answers.column("error").to_pylist())
-    if checkpoint is not None:
-        checkpoint.remove()
-    return QuerySummary(videos, failed, rows, resumed, writer.cache_key)
+    loaded: list[Any] = [lvlm] if lvlm is not None else []
+
+    def work(unit: Unit) -> pa.Table:
+        if not loaded:
+            loaded.append(load_model(cfg))
+        return answer_video(loaded[0], unit.data, encoding, queries, labels, cfg)
+
+    summary = run_stage(
+        str(output),
+        kind="answers",
+        config=cfg.provenance(),
+        upstream=[input_key, queries_key(queries, labels)],
+        units=units,
+        work=work,
+        extra_metadata={"model_spec": cfg.model, "mode": cfg.mode, "level": cfg.level},
+        shard=shard,
+        force=force,
+        on_unit=None if on_video is None else lambda unit, _rows: on_video(unit.video_id or ""),
+    )
+    return QuerySummary(
+        summary.videos,
+        summary.failed,
+        summary.rows,
+        summary.resumed,
+        summary.cache_key,
+        skipped=summary.skipped,
+    )

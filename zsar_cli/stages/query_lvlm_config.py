@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from zsar_cli.errors import ConfigError
 
@@ -20,7 +20,9 @@ RUN_ONLY_FIELDS = frozenset({"device", "batch_size", "strict"})
 class QueryConfig:
     """Which model answers, which questions are asked, at which level, and how."""
 
-    model: str = DEFAULT_MODEL
+    # None: DEFAULT_MODEL, or with --tokens the model the tokens were selected with (so typing
+    # the default spec explicitly is never mistaken for "not given").
+    model: str | None = None
     mode: str = "yesno"
     level: str = "frame"
     question: str | None = None
@@ -40,6 +42,8 @@ class QueryConfig:
     strict: bool = False
 
     def validated(self) -> QueryConfig:
+        if self.model is None:
+            return replace(self, model=DEFAULT_MODEL).validated()
         if self.mode not in MODES:
             raise ConfigError(f"--mode {self.mode!r}: choose one of {', '.join(MODES)}")
         if self.level not in LEVELS:

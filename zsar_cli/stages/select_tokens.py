@@ -31,16 +31,14 @@ import numpy as np
 import pyarrow as pa
 
 from zsar_cli.artifacts import (
-    STDIO,
     ArtifactMeta,
-    ArtifactWriter,
     build_table,
-    iter_video_groups,
 )
 from zsar_cli.errors import ConfigError, InputError, ModelError
 from zsar_cli.images import decode_image, image_encoding
-from zsar_cli.runner import finished_counts, shard_batches
-from zsar_cli.sharding import Checkpoint, Shard, plan_output, shard_output
+from zsar_cli.outputs import scoped
+from zsar_cli.runner import Unit, artifact_units, run_stage
+from zsar_cli.sharding import Shard
 from zsar_cli.stages.select_tokens_config import SelectTokensConfig
 
 # Families whose rotary positions are 3-D and computed from the image grid (multimodal RoPE):
@@ -508,6 +506,7 @@ def _carried_error(video: pa.Table) -> str | None:
     return None
 
 
+@scoped
 def run(
     inputs: str | Path,
     output: str | Path,
@@ -529,13 +528,8 @@ def run(
     clip = cfg.scorer == "clip"
     meta: ArtifactMeta
     kind = "embeddings" if clip else "frames"
-    meta, input_key, batches = shard_batches(str(inputs), kind, shard, batch_size=256)
+    meta, input_key, units = artifact_units(str(inputs), kind, shard)
     provenance = cfg.provenance()
-    output = shard_output(str(output), shard)
-    plan = plan_output(output, "tokens", provenance, [input_key], force)
-    if plan.up_to_date:
-        videos, failed, rows = finished_counts(output, "tokens")
-        return SelectSummary(videos, failed, rows, plan.cache_key, skipped=True)
     extra: dict[str, Any] = {
         "question": cfg.question,
         "scorer": cfg.scorer,
@@ -550,64 +544,80 @@ def run(
                 f"{inputs}: --scorer clip needs patch tokens; make the embeddings with "
                 "`zsar encode --patch-tokens`"
             )
-        if encoder is None:
-            from zsar_cli.stages.encode import load_model as load_encoder
+    prepared: list[bool] = []
 
-            spec = str(meta.extra_json("model_spec") or "")
-            if not spec:
-                raise InputError(f"{inputs}: embeddings do not say which model made them")
-            encoder = load_encoder(spec, cfg.device, "fp32", 32)
-        text_embeddings = np.asarray(encoder.encode_texts([q for _, q in prompts]), np.float32)
-        extra.update(token_space="clip", patch_grid=grid, model_spec=encoder.spec)
-    else:
-        if lvlm is None:
-            lvlm = load_model(cfg)
-        check_family(lvlm)
-        extra.update(token_space="lvlm", model_spec=lvlm.spec)
+    def prepare() -> dict[str, Any]:
+        """Load the scorer's model once, when there is work (an up-to-date output needs none)."""
+        nonlocal encoder, lvlm, text_embeddings
+        if prepared:
+            return extra
+        if clip:
+            if encoder is None:
+                from zsar_cli.stages.encode import load_model as load_encoder
+
+                spec = str(meta.extra_json("model_spec") or "")
+                if not spec:
+                    raise InputError(f"{inputs}: embeddings do not say which model made them")
+                encoder = load_encoder(spec, cfg.device, "fp32", 32)
+            text_embeddings = np.asarray(encoder.encode_texts([q for _, q in prompts]), np.float32)
+            extra.update(token_space="clip", patch_grid=grid, model_spec=encoder.spec)
+        else:
+            if lvlm is None:
+                lvlm = load_model(cfg)
+            check_family(lvlm)
+            extra.update(token_space="lvlm", model_spec=lvlm.spec)
+        prepared.append(True)
+        return extra
+
     encoding = image_encoding(meta.extra) if not clip else "raw"
-    videos = failed = resumed = 0
-    checkpoint = (
-        Checkpoint(output, "tokens", provenance, [input_key], extra) if output != STDIO else None
-    )
-    with ArtifactWriter(output, "tokens", provenance, [input_key], extra) as writer:
-        for position, video in enumerate(iter_video_groups(batches)):
-            video_id = video.column("video_id")[0].as_py()
-            if checkpoint is not None and checkpoint.done(position):
-                table = checkpoint.load(position)
-                writer.write(table)
-                videos += 1
-                resumed += 1
-                failed += any(e is not None for e in table.column("error").to_pylist())
+
+    def work(unit: Unit) -> pa.Table:
+        prepare()
+        video, video_id = unit.data, unit.video_id
+        selections: list[SelectedTokens] = []
+        errors: list[tuple[str, str | None, str]] = []
+        carried = _carried_error(video)
+        frames: list[FrameItem] = []
+        if carried is None and not clip:
+            frames, _ = decode_video_frames(video, encoding)
+        for pi, (label, prompt) in enumerate(prompts):
+            if carried is not None:
+                errors.append((video_id, label, carried))
                 continue
-            selections: list[SelectedTokens] = []
-            errors: list[tuple[str, str | None, str]] = []
-            carried = _carried_error(video)
-            frames: list[FrameItem] = []
-            if carried is None and not clip:
-                frames, _ = decode_video_frames(video, encoding)
-            for pi, (label, prompt) in enumerate(prompts):
-                if carried is not None:
-                    errors.append((video_id, label, carried))
-                    continue
-                try:
-                    if clip:
-                        assert text_embeddings is not None and grid is not None
-                        sel = clip_select_video(video, text_embeddings[pi], grid, cfg)
-                        sel.label = label
-                    else:
-                        sel = select_video_tokens(lvlm, video_id, frames, prompt, cfg, label)
-                    selections.append(sel)
-                except SelectionError as exc:
-                    errors.append((video_id, label, str(exc)))
-            table = tokens_table(selections, errors, cfg.embedding_dtype)
-            if checkpoint is not None:
-                with checkpoint.writer(position) as part:
-                    part.write(table)
-            writer.write(table)
-            videos += 1
-            failed += bool(errors)
-            if on_video is not None:
-                on_video(video_id, errors[0][2] if errors else None)
-    if checkpoint is not None:
-        checkpoint.remove()
-    return SelectSummary(videos, failed, writer.rows_written, writer.cache_key, resumed)
+            try:
+                if clip:
+                    assert text_embeddings is not None and grid is not None
+                    sel = clip_select_video(video, text_embeddings[pi], grid, cfg)
+                    sel.label = label
+                else:
+                    sel = select_video_tokens(lvlm, video_id, frames, prompt, cfg, label)
+                selections.append(sel)
+            except SelectionError as exc:
+                errors.append((video_id, label, str(exc)))
+        return tokens_table(selections, errors, cfg.embedding_dtype)
+
+    def reported(unit: Unit, rows: pa.Table) -> None:
+        if on_video is not None:
+            errs = [e for e in rows.column("error").to_pylist() if e is not None]
+            on_video(unit.video_id or "", errs[0] if errs else None)
+
+    summary = run_stage(
+        str(output),
+        kind="tokens",
+        config=provenance,
+        upstream=[input_key],
+        units=units,
+        work=work,
+        extra_metadata=prepare,
+        shard=shard,
+        force=force,
+        on_unit=reported,
+    )
+    return SelectSummary(
+        summary.videos,
+        summary.failed,
+        summary.rows,
+        summary.cache_key,
+        summary.resumed,
+        skipped=summary.skipped,
+    )

@@ -27,6 +27,9 @@ import pyarrow as pa
 
 from zsar_cli.artifacts import ArtifactWriter, build_table, iter_batches, iter_video_groups
 from zsar_cli.errors import ConfigError, InputError, ModelError, ZsarError
+from zsar_cli.outputs import scoped
+from zsar_cli.runner import Unit, artifact_units, run_stage
+from zsar_cli.sharding import Shard
 from zsar_cli.stages.select_tokens import (
     FrameItem,
     SelectedTokens,
@@ -206,8 +209,10 @@ class TokensSummary:
     rows: int
     resumed_videos: int
     cache_key: str
+    skipped: bool = False
 
 
+@scoped
 def run_from_tokens(
     frames: str | Path,
     tokens: str | Path,
@@ -215,20 +220,22 @@ def run_from_tokens(
     config: Any,
     lvlm: Any | None = None,
     on_video: Callable[[str], None] | None = None,
+    shard: Shard | None = None,
+    force: bool = False,
 ) -> TokensSummary:
     """`query-lvlm FRAMES --tokens TOKENS`: answer every query from each video's kept tokens.
 
     FRAMES must be the artifact the tokens were selected from (checked by cache key); only the
-    stored token embeddings reach the model.
+    stored token embeddings reach the model. `config.model` None means the model the tokens
+    were selected with; any other model is refused (the tokens live in that model's space).
+    Sharded, cache-aware and checkpointed like every per-video stage (runner.run_stage).
     """
+    from dataclasses import replace
+
     from zsar_cli.artifacts import read_meta
     from zsar_cli.stages import query_lvlm as q
 
-    cfg = config.validated()
-    if cfg.mode not in ("yesno", "choice"):
-        raise ConfigError(f"--tokens answers in --mode yesno or choice, not {cfg.mode}")
-    queries, labels = q.build_queries(cfg)
-    meta, batches = iter_batches(tokens, "tokens", batch_size=4096)
+    meta, key, units = artifact_units(str(tokens), "tokens", shard)
     if meta.extra_json("token_space") == "clip":
         raise InputError(
             f"{tokens}: tokens selected with --scorer clip are CLIP patch tokens, not LVLM "
@@ -241,33 +248,44 @@ def run_from_tokens(
                 f"{tokens}: its tokens were not selected from {frames} (cache keys differ)"
             )
     selected_with = str(meta.extra_json("model_spec") or "")
-    spec = cfg.model
+    spec = config.model or selected_with or q.DEFAULT_MODEL
     if selected_with and _resolve_spec(spec) != selected_with:
-        if spec != q.DEFAULT_MODEL:
-            raise ConfigError(
-                f"{tokens}: tokens were selected with {selected_with}, not --model {spec}; the "
-                "final pass must use the model whose input space they are in"
-            )
-        spec = selected_with
-    from dataclasses import replace
+        raise ConfigError(
+            f"{tokens}: tokens were selected with {selected_with}, not --model {spec}; the "
+            "final pass must use the model whose input space they are in (omit --model)"
+        )
+    cfg = replace(config, model=spec).validated()
+    if cfg.mode not in ("yesno", "choice"):
+        raise ConfigError(f"--tokens answers in --mode yesno or choice, not {cfg.mode}")
+    queries, labels = q.build_queries(cfg)
+    loaded: list[Any] = [lvlm] if lvlm is not None else []
 
-    cfg = replace(cfg, model=spec)
-    upstream = [meta.cache_key, q.queries_key(queries, labels)]
-    provenance = {**cfg.provenance(), "level": "tokens"}
-    extra = {"model_spec": spec, "mode": cfg.mode, "level": "tokens"}
-    videos = failed = 0
-    with ArtifactWriter(output, "answers", provenance, upstream, extra) as writer:
-        for video in iter_video_groups(batches):
-            if lvlm is None:
-                lvlm = q.load_model(cfg)
-                check_family(lvlm)
-            table = answer_video_from_tokens(lvlm, video, queries, labels, cfg.mode)
-            writer.write(table)
-            videos += 1
-            failed += any(e is not None for e in table.column("error").to_pylist())
-            if on_video is not None:
-                on_video(video.column("video_id")[0].as_py())
-    return TokensSummary(videos, failed, writer.rows_written, 0, writer.cache_key)
+    def work(unit: Unit) -> pa.Table:
+        if not loaded:
+            loaded.append(q.load_model(cfg))
+            check_family(loaded[0])
+        return answer_video_from_tokens(loaded[0], unit.data, queries, labels, cfg.mode)
+
+    summary = run_stage(
+        str(output),
+        kind="answers",
+        config={**cfg.provenance(), "level": "tokens"},
+        upstream=[key, q.queries_key(queries, labels)],
+        units=units,
+        work=work,
+        extra_metadata={"model_spec": spec, "mode": cfg.mode, "level": "tokens"},
+        shard=shard,
+        force=force,
+        on_unit=None if on_video is None else lambda unit, _rows: on_video(unit.video_id or ""),
+    )
+    return TokensSummary(
+        summary.videos,
+        summary.failed,
+        summary.rows,
+        summary.resumed,
+        summary.cache_key,
+        summary.skipped,
+    )
 
 
 def answer_video_from_tokens(
@@ -377,6 +395,7 @@ def lvlm_rerank(
     )
 
 
+@scoped
 def classify_with_lvlm(
     inputs: Sequence[str],
     labels_file: str | Path,
@@ -386,6 +405,7 @@ def classify_with_lvlm(
     encoder: Any | None = None,
     lvlm: Any | None = None,
     on_video: Callable[[Any], None] | None = None,
+    force: bool = False,
 ) -> Any:
     """CLIP ranks all labels; the LVLM re-ranks CLIP's top `shortlist` (choice mode).
 
@@ -476,6 +496,7 @@ def classify_with_lvlm(
             {"clip": config.provenance(), "lvlm": lcfg},
             upstream=[*upstream, key],
             extra_metadata={"model_spec": clip_summary.model, "lvlm_spec": lvlm.spec},
+            force=force,
         ) as writer:
             writer.write(clf.predictions_table(results))
         clip_summary.cache_key = writer.cache_key
