@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from zsar_cli.errors import ConfigError, InputError
+from zsar_cli.outputs import note_input
 
 # A small video-flavoured ensemble in the spirit of ActionCLIP/ViFi-CLIP prompts; kept generic
 # ("a video of {}" rather than "a video of a person {}") so object-like labels read naturally.
@@ -77,6 +78,7 @@ class Prompt:
 def _lines(path: Path, what: str) -> list[tuple[int, str]]:
     if not path.is_file():
         raise InputError(f"{path}: no such {what} file")
+    note_input(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -194,6 +196,7 @@ def load_descriptions(path: str | Path) -> dict[str, Description]:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such descriptions file")
+    note_input(path)
     records: list[Description] = []
     if path.suffix.lower() == ".json":
         try:

@@ -105,7 +105,9 @@ def check_output_path(output: str | os.PathLike[str], option: str = "-o") -> Pat
 # Locks
 
 
-_HELD: dict[str, tuple[int, int]] = {}  # real lock path → (fd, depth), per process
+# (real lock path, thread) → (fd, depth): re-entrant within one thread of one process; another
+# thread opens its own descriptor and so waits on the flock like another process would.
+_HELD: dict[tuple[str, int], tuple[int, int]] = {}
 _HELD_GUARD = threading.Lock()
 
 
@@ -150,7 +152,7 @@ def output_lock(target: str | os.PathLike[str]) -> Iterator[None]:
     path = Path(target)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = lock_path(path)
-    key = _real(lock)
+    key = (_real(lock), threading.get_ident())
     with _HELD_GUARD:
         held = _HELD.get(key)
         if held is not None:

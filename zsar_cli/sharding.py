@@ -34,7 +34,7 @@ from zsar_cli.artifacts import (
     read_meta,
 )
 from zsar_cli.errors import ConfigError, InputError
-from zsar_cli.outputs import OutputPlan, plan_output
+from zsar_cli.outputs import OutputPlan, note_input, plan_output, scoped
 
 T = TypeVar("T")
 
@@ -188,14 +188,18 @@ def part_files(folder: Path) -> list[Path]:
     return parts
 
 
-def merge_parts(folder: str | os.PathLike[str], output: str) -> tuple[int, int]:
+@scoped
+def merge_parts(
+    folder: str | os.PathLike[str], output: str, force: bool = False
+) -> tuple[int, int]:
     """Concatenate a sharded output's parts, in shard order, into one artifact."""
+    note_input(folder, parts=True)
     parts = part_files(Path(folder))
     first = read_meta(parts[0])
     upstream = []
     rows = 0
     writer = ArtifactWriter(
-        output, first.kind, first.config, [], {k: v for k, v in first.extra.items()}
+        output, first.kind, first.config, [], {k: v for k, v in first.extra.items()}, force=force
     )
     with writer:
         for part in parts:

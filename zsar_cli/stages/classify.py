@@ -38,7 +38,7 @@ from zsar_cli.artifacts import (
 from zsar_cli.errors import ConfigError, InputError, ZsarError
 from zsar_cli.images import decode_image, image_encoding
 from zsar_cli.labels import Prompt, label_weights, read_labels
-from zsar_cli.outputs import scoped
+from zsar_cli.outputs import check_output_path, scoped
 
 # Re-exported: the config lives in a light module so the CLI can import it cheaply.
 from zsar_cli.stages.classify_config import POOLINGS as POOLINGS
@@ -401,10 +401,14 @@ def classify(
     prompt_list = prompts_for(labels, cfg.prompts)
     source_key = label_source_key(labels, cfg.prompts)
     meta: ArtifactMeta | None = None
+    if output is not None:
+        check_output_path(output)  # before a model is loaded or a video decoded
     spec = config.model or DEFAULT_MODEL
     if is_artifact_input(inputs):
         meta, batches = iter_batches(inputs[0], ("embeddings", "frames"))
         made_with = (meta.extra.get("model_spec") or "").strip('"')
+        if output is not None:
+            check_output_path(output)
         if meta.kind == "embeddings" and made_with:
             if config.model is not None and _resolved(config.model) != _resolved(made_with):
                 raise ConfigError(

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from zsar_cli.errors import ConfigError, InputError, ModelError
+from zsar_cli.outputs import check_output_path, note_input, scoped
 
 DEFAULT_MODEL = "hf:HuggingFaceTB/SmolLM2-360M-Instruct"
 PROMPT_VERSION = 1
@@ -255,18 +256,22 @@ class DescribeSummary:
     cache_key: str
 
 
+@scoped
 def run(
     labels_file: str | Path | None,
     output: str | Path,
     config: DescribeConfig,
     generator: Any | None = None,
+    force: bool = False,
 ) -> DescribeSummary:
     """Labels → `descriptions` artifact, from the model (cached) or from `config.from_file`."""
     from zsar_cli.labels import read_labels
 
     cfg = config.validated()
     labels = read_labels(labels_file) if labels_file is not None else None
+    check_output_path(output)
     if cfg.from_file is not None:
+        note_input(cfg.from_file)
         records = records_from_file(cfg.from_file, labels, cfg.descriptors)
         source = Path(cfg.from_file).read_bytes()
     else:
@@ -285,6 +290,6 @@ def run(
     from zsar_cli.artifacts import write_artifact
 
     key = write_artifact(
-        descriptions_table(records), output, "descriptions", cfg.provenance(), upstream
+        descriptions_table(records), output, "descriptions", cfg.provenance(), upstream, force=force
     )
     return DescribeSummary(len(records), cfg.from_file is None, key)

@@ -36,6 +36,7 @@ from zsar_cli.labels import (
     load_descriptions,
     read_labels,
 )
+from zsar_cli.outputs import check_output_path, note_input, scoped
 from zsar_cli.runner import Unit, artifact_units, run_stage
 from zsar_cli.sharding import Shard
 
@@ -170,6 +171,7 @@ class EncodeSummary:
     skipped: bool = False  # the output was already complete with these settings
 
 
+@scoped
 def run(
     frames: str | Path,
     output: str | Path,
@@ -275,15 +277,21 @@ class TextEncodeSummary:
     cache_key: str
 
 
+@scoped
 def run_text(
     labels_file: str | Path,
     output: str | Path,
     config: TextEncodeConfig,
     encoder: Any | None = None,
+    force: bool = False,
 ) -> TextEncodeSummary:
     """Labels (+ templates/descriptions) → `text_embeddings` artifact."""
     labels = read_labels(labels_file)
     prompts = prompts_for(labels, config.prompts)
+    for side_input in (config.prompts.descriptions, config.prompts.templates):
+        if side_input is not None and side_input not in ("none", "video"):
+            note_input(side_input)
+    check_output_path(output)  # before a model is loaded
     if encoder is None:
         encoder = load_model(config.model, config.device, config.precision, config.batch_size)
     embeddings = encode_prompts(encoder, prompts)
@@ -294,6 +302,7 @@ def run_text(
         config.provenance(),
         upstream=[label_source_key(labels, config.prompts)],
         extra_metadata={**encoder.describe(), "labels": labels},
+        force=force,
     )
     return TextEncodeSummary(len(labels), len(prompts), key)
 

@@ -113,6 +113,7 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[VideoInput]
         raise InputError("no input videos given")
     for raw in inputs:
         path = Path(raw)
+        note_input(path)
         if path.is_dir():
             videos = _walk_folder(path)
             if not videos:
@@ -130,6 +131,8 @@ def resolve_inputs(inputs: Sequence[str | os.PathLike[str]]) -> list[VideoInput]
             items.extend(entries)
         else:
             items.append((path, None))
+    for video, _ in items:
+        note_input(video)
     return _assign_ids(items)
 
 
@@ -381,7 +384,7 @@ def run(
     cfg = config.validated()
     videos = list(videos) if videos is not None else resolve_inputs(inputs)
     for video in videos:
-        note_input(video.path)
+        note_input(video.path)  # also when the caller resolved them
     if shard is not None:
         videos = shard.select(videos)
     units = [Unit(i, v.video_id, v) for i, v in enumerate(videos)]

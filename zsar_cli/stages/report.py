@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from zsar_cli.errors import InputError
+from zsar_cli.errors import CacheMismatchError, InputError
+from zsar_cli.outputs import check_output_path, output_lock, scoped, write_text_atomic
 from zsar_cli.stages.score import (
     AnomalyReport,
     ClassificationReport,
@@ -343,22 +347,43 @@ def build_figures(rep: Report, outdir: Path, config: ReportConfig) -> list[Figur
     return [*_anomaly_curves(rep, outdir, config), *_anomaly_timelines(rep, outdir, config)]
 
 
+@scoped
 def run(
     pred_path: str | Path,
     gt_path: str | Path | None,
     outdir: str | Path,
     config: ReportConfig = ReportConfig(),
+    force: bool = False,
 ) -> ReportResult:
-    """Score, draw every figure into `outdir`, and write `outdir/report.html`."""
+    """Score, draw every figure into `outdir`, and write `outdir/report.html`.
+
+    The figures are drawn into a staging folder first: a report made with other settings (an
+    existing report.html with other content) is refused unless `force` before anything in
+    `outdir` changes, and the report's lock keeps two runs from interleaving their figures.
+    """
     out = Path(outdir)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
     pred = load_predictions(pred_path)
     rep, _fmt, _src = evaluate(pred, gt_path, config.score)
-    out.mkdir(parents=True, exist_ok=True)
-    figures = build_figures(rep, out, config)
     page = out / "report.html"
-    tmp = out / ".report.html.tmp"
-    tmp.write_text(render_html(rep, figures, out, f"zsar report — {rep.task}: {pred.source}"))
-    tmp.replace(page)
+    check_output_path(page)
+    out.mkdir(parents=True, exist_ok=True)
+    with output_lock(page):
+        staging = Path(tempfile.mkdtemp(prefix=".report-staging-", dir=out))
+        try:
+            figures = build_figures(rep, staging, config)
+            html = render_html(rep, figures, staging, f"zsar report — {rep.task}: {pred.source}")
+            if page.exists() and not force and page.read_text(encoding="utf-8") != html:
+                raise CacheMismatchError(
+                    f"{page}: a report made with other settings; use --force to replace it or "
+                    "choose another -o folder"
+                )
+            for figure in figures:
+                target = out / figure.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / figure.name, target)
+            write_text_atomic(page, html, force=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return ReportResult(rep, out, page, figures)
