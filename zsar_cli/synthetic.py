@@ -25,14 +25,13 @@ import contextlib
 import json
 import math
 import os
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from zsar_cli.errors import ConfigError, InputError, VideoError
+from zsar_cli.errors import ConfigError, InputError
 
 # numpy is imported inside the functions that use it: the CLI reads SynthConfig's defaults from
 # this module at start-up, and `zsar --help` must stay fast.
@@ -340,7 +339,7 @@ def world_descriptions() -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------------------------
-# Encoding: codecs, containers, and an ffmpeg subprocess fed raw RGB frames on stdin.
+# Encoding: codecs, containers and their ffmpeg options (zsar_cli.video runs the encoder).
 
 # Encoder → pixel format, per-encoder options (quality knob named by `quality_key`) and the
 # containers it can go in. The first container is the encoder's natural one.
@@ -415,35 +414,6 @@ def resolve_container(codec: str, container: str | None) -> str:
     return name
 
 
-def _encoder_command(
-    path: Path,
-    width: int,
-    height: int,
-    fps: int,
-    codec: str,
-    preset: str,
-    quality: int | None,
-    threads: int,
-    extra: dict[str, Any] | None = None,
-) -> list[str]:
-    import ffmpeg
-
-    spec = _CODECS[resolve_codec(codec)]
-    kwargs: dict[str, Any] = {"vcodec": resolve_codec(codec), "pix_fmt": spec["pix_fmt"]}
-    kwargs.update(spec["options"])
-    if spec["quality_key"] is not None:
-        kwargs[spec["quality_key"]] = spec["quality"] if quality is None else quality
-    if resolve_codec(codec) == "libx264":
-        kwargs["preset"] = preset
-    if threads > 0:
-        kwargs["threads"] = threads
-    kwargs.update(extra or {})
-    stream = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", r=fps)
-    stream = ffmpeg.output(stream, str(path), r=fps, **kwargs)
-    stream = stream.global_args("-nostdin", "-hide_banner", "-loglevel", "error")
-    return ffmpeg.compile(stream, overwrite_output=True)
-
-
 def write_video(
     path: str | Path,
     frames: Iterable[np.ndarray],
@@ -460,45 +430,21 @@ def write_video(
 
     Frames are consumed one at a time (a video is never held in memory). `quality` is the codec's
     quality knob (CRF for libx264/VP9, q:v for mpeg4/mjpeg); None = the codec's default here.
+    The encoding itself is `zsar_cli.video.write_video`'s; this picks the codec's options.
     """
-    import numpy as np
+    from zsar_cli import video
 
-    path = Path(path)
-    cmd = _encoder_command(
-        path, width, height, fps, codec, preset, quality, threads, extra_output_args
-    )
-    count = 0
-    # stderr to a file rather than a pipe: a chatty ffmpeg must not block on a full pipe.
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
-        assert proc.stdin is not None
-        try:
-            for frame in frames:
-                if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
-                    raise ValueError(
-                        f"frame {count}: expected {(height, width, 3)} uint8, "
-                        f"got {frame.shape} {frame.dtype}"
-                    )
-                proc.stdin.write(np.ascontiguousarray(frame).data)
-                count += 1
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            with contextlib.suppress(OSError):
-                path.unlink()
-            raise
-        rc = proc.wait()
-        if rc != 0:
-            log.seek(0)
-            lines = log.read().decode("utf-8", "replace").strip().splitlines()
-            reason = lines[-1] if lines else f"exit code {rc}"
-            with contextlib.suppress(OSError):
-                path.unlink()
-            raise VideoError(f"{path}: ffmpeg could not encode the video: {reason}")
-    return count
+    name = resolve_codec(codec)
+    spec = _CODECS[name]
+    options: dict[str, Any] = dict(spec["options"])
+    if spec["quality_key"] is not None:
+        options[spec["quality_key"]] = spec["quality"] if quality is None else quality
+    if name == "libx264":
+        options["preset"] = preset
+    if threads > 0:
+        options["threads"] = threads
+    options.update(extra_output_args or {})
+    return video.write_video(frames, path, fps, (width, height), name, spec["pix_fmt"], options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1208,6 +1154,8 @@ def generate_background_video(
     """
     import numpy as np
 
+    from zsar_cli.video import loop_video
+
     path = Path(path)
     width, height = size
     total = max(1, round(duration_s * fps))
@@ -1235,13 +1183,5 @@ def generate_background_video(
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         unit_path = Path(tmp) / f"unit{path.suffix}"
         write_video(unit_path, unit_frames(), width, height, fps, codec, preset, quality, 0, gop)
-        cmd = [
-            "ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-            "-stream_loop", "-1", "-i", str(unit_path),
-            "-c", "copy", "-frames:v", str(total), str(path),
-        ]  # fmt: skip
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            lines = done.stderr.strip().splitlines()
-            raise VideoError(f"{path}: ffmpeg could not write the video: {lines[-1:]}")
+        loop_video(unit_path, path, total)
     return path
