@@ -1,7 +1,11 @@
-"""Video access through the real ffmpeg/ffprobe binaries: metadata, sampling plans, decoding.
+"""Video access through the real ffmpeg/ffprobe binaries: metadata, sampling plans, decoding,
+encoding.
 
 Input: a video file. Output: `VideoInfo` (ffprobe), a `SamplingPlan` (pure, no I/O), and decoded
 frames as (presentation time, H×W×3 uint8 RGB) pairs streamed from an ffmpeg rawvideo pipe.
+The other way round, `write_video` encodes H×W×3 uint8 RGB frames fed on ffmpeg's stdin into a
+video file and `loop_video` lengthens one by stream copy, so this is the only module that runs
+ffmpeg.
 
 ffmpeg-python builds the command lines; the ffmpeg binary does all decoding, rotation (display
 matrix) and resizing, so a frame never exists in Python at full resolution unless asked for.
@@ -17,12 +21,14 @@ import queue
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -494,3 +500,90 @@ class FrameIndexer:
             i = int(np.searchsorted(self._times, pts - 1e-6))
             return min(i, len(self._times) - 1)
         return max(0, round((pts - self.info.start_time) * self.info.fps))
+
+
+# ---------------------------------------------------------------------------------------------
+# Encoding
+
+
+def write_video(
+    frames: Iterable[np.ndarray],
+    path: str | Path,
+    fps: int,
+    size: tuple[int, int],
+    codec: str,
+    pix_fmt: str = "yuv420p",
+    output_args: Mapping[str, Any] | None = None,
+) -> int:
+    """Encode H×W×3 uint8 RGB frames into a video file; returns the number of frames written.
+
+    `size` is (width, height) and every frame must have it. `codec` and `pix_fmt` are the ffmpeg
+    encoder and its pixel format; `output_args` are further ffmpeg output options by name
+    (`{"crf": 23, "preset": "veryfast"}`). Frames are consumed one at a time, so a video is never
+    held in memory. On failure the partial file is removed: VideoError when ffmpeg fails,
+    ValueError for a frame of the wrong shape or dtype.
+    """
+    import ffmpeg
+
+    path = Path(path)
+    width, height = size
+    stream = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", r=fps)
+    stream = ffmpeg.output(
+        stream, str(path), r=fps, vcodec=codec, pix_fmt=pix_fmt, **dict(output_args or {})
+    )
+    stream = stream.global_args("-nostdin", "-hide_banner", "-loglevel", "error")
+    cmd = ffmpeg.compile(stream, overwrite_output=True)
+    count = 0
+    # stderr to a file rather than a pipe: a chatty ffmpeg must not block on a full pipe.
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
+        assert proc.stdin is not None
+        try:
+            for frame in frames:
+                if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
+                    raise ValueError(
+                        f"frame {count}: expected {(height, width, 3)} uint8, "
+                        f"got {frame.shape} {frame.dtype}"
+                    )
+                proc.stdin.write(np.ascontiguousarray(frame).data)
+                count += 1
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # ffmpeg quit early; its exit code and log below say why
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
+        rc = proc.wait()
+        if rc != 0:
+            log.seek(0)
+            lines = log.read().decode("utf-8", "replace").strip().splitlines()
+            reason = lines[-1] if lines else f"exit code {rc}"
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise VideoError(f"{path}: ffmpeg could not encode the video: {reason}")
+    return count
+
+
+def loop_video(source: str | Path, path: str | Path, num_frames: int) -> Path:
+    """Write `source` played in a loop until `num_frames` frames, by stream copy (no re-encoding).
+
+    The copies are concatenated packet by packet, so `source` must be one closed GOP without
+    B-frames reaching past its end (see `write_video`'s `output_args`), or the seams will not
+    decode cleanly.
+    """
+    import ffmpeg
+
+    path = Path(path)
+    stream = ffmpeg.input(str(source), stream_loop=-1)
+    stream = ffmpeg.output(stream, str(path), c="copy", **{"frames:v": num_frames})
+    stream = stream.global_args("-nostdin", "-hide_banner", "-loglevel", "error")
+    done = subprocess.run(
+        ffmpeg.compile(stream, overwrite_output=True), capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise VideoError(f"{path}: ffmpeg could not write the video: {lines[-1:]}")
+    return path

@@ -1,0 +1,75 @@
+"""Readers for standard annotation formats (DESIGN §6), used as ground truth by `zsar score`.
+
+Input: UCF101 split lists (`classInd.txt`, `testlist0N.txt`), HMDB51 split files
+(`<class>_test_splitN.txt`), THUMOS14 per-class files (`<Class>_test.txt` + `Ambiguous_test.txt`),
+ActivityNet JSON (ground truth `database{...}` and predictions `results{...}`), UCF-Crime temporal
+annotation lines, `video,label` list files, and zsar artifacts (`frames` label column,
+`predictions` true_label column).
+Output: plain in-memory ground truth (`ClassificationGT`, `LocalizationGT`, `AnomalyGT`) and, for
+ActivityNet predictions, an `intervals` table.
+
+Every reader rejects a malformed line with `file:line: reason` (InputError): a silently skipped
+annotation changes a published number.
+
+The modules: `common` (keys, GT containers, line parsing), `classification` (UCF101, HMDB51, label
+lists, artifact labels), `temporal` (THUMOS14, ActivityNet), `anomaly` (UCF-Crime) and `detect`
+(format detection and `load_ground_truth`, which dispatches to the others).
+"""
+
+from zsar_cli.datasets.anomaly import read_ucf_crime
+from zsar_cli.datasets.classification import (
+    read_artifact_labels,
+    read_hmdb51,
+    read_hmdb51_split_file,
+    read_label_list,
+    read_ucf101_classind,
+    read_ucf101_split,
+)
+from zsar_cli.datasets.common import (
+    AnomalyGT,
+    ClassificationGT,
+    LocalizationGT,
+    normalize_label,
+    video_key,
+)
+from zsar_cli.datasets.detect import (
+    ANOMALY_FORMATS,
+    CLASSIFICATION_FORMATS,
+    GT_FORMATS,
+    LOCALIZATION_FORMATS,
+    GroundTruth,
+    detect_gt_format,
+    load_ground_truth,
+)
+from zsar_cli.datasets.temporal import (
+    AMBIGUOUS,
+    read_activitynet,
+    read_activitynet_predictions,
+    read_thumos14,
+)
+
+__all__ = [
+    "AMBIGUOUS",
+    "ANOMALY_FORMATS",
+    "CLASSIFICATION_FORMATS",
+    "GT_FORMATS",
+    "LOCALIZATION_FORMATS",
+    "AnomalyGT",
+    "ClassificationGT",
+    "GroundTruth",
+    "LocalizationGT",
+    "detect_gt_format",
+    "load_ground_truth",
+    "normalize_label",
+    "read_activitynet",
+    "read_activitynet_predictions",
+    "read_artifact_labels",
+    "read_hmdb51",
+    "read_hmdb51_split_file",
+    "read_label_list",
+    "read_thumos14",
+    "read_ucf101_classind",
+    "read_ucf101_split",
+    "read_ucf_crime",
+    "video_key",
+]
