@@ -11,7 +11,6 @@ import sys
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
-import click
 import typer
 from rich.console import Console
 
@@ -31,6 +30,10 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+# typer vendors its own click: its usage errors (exit 2) are found through a public typer class.
+_CLICK_EXCEPTION: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
 INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): a bug of zsar's, not the user's
 
 
@@ -66,7 +69,7 @@ def boundary() -> Iterator[None]:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         raise typer.Exit(130) from None
-    except (typer.Exit, typer.Abort, SystemExit, click.exceptions.ClickException):
+    except (typer.Exit, typer.Abort, SystemExit, _CLICK_EXCEPTION):
         raise
     except OSError as exc:  # the file system said no (permissions, read-only, full disk, ...)
         if debug_enabled():

@@ -36,7 +36,7 @@ from zsar_cli.artifacts import (
 )
 from zsar_cli.errors import ConfigError, InputError, ModelError
 from zsar_cli.images import decode_image, image_encoding
-from zsar_cli.outputs import scoped
+from zsar_cli.outputs import check_output_path, scoped
 from zsar_cli.runner import Unit, artifact_units, run_stage
 from zsar_cli.sharding import Shard
 from zsar_cli.stages.select_tokens_config import SelectTokensConfig
@@ -529,6 +529,7 @@ def run(
     meta: ArtifactMeta
     kind = "embeddings" if clip else "frames"
     meta, input_key, units = artifact_units(str(inputs), kind, shard)
+    check_output_path(output)  # before the input's own checks: writing over it is the worse bug
     provenance = cfg.provenance()
     extra: dict[str, Any] = {
         "question": cfg.question,
