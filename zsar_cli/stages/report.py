@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from zsar_cli.errors import InputError
+from zsar_cli.jsonio import write_text
 from zsar_cli.stages.score import (
     AnomalyReport,
     ClassificationReport,
@@ -358,7 +359,5 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     figures = build_figures(rep, out, config)
     page = out / "report.html"
-    tmp = out / ".report.html.tmp"
-    tmp.write_text(render_html(rep, figures, out, f"zsar report — {rep.task}: {pred.source}"))
-    tmp.replace(page)
+    write_text(render_html(rep, figures, out, f"zsar report — {rep.task}: {pred.source}"), page)
     return ReportResult(rep, out, page, figures)
