@@ -200,12 +200,11 @@ def describe_labels(
                     "model or write the descriptions yourself and pass --from FILE"
                 ) from None
     if cache_dir is not None:
+        from zsar_cli.jsonio import write_json
+
         cache_dir.mkdir(parents=True, exist_ok=True)
         for label in todo:
-            path = cache_path(cache_dir, label, config)
-            tmp = path.with_suffix(f".tmp-{os.getpid()}")
-            tmp.write_text(json.dumps(records[label], indent=1) + "\n", encoding="utf-8")
-            os.replace(tmp, path)
+            write_json(records[label], cache_path(cache_dir, label, config), force=True)
     return [records[label] for label in labels]
 
 
