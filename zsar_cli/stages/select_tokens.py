@@ -25,7 +25,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -43,10 +43,12 @@ from zsar_cli.runner import finished_counts, shard_batches
 from zsar_cli.sharding import Checkpoint, Shard, plan_output, shard_output
 from zsar_cli.stages.select_tokens_config import SelectTokensConfig
 
+if TYPE_CHECKING:
+    from zsar_cli.backends.lvlm_base import LVLM, SelectionHooks
+
 # Families whose rotary positions are 3-D and computed from the image grid (multimodal RoPE):
 # a subset of visual tokens has no well-defined 1-D renumbering there.
 UNSUPPORTED_FAMILIES = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v"})
-HOOKS: tuple[str, ...] = ("build_inputs", "embed_inputs", "run_language_model")
 EXTRA_FIELDS: tuple[pa.Field, ...] = (
     pa.field("timestamp", pa.float64()),
     pa.field("width", pa.int32()),
@@ -76,15 +78,14 @@ class SelectionError(InputError):
 # Model checks and switches
 
 
-def check_family(lvlm: Any) -> None:
-    """Refuse backends/families that cannot expose or re-feed visual tokens, before any work."""
+def check_family(lvlm: object) -> SelectionHooks:
+    """Refuse backends/families that cannot expose or re-feed visual tokens, before any work;
+    returns the model as what token selection may use of it."""
+    from zsar_cli.backends.lvlm_base import SelectionHooks, missing_members
+
     spec = getattr(lvlm, "spec", type(lvlm).__name__)
-    missing = [name for name in HOOKS if not callable(getattr(lvlm, name, None))]
-    if missing:
-        raise ModelError(
-            f"{spec}: this LVLM backend has no token-selection hooks ({', '.join(missing)}); "
-            "Self-ReS needs a transformers (hf:) model"
-        )
+    # The family first: a multimodal-RoPE model is refused for what it is, even by a backend
+    # that lacks the hooks as well.
     family = str(getattr(lvlm, "model_type", ""))
     if family in UNSUPPORTED_FAMILIES or getattr(lvlm, "pass_position_ids", True) is False:
         raise ModelError(
@@ -92,12 +93,20 @@ def check_family(lvlm: Any) -> None:
             "the image grid, so a subset of its visual tokens cannot be re-fed; Self-ReS supports "
             "1-D position families (Idefics3/SmolVLM, LLaVA-OneVision)"
         )
+    if not isinstance(lvlm, SelectionHooks):
+        missing = ", ".join(missing_members(lvlm, SelectionHooks))
+        raise ModelError(
+            f"{spec}: this LVLM backend has no token-selection hooks (lacks {missing}); "
+            "Self-ReS needs a transformers (hf:) model"
+        )
+    return lvlm
 
 
 @contextlib.contextmanager
 def uncapped_frames(lvlm: Any) -> Iterator[None]:
     """A path's frames (or the final pass's kept frames) must all reach the model: the backend's
-    `max_frames` cap, meant for plain clip prompts, would silently drop some."""
+    `max_frames` cap, meant for plain clip prompts, would silently drop some. Any backend: one
+    without a cap is left as it is."""
     previous = getattr(lvlm, "max_frames", None)
     if previous is not None:
         lvlm.max_frames = None
@@ -109,7 +118,7 @@ def uncapped_frames(lvlm: Any) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def eager_attention(lvlm: Any, needed: bool) -> Iterator[None]:
+def eager_attention(lvlm: SelectionHooks, needed: bool) -> Iterator[None]:
     """Attention weights exist only in the eager implementation; switch it on for the selection
     passes and restore the faster one (sdpa, flash) afterwards for everything else."""
     model = getattr(lvlm, "model", None)
@@ -156,7 +165,7 @@ class PathScores:
         return int(self.scores.shape[1])
 
 
-def tokens_per_frame(lvlm: Any, image: np.ndarray, prompt: str) -> int:
+def tokens_per_frame(lvlm: SelectionHooks, image: np.ndarray, prompt: str) -> int:
     """Visual tokens the model makes of one frame of this size (processor only, no forward)."""
     with uncapped_frames(lvlm):
         inputs = lvlm.build_inputs([[image]], [prompt])
@@ -164,7 +173,11 @@ def tokens_per_frame(lvlm: Any, image: np.ndarray, prompt: str) -> int:
 
 
 def score_path(
-    lvlm: Any, images: Sequence[np.ndarray], prompt: str, scorer: str, layers: Sequence[int]
+    lvlm: SelectionHooks,
+    images: Sequence[np.ndarray],
+    prompt: str,
+    scorer: str,
+    layers: Sequence[int],
 ) -> PathScores:
     """One forward pass on [prefix ⊕ the path's visual tokens ⊕ prompt]; a score per token."""
     import torch
@@ -321,7 +334,7 @@ def default_budget(config: SelectTokensConfig, per_frame: int) -> int:
 
 
 def select_video_tokens(
-    lvlm: Any,
+    lvlm: Any,  # SelectionHooks (checked by check_family before the first video)
     video_id: str,
     frames: Sequence[FrameItem],
     prompt: str,
@@ -471,7 +484,7 @@ class SelectSummary:
     skipped: bool = False  # the output was already complete with these settings
 
 
-def load_model(config: SelectTokensConfig) -> Any:
+def load_model(config: SelectTokensConfig) -> LVLM:
     from zsar_cli.backends import load_lvlm
 
     return load_lvlm(
