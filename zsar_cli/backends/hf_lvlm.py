@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from zsar_cli.backends.contract import check_lvlm_folder
 from zsar_cli.backends.hf_loading import (
     check_source,
     load_processor_and_model,
@@ -64,6 +66,7 @@ def builtin_spec(name: str) -> str:
     folder = MODELS_DIR / BUILTIN_MODELS[name]
     if not (folder / "config.json").is_file():
         raise ModelError(f"builtin:{name}: {folder} is missing; rebuild it with {REBUILD_HINT}")
+    check_lvlm_folder(folder, f"builtin:{name}", required=True)
     return f"hf:{folder}"
 
 
@@ -126,6 +129,8 @@ def load_hf_lvlm(
     import transformers
 
     source, local = check_source(rest)
+    if local:
+        check_lvlm_folder(Path(source), f"hf:{rest}")
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
