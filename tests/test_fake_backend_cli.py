@@ -55,26 +55,47 @@ def labels_file(tmp_path):
     return path
 
 
+def prompt_offset(text: str) -> float:
+    """The fake's offset of a text, written out again: SHA-256's first 8 hex digits / 16⁸."""
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) / 16**8
+
+
+def mean_brightness(images: list[np.ndarray]) -> float:
+    return float(np.mean([im.astype(np.float64).mean() for im in images]) / 255)
+
+
 def expected_p_yes(images: list[np.ndarray], prompt: str) -> float:
-    """The fake's formula, written out again: sigmoid(8 · (mean brightness − prompt offset))."""
-    brightness = np.mean([im.astype(np.float64).mean() for im in images]) / 255
-    prompt_offset = int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16) / 16**8
-    return 1 / (1 + math.exp(-8.0 * (brightness - prompt_offset)))
+    """sigmoid(8 · (mean brightness − prompt offset)), as tests/fakes.py documents it."""
+    return 1 / (1 + math.exp(-8.0 * (mean_brightness(images) - prompt_offset(prompt))))
 
 
-def invoke(runner, args: list[str]) -> None:
-    result = runner.invoke(app, args)
+def invoke(runner, *args: object) -> None:
+    result = runner.invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output
+
+
+def query(runner, frames_path, out, *options: object) -> list[dict]:
+    """`zsar query-lvlm FRAMES -o OUT --model fake:lvlm OPTIONS...` → the answers rows."""
+    invoke(runner, "query-lvlm", frames_path, "-o", out, "--model", "fake:lvlm", *options)
+    return read_artifact(out, "answers").table.to_pylist()
+
+
+def classify(runner, frames_path, labels_file, out, *options: object) -> dict[str, list[dict]]:
+    """`zsar classify FRAMES --labels L --model fake:clip -o OUT OPTIONS...` → rows by video,
+    best label first."""
+    model = ("--model", "fake:clip")
+    invoke(runner, "classify", frames_path, "--labels", labels_file, *model, "-o", out, *options)
+    by_video: dict[str, list[dict]] = {}
+    for row in sorted(read_artifact(out, "predictions").table.to_pylist(), key=lambda r: r["rank"]):
+        by_video.setdefault(row["video_id"], []).append(row)
+    return by_video
 
 
 def test_query_lvlm_frame_level_p_yes_is_the_fakes_formula(tmp_path, runner, frames):
     path, pixels = frames
     out = tmp_path / "answers.parquet"
     question = "Is there any object in this frame?"
-    invoke(
-        runner,
-        ["query-lvlm", str(path), "-o", str(out), "--question", question, "--model", "fake:lvlm"],
-    )
+    query(runner, path, out, "--question", question)
     table = read_artifact(out, "answers")
     assert table.meta.extra_json("model_spec") == "fake:lvlm"
     rows = table.table.to_pylist()
@@ -89,24 +110,17 @@ def test_query_lvlm_frame_level_p_yes_is_the_fakes_formula(tmp_path, runner, fra
 def test_query_lvlm_clip_level_with_labels_asks_each_segment(tmp_path, runner, frames, labels_file):
     path, pixels = frames
     out = tmp_path / "answers.parquet"
-    invoke(
+    rows = query(
         runner,
-        [
-            "query-lvlm",
-            str(path),
-            "-o",
-            str(out),
-            "--labels",
-            str(labels_file),
-            "--question",
-            "Is there {label} here?",
-            "--level",
-            "clip",
-            "--model",
-            "fake:lvlm",
-        ],
+        path,
+        out,
+        "--labels",
+        labels_file,
+        "--question",
+        "Is there {label} here?",
+        "--level",
+        "clip",
     )
-    rows = read_artifact(out, "answers").table.to_pylist()
     assert len(rows) == 3 * 2 * len(LABELS)  # videos × segments × labels
     for row in rows:
         segment = pixels[row["video_id"]][2 * row["segment"] : 2 * row["segment"] + 2]
@@ -117,50 +131,19 @@ def test_query_lvlm_clip_level_with_labels_asks_each_segment(tmp_path, runner, f
 def test_query_lvlm_choice_and_generate(tmp_path, runner, frames, labels_file):
     path, pixels = frames
     out = tmp_path / "choice.parquet"
-    invoke(
-        runner,
-        [
-            "query-lvlm",
-            str(path),
-            "-o",
-            str(out),
-            "--mode",
-            "choice",
-            "--labels",
-            str(labels_file),
-            "--model",
-            "fake:lvlm",
-        ],
-    )
-    rows = read_artifact(out, "answers").table.to_pylist()
+    rows = query(runner, path, out, "--mode", "choice", "--labels", labels_file)
     first = [r for r in rows if r["video_id"] == "vid1" and r["frame_index"] == 2]
     assert [r["answer"] for r in first] == ["A", "B", "C"]
-    brightness = pixels["vid1"][2].astype(np.float64).mean() / 255
-    offsets = [int(hashlib.sha256(o.encode()).hexdigest()[:8], 16) / 16**8 for o in LABELS]
-    logits = -8.0 * np.abs(brightness - np.array(offsets))
+    offsets = np.array([prompt_offset(o) for o in LABELS])
+    logits = -8.0 * np.abs(mean_brightness([pixels["vid1"][2]]) - offsets)
     want = np.exp(logits) / np.exp(logits).sum()
     np.testing.assert_allclose([r["p_yes"] for r in first], want, atol=1e-12)
 
     out = tmp_path / "generate.parquet"
-    invoke(
-        runner,
-        [
-            "query-lvlm",
-            str(path),
-            "-o",
-            str(out),
-            "--mode",
-            "generate",
-            "--question",
-            "What happens?",
-            "--model",
-            "fake:lvlm",
-            "--level",
-            "clip",
-        ],
+    rows = query(
+        runner, path, out, "--mode", "generate", "--question", "What happens?", "--level", "clip"
     )
-    rows = read_artifact(out, "answers").table.to_pylist()
-    clip = np.concatenate(pixels["vid0"][:2]).astype(np.float64).mean() / 255
+    clip = mean_brightness(pixels["vid0"][:2])
     assert rows[0]["answer"] == f"brightness {clip:.3f} of 2 images"
 
 
@@ -169,17 +152,15 @@ def test_encode_stores_the_fakes_embeddings_and_patch_tokens(tmp_path, runner, f
     out = tmp_path / "embeddings.parquet"
     invoke(
         runner,
-        [
-            "encode",
-            str(path),
-            "-o",
-            str(out),
-            "--model",
-            "fake:clip",
-            "--dtype",
-            "float32",
-            "--patch-tokens",
-        ],
+        "encode",
+        path,
+        "-o",
+        out,
+        "--model",
+        "fake:clip",
+        "--dtype",
+        "float32",
+        "--patch-tokens",
     )
     artifact = read_artifact(out, "embeddings")
     assert artifact.meta.extra_json("model_spec") == "fake:clip"
@@ -201,22 +182,7 @@ def test_classify_ranks_by_softmax_over_the_fakes_embeddings(
     tmp_path, runner, frames, labels_file, templates
 ):
     path, pixels = frames
-    out = tmp_path / "predictions.parquet"
-    invoke(
-        runner,
-        [
-            "classify",
-            str(path),
-            "--labels",
-            str(labels_file),
-            "--model",
-            "fake:clip",
-            "--templates",
-            templates,
-            "-o",
-            str(out),
-        ],
-    )
+    ranked = classify(runner, path, labels_file, tmp_path / "p.parquet", "--templates", templates)
     from zsar_cli.prompts import VIDEO_TEMPLATES
 
     wrap = ["{}"] if templates == "none" else list(VIDEO_TEMPLATES)
@@ -224,13 +190,12 @@ def test_classify_ranks_by_softmax_over_the_fakes_embeddings(
     for label in LABELS:
         mean = np.mean([fakes.unit_vector(t.format(label).encode()) for t in wrap], axis=0)
         weights.append(mean / np.linalg.norm(mean))
-    rows = read_artifact(out, "predictions").table.to_pylist()
     for vid, images in pixels.items():
         frame_mean = np.mean([fakes.unit_vector(fakes.image_key(im)) for im in images], axis=0)
         video = frame_mean / np.linalg.norm(frame_mean)
         logits = 20.0 * np.array(weights) @ video
         probs = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
-        got = sorted((r for r in rows if r["video_id"] == vid), key=lambda r: r["rank"])
+        got = ranked[vid]
         assert [r["label"] for r in got] == [LABELS[i] for i in np.argsort(-probs, kind="stable")]
         np.testing.assert_allclose([r["score"] for r in got], np.sort(probs)[::-1], atol=1e-5)
 
@@ -239,28 +204,11 @@ def test_classify_lvlm_reranks_the_shortlist_by_the_fakes_choice(
     tmp_path, runner, frames, labels_file
 ):
     path, pixels = frames
-    invoke(
-        runner,
-        [
-            "classify",
-            str(path),
-            "--labels",
-            str(labels_file),
-            "--model",
-            "fake:clip",
-            "--lvlm",
-            "fake:lvlm",
-            "--shortlist",
-            "3",
-            "-o",
-            str(tmp_path / "p.parquet"),
-        ],
-    )
-    rows = read_artifact(tmp_path / "p.parquet", "predictions").table.to_pylist()
+    out = tmp_path / "p.parquet"
+    ranked = classify(runner, path, labels_file, out, "--lvlm", "fake:lvlm", "--shortlist", 3)
     for vid, images in pixels.items():
-        brightness = np.mean([im.astype(np.float64).mean() for im in images]) / 255
-        got = sorted((r for r in rows if r["video_id"] == vid), key=lambda r: r["rank"])
-        distance = [abs(brightness - fakes.offset(r["label"])) for r in got]
+        brightness = mean_brightness(images)
+        distance = [abs(brightness - prompt_offset(r["label"])) for r in ranked[vid]]
         assert distance == sorted(distance)  # the closest option offset has the highest probability
 
 
