@@ -33,10 +33,9 @@ from zsar_cli.stages.select_tokens import (
     FrameItem,
     SelectedTokens,
     SelectionError,
-    check_family,
     select_video_tokens,
-    uncapped_frames,
 )
+from zsar_cli.stages.token_scores import check_family, uncapped_frames
 
 if TYPE_CHECKING:
     from zsar_cli.backends.lvlm_base import LVLM, SelectionHooks
