@@ -43,6 +43,8 @@ SCHEMES: dict[str, dict[str, str]] = {
     "lvlm": LVLM_SCHEMES,
     "text": TEXT_SCHEMES,
 }
+# The package's own schemes, listed first (then `builtin`, then registered ones) in errors.
+PACKAGE_SCHEMES: dict[str, tuple[str, ...]] = {kind: tuple(d) for kind, d in SCHEMES.items()}
 PROTOCOLS: dict[str, str] = {
     "encoder": "zsar_cli.backends.base:Encoder",
     "lvlm": "zsar_cli.backends.lvlm_base:LVLM",
@@ -94,18 +96,21 @@ def builtin_lvlm_spec(name: str) -> str:
     return builtin_spec(name)
 
 
+def _known(kind: Kind) -> str:
+    package = PACKAGE_SCHEMES[kind]
+    return ", ".join([*package, "builtin", *(s for s in SCHEMES[kind] if s not in package)])
+
+
 def _split(spec: str, kind: Kind) -> tuple[str, str]:
-    known, what = SCHEMES[kind], NAMES[kind]
+    what = NAMES[kind]
     if ":" not in spec:
         raise ModelError(
-            f"model spec {spec!r} has no scheme; known {what} schemes: "
-            f"{', '.join([*known, 'builtin'])} (e.g. {next(iter(known))}:NAME)"
+            f"model spec {spec!r} has no scheme; known {what} schemes: {_known(kind)} "
+            f"(e.g. {PACKAGE_SCHEMES[kind][0]}:NAME)"
         )
     scheme, rest = spec.split(":", 1)
-    if scheme != "builtin" and scheme not in known:
-        raise ModelError(
-            f"unknown {what} scheme {scheme!r} in {spec!r}; known: {', '.join([*known, 'builtin'])}"
-        )
+    if scheme != "builtin" and scheme not in SCHEMES[kind]:
+        raise ModelError(f"unknown {what} scheme {scheme!r} in {spec!r}; known: {_known(kind)}")
     return scheme, rest
 
 
