@@ -1,7 +1,8 @@
 """Train the tiny world CLIP shipped as `builtin:world-clip` (../shared/SYNTHWORLD.md).
 
 Output: zsar_cli/models/world-clip/open_clip_config.json (open_clip's model + preprocess config,
-the Hugging Face Hub layout) and world-clip.safetensors (float16 weights), loaded by zsar through
+the Hugging Face Hub layout), world-clip.safetensors (float16 weights) and prompt_contract.json
+(the prompt templates it was trained on, `zsar_cli.backends.contract`), loaded by zsar through
 the same `openclip:ARCH@PATH` code path as any user checkpoint.
 
 The model is a small open_clip CLIP (ResNet tower at 64×64; 2-layer text transformer over
@@ -32,7 +33,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from zsar_cli import synthetic
-from zsar_cli.labels import RANDOM_WORDS, VIDEO_TEMPLATES
+from zsar_cli.backends.contract import clip_contract, write_contract
+from zsar_cli.labels import RANDOM_WORDS
+from zsar_cli.prompts import DESCRIPTOR_PATTERN, VIDEO_TEMPLATES
 
 ARCH = "zsar-world-rn"
 OUT_DIR = Path(__file__).resolve().parents[1] / "zsar_cli" / "models" / "world-clip"
@@ -104,7 +107,7 @@ def prompt_variants(label: str, rng: np.random.Generator) -> str:
     core = label
     if rng.random() < 0.3:
         words = rng.choice(np.array(RANDOM_WORDS), size=int(rng.integers(1, 3)), replace=False)
-        core = f"{label}, which has {' '.join(words)}"
+        core = DESCRIPTOR_PATTERN.format(label=label, descriptor=" ".join(words))
     if rng.random() < 0.7:
         core = str(rng.choice(np.array(VIDEO_TEMPLATES))).format(core)
     return core
@@ -180,6 +183,8 @@ def train(args: argparse.Namespace) -> Path:
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(OUT_DIR / WEIGHTS), metadata={"format": "pt", "zsar_arch": ARCH})
     (OUT_DIR / "open_clip_config.json").write_text(json.dumps(CONFIG, indent=2) + "\n")
+    # The prompt templates it learned; zsar refuses to load it once they change.
+    write_contract(OUT_DIR, "world-clip", "python scripts/build_world_clip.py", clip_contract())
     shutil.rmtree(work, ignore_errors=True)
     return OUT_DIR / WEIGHTS
 

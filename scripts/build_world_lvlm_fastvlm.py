@@ -10,15 +10,17 @@ loadable with `hf:/dir` through AutoProcessor + AutoModelForImageTextToText like
 
 Training: (1) the vision tower + projector learn each image token's colour, shape and phase
 style (dense targets from the rendered masks; tokens also pulled towards the word embeddings of
-their colour and shape); (2) the whole model learns, with the prompts `zsar_cli.backends.hf_lvlm`
-builds and the loss on the answer token: yes/no presence, ZEAL frame prompts with the world
-descriptions' start (white rim) / end (outline) questions, anomaly questions, lettered multiple
-choice among 2-12 labels, and presence over 2-16 frames in one prompt (whole frames, or a few
-tokens per frame laid out as the Self-ReS final pass does). Each label phrase is one token
-(`build_tokenizer`). Frames come from a pre-rendered pool, flipped at random.
+their colour and shape); (2) the whole model learns, with the prompts `zsar_cli.prompts` and
+`zsar_cli.backends.hf_lvlm` build and the loss on the answer token: yes/no presence, ZEAL frame
+prompts with the world descriptions' start (white rim) / end (outline) questions, anomaly
+questions, lettered multiple choice among 2-12 labels, and presence over 2-16 frames in one prompt
+(whole frames, or a few tokens per frame laid out as the Self-ReS final pass does). Each label
+phrase is one token (`build_tokenizer`). Frames come from a pre-rendered pool, flipped at random.
 
 Prints presence / 16-frame presence / start-end (phase) / anomaly ROC-AUC and multiple-choice
-accuracy measured through `hf_lvlm.load_hf_lvlm(...)`, and writes BUILD.json next to the model.
+accuracy measured through `hf_lvlm.load_hf_lvlm(...)`, and writes BUILD.json and the prompt
+contract (prompt_contract.json: the prompt format trained on, `zsar_cli.backends.contract`) next
+to the model.
 
     python scripts/build_world_lvlm_fastvlm.py --out build/wl-base     # from scratch, ~35 min
     python scripts/build_world_lvlm_fastvlm.py --init build/wl-base ... # continue training
@@ -42,13 +44,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from zsar_cli.backends.hf_lvlm import (
+from zsar_cli.backends.contract import folder_chat_template, lvlm_contract, write_contract
+from zsar_cli.backends.hf_lvlm import chat_prompt, single_token_ids
+from zsar_cli.prompts import (
     NO_SPELLINGS,
     OPTION_LETTERS,
     YES_SPELLINGS,
-    chat_prompt,
+    ZEAL_FRAME_PROMPT,
     format_choice_prompt,
-    single_token_ids,
 )
 from zsar_cli.synthetic import (
     BACKGROUND_PHRASE,
@@ -69,7 +72,6 @@ PATCH = IMAGE_SIDE // GRID
 N_TOKENS = GRID * GRID
 MAX_OPTIONS = 12  # `classify --lvlm` and the tests offer all 12 labels
 MAX_FRAMES = 16  # a Self-ReS reflection path / 16 linearly sampled frames
-ZEAL_FRAME_PROMPT = "This is a frame from a video of {label}. {question} Only answer yes or no."
 
 # ChatML, as Qwen2-based LLaVA models (FastVLM among them) use; images first in the user turn.
 CHAT_TEMPLATE = (
@@ -1008,6 +1010,9 @@ def main() -> None:
     model.eval()
     model.save_pretrained(args.out, safe_serialization=True)
     processor.save_pretrained(args.out)
+    # What zsar must keep asking this model; it refuses to load it once its prompts change.
+    contract = lvlm_contract(folder_chat_template(args.out), MAX_OPTIONS)
+    write_contract(args.out, "world-lvlm", "scripts/build_world_lvlm.sh", contract)
     auc, acc, anomaly_auc, multi_auc, phase_auc = evaluate(args.out, seed=args.seed + 1000)
     size = sum(f.stat().st_size for f in args.out.iterdir()) / 1e6
     build = {

@@ -9,6 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from zsar_cli.backends import register_scheme
+
+# The deterministic fake backend (tests/fakes.py) for every test. In this process only: the
+# package never registers it, and a subprocess (`python -m zsar_cli ...`) does not know `fake:`.
+register_scheme("encoder", "fake", "tests.fakes:load_fake_encoder")
+register_scheme("lvlm", "fake", "tests.fakes:load_fake_lvlm")
+
 REALVIDEOS = Path(__file__).resolve().parents[2] / "shared" / "realvideos"
 
 os.environ.setdefault("ZSAR_NO_PROGRESS", "1")

@@ -6,8 +6,7 @@ import time
 
 import pytest
 
-from zsar_cli.backends import load_encoder, load_lvlm
-from zsar_cli.backends.hf_lvlm import load_text_generator
+from zsar_cli.backends import load_encoder, load_lvlm, load_text_generator
 from zsar_cli.errors import ModelError
 
 

@@ -102,7 +102,7 @@ def test_bad_json_twice_is_a_clear_error(tmp_path):
 def test_real_generation_from_tiny_model_gives_clear_error(tmp_path):
     """The world LVLM's language model really generates (greedy) text for the describe prompt;
     a model that small cannot write valid JSON, so the run must end with the one-line error."""
-    from zsar_cli.backends.hf_lvlm import load_text_generator
+    from zsar_cli.backends import load_text_generator
 
     gen = load_text_generator("builtin:world-lvlm", device="cpu")
     answers = gen.generate_text(["Describe a red circle as JSON."], max_new_tokens=12)

@@ -64,18 +64,45 @@ def _own_input_cases(c):
         "score": (["score", str(pred), "-o", str(pred)], pred),
         "merge": (["merge", str(r / "parts"), "-o", str(part)], part),
         "query-lvlm": (
-            ["query-lvlm", str(frames), "-o", str(frames), "--question", "Is it red?"]
-            + ["-m", "builtin:world-lvlm"],
+            [
+                "query-lvlm",
+                str(frames),
+                "-o",
+                str(frames),
+                "--question",
+                "Is it red?",
+                "-m",
+                "builtin:world-lvlm",
+            ],
             frames,
         ),
         "select-tokens": (
-            ["select-tokens", str(emb), "-o", str(emb), "--scorer", "clip"]
-            + ["--question", "a red circle", "--baseline-frames", "2"],
+            [
+                "select-tokens",
+                str(emb),
+                "-o",
+                str(emb),
+                "--scorer",
+                "clip",
+                "--question",
+                "a red circle",
+                "--baseline-frames",
+                "2",
+            ],
             emb,
         ),
         "localize": (
-            ["localize", "--method", "clip", "--embeddings", str(emb), "--text"]
-            + [str(r / "text.parquet"), "-o", str(emb)],
+            [
+                "localize",
+                "--method",
+                "clip",
+                "--embeddings",
+                str(emb),
+                "--text",
+                str(r / "text.parquet"),
+                "-o",
+                str(emb),
+            ],
             emb,
         ),
     }
@@ -263,7 +290,7 @@ def test_library_api_equals_the_cli(chain, tmp_path):
     assert report.summary()["top1"] == 1.0
     from zsar_cli.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="unknown option.*num_framez"):
+    with pytest.raises(ConfigError, match=r"unknown option.*num_framez"):
         zs.extract_frames(str(c["videos"]), tmp_path / "f.parquet", num_framez=2)
 
 

@@ -370,7 +370,11 @@ def world_model_is_trained() -> bool:
 )
 def test_world_brief_object_selfres_finds_it_where_linear_misses(lvlm, scorer):
     if not world_model_is_trained():
-        pytest.skip("builtin:world-lvlm is an untrained placeholder (BUILD.json steps < 100)")
+        # A missing or placeholder world model is a broken checkout, never a reason to skip.
+        pytest.fail(
+            "builtin:world-lvlm is missing or an untrained placeholder (BUILD.json steps < 100); "
+            "restore zsar_cli/models/world-lvlm or rebuild it with scripts/build_world_lvlm.sh"
+        )
     result = world_experiment(lvlm, scorer)
     print(scorer, result)
     # 16 linear frames never show the object; no scorer makes Self-ReS say yes to empty clips.

@@ -35,7 +35,7 @@ def build_config(cls: type, options: dict[str, Any], what: str) -> Any:
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     rest = dict(options)
-    for name, f in _fields(cls).items():
+    for name in _fields(cls):
         nested = hints.get(name)
         if isinstance(nested, type) and dataclasses.is_dataclass(nested):
             mine = {k: rest.pop(k) for k in list(rest) if k in _fields(nested)}
@@ -48,10 +48,10 @@ def build_config(cls: type, options: dict[str, Any], what: str) -> Any:
     if rest:
         valid = sorted(
             n
-            for n, f in _fields(cls).items()
+            for n in _fields(cls)
             if not (isinstance(hints.get(n), type) and dataclasses.is_dataclass(hints.get(n)))
         )
-        for n, t in hints.items():
+        for _n, t in hints.items():
             if isinstance(t, type) and dataclasses.is_dataclass(t):
                 valid += sorted(_fields(t))
         raise ConfigError(

@@ -24,20 +24,11 @@ import numpy as np
 from zsar_cli.errors import ConfigError, InputError
 from zsar_cli.outputs import note_input
 
-# A small video-flavoured ensemble in the spirit of ActionCLIP/ViFi-CLIP prompts; kept generic
-# ("a video of {}" rather than "a video of a person {}") so object-like labels read naturally.
-VIDEO_TEMPLATES: tuple[str, ...] = (
-    "a video of {}.",
-    "a photo of {}.",
-    "a frame from a video of {}.",
-    "a clip showing {}.",
-    "an example of {}.",
-    "a demonstration of {}.",
-    "a video of a person {}.",
-    "footage of {}.",
-)
+# Re-exported: prompt wording lives in zsar_cli.prompts (the world CLIP records it).
+from zsar_cli.prompts import DESCRIPTOR_PATTERN as DESCRIPTOR_PATTERN
+from zsar_cli.prompts import VIDEO_TEMPLATES as VIDEO_TEMPLATES
+
 TEMPLATE_CHOICES: tuple[str, ...] = ("none", "video")
-DESCRIPTOR_PATTERN = "{label}, which has {descriptor}"
 
 # Vocabulary of the random-descriptor control: common concrete words unrelated to any dataset.
 _RANDOM_WORDS_TEXT = """

@@ -1,23 +1,32 @@
 """Model backends behind small Protocols, and the registry that maps spec strings to them.
 
 Specs are `scheme:name[/tag][@path]`:
-- image-text encoders (CLIP): `openclip:ViT-B-32/laion2b_s34b_b79k`, `openclip:hf-hub:ORG/REPO`,
-  `openclip:ARCH@/path/to/checkpoint.safetensors`, `builtin:world-clip`;
-- vision-language models (LVLM): `hf:HuggingFaceTB/SmolVLM2-256M-Video-Instruct`, `hf:/local/dir`,
-  `builtin:world-lvlm`.
+- image-text encoders (CLIP, `base.Encoder`): `openclip:ViT-B-32/laion2b_s34b_b79k`,
+  `openclip:hf-hub:ORG/REPO`, `openclip:ARCH@/path/to/checkpoint.safetensors`,
+  `builtin:world-clip`;
+- vision-language models (`lvlm_base.LVLM`): `hf:HuggingFaceTB/SmolVLM2-256M-Video-Instruct`,
+  `hf:/local/dir`, `builtin:world-lvlm`;
+- text generators (`lvlm_base.TextGenerator`, for `describe`): `hf:...`, `builtin:world-lvlm`.
 
 This module imports nothing heavy: each backend module imports torch/open_clip/transformers
 itself, and is imported only when a spec of its scheme is loaded. An unknown spec fails with an
-error listing what is known; there is never a silent fallback to another backend.
+error listing what is known; there is never a silent fallback to another backend. Other schemes
+are added with `register_scheme` (the tests' deterministic `fake:` backend is one).
 """
 
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from zsar_cli.errors import ModelError
+from zsar_cli.errors import ConfigError, ModelError
+
+if TYPE_CHECKING:  # the Protocol modules import numpy; this one stays free of it
+    from zsar_cli.backends.base import Encoder
+    from zsar_cli.backends.lvlm_base import LVLM, TextGenerator
+
+Kind = Literal["encoder", "lvlm", "text"]
 
 # scheme → "module:function" for each backend family. The function takes (spec_rest, **options).
 ENCODER_SCHEMES: dict[str, str] = {
@@ -26,9 +35,51 @@ ENCODER_SCHEMES: dict[str, str] = {
 LVLM_SCHEMES: dict[str, str] = {
     "hf": "zsar_cli.backends.hf_lvlm:load_hf_lvlm",
 }
+TEXT_SCHEMES: dict[str, str] = {
+    "hf": "zsar_cli.backends.hf_text:load_hf_text",
+}
+SCHEMES: dict[str, dict[str, str]] = {
+    "encoder": ENCODER_SCHEMES,
+    "lvlm": LVLM_SCHEMES,
+    "text": TEXT_SCHEMES,
+}
+# The package's own schemes, listed first (then `builtin`, then registered ones) in errors.
+PACKAGE_SCHEMES: dict[str, tuple[str, ...]] = {kind: tuple(d) for kind, d in SCHEMES.items()}
+PROTOCOLS: dict[str, str] = {
+    "encoder": "zsar_cli.backends.base:Encoder",
+    "lvlm": "zsar_cli.backends.lvlm_base:LVLM",
+    "text": "zsar_cli.backends.lvlm_base:TextGenerator",
+}
+NAMES: dict[str, str] = {"encoder": "encoder", "lvlm": "LVLM", "text": "text-model"}
 # Built-in models shipped inside the package (zsar_cli/models/), resolved to a real spec of the
 # ordinary code path, so they exercise exactly what a user's checkpoint would.
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+def register_scheme(kind: Kind, scheme: str, target: str) -> None:
+    """Make `scheme:REST` specs of `kind` load with `target` ("package.module:function"), which
+    is called as `function(REST, **options)` and must return an object implementing the kind's
+    Protocol. The module is imported on the first load, not here."""
+    if kind not in SCHEMES:
+        raise ConfigError(f"unknown backend kind {kind!r}; known: {', '.join(SCHEMES)}")
+    module, _, function = target.partition(":")
+    if not scheme.isidentifier() or scheme == "builtin" or not module or not function:
+        raise ConfigError(
+            f"register_scheme({kind!r}, {scheme!r}, {target!r}): expected a scheme other than "
+            "'builtin' and a target 'package.module:function'"
+        )
+    known = SCHEMES[kind].get(scheme)
+    if known is not None and known != target:
+        raise ConfigError(f"{NAMES[kind]} scheme {scheme!r} is already registered to {known}")
+    SCHEMES[kind][scheme] = target
+
+
+def register_encoder_scheme(scheme: str, target: str) -> None:
+    register_scheme("encoder", scheme, target)
+
+
+def register_lvlm_scheme(scheme: str, target: str) -> None:
+    register_scheme("lvlm", scheme, target)
 
 
 def builtin_encoder_spec(name: str) -> str:
@@ -45,39 +96,61 @@ def builtin_lvlm_spec(name: str) -> str:
     return builtin_spec(name)
 
 
-def _split(spec: str, known: dict[str, str], what: str) -> tuple[str, str]:
+def _known(kind: Kind) -> str:
+    package = PACKAGE_SCHEMES[kind]
+    return ", ".join([*package, "builtin", *(s for s in SCHEMES[kind] if s not in package)])
+
+
+def _split(spec: str, kind: Kind) -> tuple[str, str]:
+    what = NAMES[kind]
     if ":" not in spec:
         raise ModelError(
-            f"model spec {spec!r} has no scheme; known {what} schemes: "
-            f"{', '.join([*known, 'builtin'])} (e.g. {next(iter(known))}:NAME)"
+            f"model spec {spec!r} has no scheme; known {what} schemes: {_known(kind)} "
+            f"(e.g. {PACKAGE_SCHEMES[kind][0]}:NAME)"
         )
     scheme, rest = spec.split(":", 1)
-    if scheme != "builtin" and scheme not in known:
-        raise ModelError(
-            f"unknown {what} scheme {scheme!r} in {spec!r}; known: {', '.join([*known, 'builtin'])}"
-        )
+    if scheme != "builtin" and scheme not in SCHEMES[kind]:
+        raise ModelError(f"unknown {what} scheme {scheme!r} in {spec!r}; known: {_known(kind)}")
     return scheme, rest
 
 
-def _call(target: str, rest: str, options: dict[str, Any]) -> Any:
-    module_name, func_name = target.split(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, func_name)(rest, **options)
+def _resolve(target: str) -> Any:
+    module_name, name = target.split(":")
+    return getattr(importlib.import_module(module_name), name)
 
 
-def load_encoder(spec: str, **options: Any) -> Any:
+def _load(kind: Kind, spec: str, options: dict[str, Any]) -> Any:
+    from zsar_cli.backends.lvlm_base import missing_members
+
+    scheme, rest = _split(spec, kind)
+    if scheme == "builtin":
+        spec = builtin_encoder_spec(rest) if kind == "encoder" else builtin_lvlm_spec(rest)
+        scheme, rest = _split(spec, kind)
+    loaded = _resolve(SCHEMES[kind][scheme])(rest, **options)
+    # A registered backend that does not keep the Protocol would fail deep inside a stage.
+    protocol = _resolve(PROTOCOLS[kind])
+    if not isinstance(loaded, protocol):
+        missing = ", ".join(missing_members(loaded, protocol))
+        raise ModelError(
+            f"{spec}: the {scheme}: backend returned a {type(loaded).__name__}, which is not an "
+            f"{NAMES[kind]} (lacks {missing})"
+        )
+    return loaded
+
+
+def load_encoder(spec: str, **options: Any) -> Encoder:
     """Load an image-text encoder (see `zsar_cli.backends.base.Encoder`)."""
-    scheme, rest = _split(spec, ENCODER_SCHEMES, "encoder")
-    if scheme == "builtin":
-        spec = builtin_encoder_spec(rest)
-        scheme, rest = _split(spec, ENCODER_SCHEMES, "encoder")
-    return _call(ENCODER_SCHEMES[scheme], rest, options)
+    encoder: Encoder = _load("encoder", spec, options)
+    return encoder
 
 
-def load_lvlm(spec: str, **options: Any) -> Any:
-    """Load a vision-language model (see `zsar_cli.backends.base.LVLM`)."""
-    scheme, rest = _split(spec, LVLM_SCHEMES, "LVLM")
-    if scheme == "builtin":
-        spec = builtin_lvlm_spec(rest)
-        scheme, rest = _split(spec, LVLM_SCHEMES, "LVLM")
-    return _call(LVLM_SCHEMES[scheme], rest, options)
+def load_lvlm(spec: str, **options: Any) -> LVLM:
+    """Load a vision-language model (see `zsar_cli.backends.lvlm_base.LVLM`)."""
+    lvlm: LVLM = _load("lvlm", spec, options)
+    return lvlm
+
+
+def load_text_generator(spec: str, **options: Any) -> TextGenerator:
+    """Load a text generator for `describe` (see `zsar_cli.backends.lvlm_base.TextGenerator`)."""
+    generator: TextGenerator = _load("text", spec, options)
+    return generator

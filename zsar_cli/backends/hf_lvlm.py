@@ -9,35 +9,51 @@ run on `inputs_embeds` with attentions/hidden states).
 Models load through `AutoProcessor` + `AutoModelForImageTextToText` and prompts are built with the
 processor's own chat template, so any family those Auto classes know works the same way. Tested
 families: Idefics3 / SmolVLM (the default `hf:HuggingFaceTB/SmolVLM2-256M-Video-Instruct` and the
-shipped world model) and LLaVA-OneVision (a tiny random-init model in the tests).
+shipped world model) and LLaVA-OneVision (a tiny random-init model in the tests). Source checks
+and device/dtype resolution are in `hf_loading`, text-only generation (`describe`) in `hf_text`,
+the prompt wording in `zsar_cli.prompts`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from zsar_cli.backends.contract import check_lvlm_folder
+from zsar_cli.backends.hf_loading import (
+    check_source,
+    load_processor_and_model,
+    resolve_device,
+    resolve_dtype,
+)
 from zsar_cli.backends.hub import offline_if_unreachable
+
+# Re-exported: frame caps, the hook dataclasses and the prompt text live in light modules (the
+# stages and the build scripts import them from here too).
+from zsar_cli.backends.lvlm_base import EmbeddedInputs as EmbeddedInputs
+from zsar_cli.backends.lvlm_base import LVLMInputs as LVLMInputs
 from zsar_cli.backends.lvlm_base import YesNoScores
-from zsar_cli.errors import ConfigError, ModelError
+from zsar_cli.backends.lvlm_base import cap_frames as cap_frames
+from zsar_cli.errors import ModelError
+from zsar_cli.prompts import CHOICE_INSTRUCTION as CHOICE_INSTRUCTION
+from zsar_cli.prompts import NO_SPELLINGS as NO_SPELLINGS
+from zsar_cli.prompts import OPTION_LETTERS as OPTION_LETTERS
+from zsar_cli.prompts import YES_SPELLINGS as YES_SPELLINGS
+from zsar_cli.prompts import format_choice_prompt as format_choice_prompt
+from zsar_cli.prompts import option_letters as option_letters
+from zsar_cli.prompts import user_turn
 
 DEFAULT_SPEC = "hf:HuggingFaceTB/SmolVLM2-256M-Video-Instruct"
-YES_SPELLINGS: tuple[str, ...] = ("yes", "Yes", "YES", " yes", " Yes", " YES")
-NO_SPELLINGS: tuple[str, ...] = ("no", "No", "NO", " no", " No", " NO")
-CHOICE_INSTRUCTION = "Answer with the option's letter from the given choices directly."
-OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 BUILTIN_MODELS: dict[str, str] = {"world-lvlm": "world-lvlm"}
+REBUILD_HINT = "scripts/build_world_lvlm.sh"
 # Families whose rotary positions are computed by the model itself from the image grid
 # (multimodal RoPE); passing plain 1-D position ids would break them.
 MODEL_COMPUTES_POSITIONS = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v"})
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 def builtin_spec(name: str) -> str:
@@ -49,39 +65,18 @@ def builtin_spec(name: str) -> str:
         raise ModelError(f"unknown built-in LVLM {name!r}; known: {known}")
     folder = MODELS_DIR / BUILTIN_MODELS[name]
     if not (folder / "config.json").is_file():
-        raise ModelError(
-            f"builtin:{name}: {folder} is missing; rebuild it with "
-            "`python scripts/build_world_lvlm_fastvlm.py --image-last --steps 6000 --out DIR`"
-        )
+        raise ModelError(f"builtin:{name}: {folder} is missing; rebuild it with {REBUILD_HINT}")
+    check_lvlm_folder(folder, f"builtin:{name}", required=True)
     return f"hf:{folder}"
 
 
 # ---------------------------------------------------------------------------------------------
-# Prompt helpers (shared with scripts/build_world_lvlm_fastvlm.py, so the world model is trained on
-# exactly the prompts the backend builds)
-
-
-def option_letters(count: int) -> str:
-    if not 1 <= count <= len(OPTION_LETTERS):
-        raise ConfigError(f"multiple choice needs 1..{len(OPTION_LETTERS)} options, got {count}")
-    return OPTION_LETTERS[:count]
-
-
-def format_choice_prompt(question: str, options: Sequence[str]) -> str:
-    """`question`, one `X. option` line per option, then the answer-with-a-letter instruction."""
-    letters = option_letters(len(options))
-    lines = [
-        question.strip(),
-        *(f"{letter}. {opt}" for letter, opt in zip(letters, options, strict=True)),
-    ]
-    return "\n".join([*lines, CHOICE_INSTRUCTION])
+# Prompts and images as this backend's processor wants them
 
 
 def chat_prompt(processor: Any, num_images: int, text: str) -> str:
     """One user turn (the images first, then the text) rendered with the processor's template."""
-    content: list[dict[str, str]] = [{"type": "image"} for _ in range(num_images)]
-    content.append({"type": "text", "text": text})
-    messages = [{"role": "user", "content": content}]
+    messages = user_turn(num_images, text)
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
@@ -116,69 +111,8 @@ def writable(image: np.ndarray) -> np.ndarray:
     return image if image.flags.writeable else image.copy()
 
 
-def cap_frames(images: Sequence[np.ndarray], max_frames: int | None) -> list[np.ndarray]:
-    """Keep at most `max_frames` images, uniformly spaced (first and last kept)."""
-    if not max_frames or len(images) <= max_frames:
-        return list(images)
-    idx = np.linspace(0, len(images) - 1, max_frames).round().astype(int)
-    return [images[i] for i in idx]
-
-
 # ---------------------------------------------------------------------------------------------
 # Loading
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"--device {device!r}: {exc}") from None
-
-
-def _resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    if dtype == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    if dtype not in DTYPES:
-        raise ConfigError(f"--dtype {dtype!r}: expected auto or one of {', '.join(DTYPES)}")
-    return DTYPES[dtype]
-
-
-def _check_source(rest: str) -> tuple[str, bool]:
-    """(name or path for from_pretrained, whether it is a local folder), with clear errors."""
-    if not rest:
-        raise ModelError("hf: spec needs a model name (hf:ORG/NAME) or a folder (hf:/path/to/dir)")
-    path = Path(rest).expanduser()
-    looks_local = rest.startswith(("/", ".", "~")) or path.exists()
-    if looks_local:
-        if not path.is_dir():
-            raise ModelError(f"hf:{rest}: no such model folder")
-        if not (path / "config.json").is_file():
-            raise ModelError(f"hf:{rest}: not a transformers model folder (no config.json)")
-        if not any(
-            (path / n).is_file() for n in ("processor_config.json", "preprocessor_config.json")
-        ):
-            raise ModelError(
-                f"hf:{rest}: model folder has no processor (processor_config.json or "
-                "preprocessor_config.json); save one with processor.save_pretrained(dir)"
-            )
-        return str(path), True
-    if rest.count("/") != 1:
-        raise ModelError(f"hf:{rest}: expected hf:ORG/NAME or hf:/path/to/dir")
-    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false")
-    if offline:
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(rest, "config.json")
-        if not isinstance(cached, str):
-            raise ModelError(
-                f"hf:{rest}: not in the Hugging Face cache and HF_HUB_OFFLINE is set; download it "
-                "first (huggingface-cli download) or pass hf:/path/to/dir"
-            )
-    return rest, False
 
 
 def load_hf_lvlm(
@@ -194,14 +128,16 @@ def load_hf_lvlm(
     """Load `hf:<rest>` with AutoProcessor + AutoModelForImageTextToText."""
     import transformers
 
-    source, _local = _check_source(rest)
-    torch_device = _resolve_device(device)
-    torch_dtype = _resolve_dtype(dtype, torch_device)
+    source, local = check_source(rest)
+    if local:
+        check_lvlm_folder(Path(source), f"hf:{rest}")
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     transformers.logging.set_verbosity_error()
-    hub = contextlib.nullcontext() if _local else offline_if_unreachable()
+    hub = contextlib.nullcontext() if local else offline_if_unreachable()
     with hub:
-        processor, model = _load_processor_and_model(
+        processor, model = load_processor_and_model(
             rest, source, kwargs, torch_dtype, attn_implementation
         )
     model.to(torch_device).eval()
@@ -215,91 +151,8 @@ def load_hf_lvlm(
     )
 
 
-def _load_processor_and_model(
-    rest: str,
-    source: str,
-    kwargs: dict[str, Any],
-    torch_dtype: Any,
-    attn_implementation: str | None,
-) -> tuple[Any, Any]:
-    import transformers
-
-    try:
-        processor = transformers.AutoProcessor.from_pretrained(source, **kwargs)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        hint = "" if Path(source).exists() else HUB_HINT
-        raise ModelError(
-            f"hf:{rest}: cannot load the processor ({_first_line(exc)}){hint}"
-        ) from None
-    if not hasattr(processor, "tokenizer") or not hasattr(processor, "image_processor"):
-        raise ModelError(
-            f"hf:{rest}: {type(processor).__name__} is not an image-text processor "
-            "(the folder lacks an image processor or tokenizer)"
-        )
-    if not getattr(processor, "chat_template", None):
-        raise ModelError(f"hf:{rest}: the processor has no chat template")
-    model_kwargs = dict(kwargs, dtype=torch_dtype)
-    if attn_implementation:
-        model_kwargs["attn_implementation"] = attn_implementation
-    try:
-        model = transformers.AutoModelForImageTextToText.from_pretrained(source, **model_kwargs)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"hf:{rest}: cannot load the model ({_first_line(exc)})") from None
-    return processor, model
-
-
-HUB_HINT = (
-    "; without network pass a saved model folder (hf:/path/to/dir) or set HF_HOME to a "
-    "populated Hugging Face cache"
-)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 # ---------------------------------------------------------------------------------------------
 # The backend
-
-
-@dataclass
-class LVLMInputs:
-    """A processed batch: the processor's tensors plus where the image tokens sit.
-
-    `tensors` holds input_ids, attention_mask, pixel_values (and family-specific extras such as
-    pixel_attention_mask, image_sizes) on the model's device; `position_ids` are 1-D positions
-    that ignore left padding (None where the model computes its own); `image_token_mask` is a
-    B×L bool tensor, True at positions whose embedding is replaced by image features.
-    """
-
-    tensors: dict[str, torch.Tensor]
-    position_ids: torch.Tensor | None
-    image_token_mask: torch.Tensor
-
-    @property
-    def input_ids(self) -> torch.Tensor:
-        return self.tensors["input_ids"]
-
-    @property
-    def attention_mask(self) -> torch.Tensor:
-        return self.tensors["attention_mask"]
-
-    def image_token_positions(self) -> list[torch.Tensor]:
-        """Per prompt, the sequence indices of its image tokens (in order)."""
-        return [row.nonzero().flatten() for row in self.image_token_mask]
-
-
-@dataclass
-class EmbeddedInputs:
-    """What the language model receives: `inputs_embeds` (B×L×H) with image features merged,
-    the attention mask and position ids, plus the image-token mask for locating visual tokens."""
-
-    inputs_embeds: torch.Tensor
-    attention_mask: torch.Tensor
-    position_ids: torch.Tensor | None
-    image_token_mask: torch.Tensor
-    extra: dict[str, Any]
 
 
 class _Captured(Exception):
@@ -307,7 +160,8 @@ class _Captured(Exception):
 
 
 class HFLVLM:
-    """A loaded transformers image-text-to-text model with its processor (implements `LVLM`)."""
+    """A loaded transformers image-text-to-text model with its processor (implements `LVLM` and
+    `SelectionHooks`)."""
 
     def __init__(
         self,
@@ -552,105 +406,3 @@ def _image_token_id(model: Any, processor: Any) -> int:
             return value
     token = getattr(processor, "image_token", "<image>")
     return int(processor.tokenizer.convert_tokens_to_ids(token))
-
-
-# ---------------------------------------------------------------------------------------------
-# Text generation (for `describe`): a causal LM, or an LVLM's language model with no images
-
-
-class HFTextGenerator:
-    """Greedy text generation from chat prompts; `generate_text(prompts) -> answers`."""
-
-    def __init__(
-        self, spec: str, model: Any = None, tokenizer: Any = None, lvlm: HFLVLM | None = None
-    ):
-        self.spec = spec
-        self.model = model
-        self.tokenizer = tokenizer
-        self.lvlm = lvlm
-
-    @torch.inference_mode()
-    def generate_text(self, prompts: Sequence[str], max_new_tokens: int = 256) -> list[str]:
-        if self.lvlm is not None:
-            return self.lvlm.generate([[] for _ in prompts], list(prompts), max_new_tokens)
-        tok = self.tokenizer
-        texts = []
-        for prompt in prompts:
-            if getattr(tok, "chat_template", None):
-                messages = [{"role": "user", "content": prompt}]
-                texts.append(
-                    tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-                )
-            else:
-                texts.append(prompt)
-        device = next(self.model.parameters()).device
-        batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        out = self.model.generate(
-            **batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id
-        )
-        new = out[:, batch["input_ids"].shape[1] :]
-        return [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
-
-
-def load_text_generator(
-    spec: str, device: str = "auto", dtype: str = "auto", trust_remote_code: bool = False
-) -> HFTextGenerator:
-    """`hf:NAME`/`hf:/dir`/`builtin:NAME` → a text generator. Image-text-to-text models are used
-    through their language model (prompts without images); others load as causal LMs."""
-    import transformers
-
-    scheme, _, rest = spec.partition(":")
-    if scheme == "builtin":
-        spec = builtin_spec(rest)
-        scheme, _, rest = spec.partition(":")
-    if scheme != "hf":
-        raise ModelError(f"{spec}: a text model needs an hf: or builtin: spec")
-    if not rest:
-        raise ModelError("hf: spec needs a model name (hf:ORG/NAME) or a folder (hf:/path/to/dir)")
-    path = Path(rest).expanduser()
-    local = rest.startswith(("/", ".", "~")) or path.exists()
-    if local and not (path / "config.json").is_file():
-        raise ModelError(f"hf:{rest}: not a transformers model folder (no config.json)")
-    if not local:
-        _check_source(rest)
-    transformers.logging.set_verbosity_error()
-    with contextlib.nullcontext() if local else offline_if_unreachable():
-        return _load_text_generator(spec, rest, path, local, device, dtype, trust_remote_code)
-
-
-def _load_text_generator(
-    spec: str, rest: str, path: Path, local: bool, device: str, dtype: str, trust_remote_code: bool
-) -> HFTextGenerator:
-    import transformers
-
-    try:
-        config = transformers.AutoConfig.from_pretrained(
-            str(path) if local else rest, trust_remote_code=trust_remote_code
-        )
-    except (OSError, ValueError, KeyError) as exc:
-        hint = "" if local else HUB_HINT
-        raise ModelError(
-            f"hf:{rest}: cannot load the model config ({_first_line(exc)}){hint}"
-        ) from None
-    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
-
-    if config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
-        lvlm = load_hf_lvlm(rest, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
-        return HFTextGenerator(spec, lvlm=lvlm)
-    source = str(path) if local else rest
-    torch_device = _resolve_device(device)
-    try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(
-            source, trust_remote_code=trust_remote_code
-        )
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            source, dtype=_resolve_dtype(dtype, torch_device), trust_remote_code=trust_remote_code
-        )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelError(f"hf:{rest}: cannot load the text model ({_first_line(exc)})") from None
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model_any: Any = model  # transformers' decorated .to() confuses type checkers
-    model_any.to(torch_device).eval()
-    return HFTextGenerator(spec, model=model, tokenizer=tokenizer)

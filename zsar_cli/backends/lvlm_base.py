@@ -1,19 +1,28 @@
-"""The `LVLM` Protocol: what stages may ask of a vision-language model backend.
+"""What stages may ask of a vision-language model backend, as Protocols.
 
 Input: RGB frames (H×W×3 uint8 numpy arrays) and prompt texts. Output: numpy scores (p_yes and
-the yes/no probability masses, option probabilities) and generated text. The lower-level hooks
-(`build_inputs`, `embed_inputs`, `run_language_model`) expose the model's input sequence, the
-positions of its visual tokens and the language model run on `inputs_embeds`, which token
-selection (Self-ReS) needs. Implemented by `zsar_cli.backends.hf_lvlm.HFLVLM`.
+the yes/no probability masses, option probabilities) and generated text.
+
+Three Protocols, because not every backend can do everything:
+- `LVLM`: answers (yes/no confidences, multiple choice, free text). Every LVLM backend;
+- `SelectionHooks`: the model's input sequence, the positions of its visual tokens and its
+  language model run on `inputs_embeds`, which token selection (Self-ReS, `select-tokens`,
+  `query-lvlm --tokens`, `classify --lvlm --self-res`) needs. Only backends that expose their
+  internals (`zsar_cli.backends.hf_lvlm.HFLVLM`);
+- `TextGenerator`: text-only generation for `describe`.
+numpy only: no torch here (tensor types appear in annotations alone).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -26,10 +35,20 @@ class YesNoScores:
     no_mass: np.ndarray
 
 
+def cap_frames(images: Sequence[np.ndarray], max_frames: int | None) -> list[np.ndarray]:
+    """Keep at most `max_frames` images, uniformly spaced (first and last kept)."""
+    if not max_frames or len(images) <= max_frames:
+        return list(images)
+    idx = np.linspace(0, len(images) - 1, max_frames).round().astype(int)
+    return [images[i] for i in idx]
+
+
+@runtime_checkable
 class LVLM(Protocol):
     """A vision-language model answering questions about one or several frames per prompt."""
 
     spec: str
+    """The spec it was loaded from, e.g. `hf:HuggingFaceTB/SmolVLM2-256M-Video-Instruct`."""
 
     def yes_no(
         self, images_per_prompt: Sequence[Sequence[np.ndarray]], prompts: Sequence[str]
@@ -43,6 +62,15 @@ class LVLM(Protocol):
         """Probabilities over `options` (lettered A, B, C… in the prompt), summing to 1."""
         ...
 
+    def choice_batch(
+        self,
+        images_per_prompt: Sequence[Sequence[np.ndarray]],
+        questions: Sequence[str],
+        options: Sequence[str],
+    ) -> np.ndarray:
+        """P×O option probabilities, one row per question (each with its own images)."""
+        ...
+
     def generate(
         self,
         images_per_prompt: Sequence[Sequence[np.ndarray]],
@@ -52,23 +80,107 @@ class LVLM(Protocol):
         """Greedy free-text answers (images may be empty lists for text-only prompts)."""
         ...
 
-    def build_inputs(
-        self, images_per_prompt: Sequence[Sequence[np.ndarray]], prompts: Sequence[str]
-    ) -> Any:
-        """Processor output for a batch (input_ids, attention_mask, pixel values...) plus the
-        boolean mask of image-token positions in the sequence."""
+
+@dataclass
+class LVLMInputs:
+    """A processed batch: the processor's tensors plus where the image tokens sit.
+
+    `tensors` holds input_ids, attention_mask, pixel_values (and family-specific extras such as
+    pixel_attention_mask, image_sizes) on the model's device; `position_ids` are 1-D positions
+    that ignore left padding (None where the model computes its own); `image_token_mask` is a
+    B×L bool tensor, True at positions whose embedding is replaced by image features.
+    """
+
+    tensors: dict[str, torch.Tensor]
+    position_ids: torch.Tensor | None
+    image_token_mask: torch.Tensor
+
+    @property
+    def input_ids(self) -> torch.Tensor:
+        return self.tensors["input_ids"]
+
+    @property
+    def attention_mask(self) -> torch.Tensor:
+        return self.tensors["attention_mask"]
+
+    def image_token_positions(self) -> list[torch.Tensor]:
+        """Per prompt, the sequence indices of its image tokens (in order)."""
+        return [row.nonzero().flatten() for row in self.image_token_mask]
+
+
+@dataclass
+class EmbeddedInputs:
+    """What the language model receives: `inputs_embeds` (B×L×H) with image features merged,
+    the attention mask and position ids, plus the image-token mask for locating visual tokens."""
+
+    inputs_embeds: torch.Tensor
+    attention_mask: torch.Tensor
+    position_ids: torch.Tensor | None
+    image_token_mask: torch.Tensor
+    extra: dict[str, Any]
+
+
+@runtime_checkable
+class SelectionHooks(Protocol):
+    """The internals token selection reads and re-feeds (Self-ReS). Checked with `isinstance`
+    before any work (`zsar_cli.stages.select_tokens.check_family`)."""
+
+    spec: str
+    model: Any
+    """The underlying network: its input embeddings fill the final pass's text slots, and its
+    attention implementation is switched to eager while attention weights are read."""
+    model_type: str
+    """The transformers family (`idefics3`, `llava_onevision`, ...)."""
+    pass_position_ids: bool
+    """False for families that compute multimodal (3-D) RoPE positions themselves."""
+    max_frames: int | None
+    """The per-prompt frame cap; lifted while a reflection path or the kept frames are fed."""
+    yes_ids: dict[str, int]
+    no_ids: dict[str, int]
+    """spelling → token id of the single-token spellings of yes and of no."""
+
+    def letter_ids(self, count: int) -> list[list[int]]:
+        """Per option letter, the ids of its single-token spellings ("A", " A")."""
         ...
 
-    def embed_inputs(self, inputs: Any) -> Any:
+    def build_inputs(
+        self, images_per_prompt: Sequence[Sequence[np.ndarray]], prompts: Sequence[str]
+    ) -> LVLMInputs:
+        """The chat template and the processor applied to a batch, with image-token positions."""
+        ...
+
+    def embed_inputs(self, inputs: LVLMInputs) -> EmbeddedInputs:
         """`inputs_embeds` with image features merged, as the language model would receive them."""
         ...
 
     def run_language_model(
         self,
-        embedded: Any,
+        embedded: EmbeddedInputs,
         output_attentions: bool = False,
         output_hidden_states: bool = False,
         logits_to_keep: int = 1,
     ) -> Any:
         """Run only the language model (+ LM head) on `inputs_embeds`."""
         ...
+
+
+@runtime_checkable
+class TextGenerator(Protocol):
+    """Greedy text generation from text-only chat prompts (`zsar describe`)."""
+
+    spec: str
+
+    def generate_text(self, prompts: Sequence[str], max_new_tokens: int = 256) -> list[str]:
+        """One answer per prompt: only the newly generated text, stripped."""
+        ...
+
+
+def protocol_members(protocol: type) -> tuple[str, ...]:
+    """The attributes and methods a Protocol declares, for naming what an object lacks."""
+    names = set(getattr(protocol, "__annotations__", {}))
+    names |= {n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")}
+    return tuple(sorted(names))
+
+
+def missing_members(obj: object, protocol: type) -> list[str]:
+    return [name for name in protocol_members(protocol) if not hasattr(obj, name)]

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from zsar_cli.backends.contract import check_clip_folder
 from zsar_cli.backends.hub import offline_if_unreachable
 from zsar_cli.errors import ConfigError, ModelError
 
@@ -90,6 +91,7 @@ def builtin_spec(name: str) -> str:
             f"builtin:{name}: {path} is missing; rebuild it with "
             "`python scripts/build_world_clip.py`"
         )
+    check_clip_folder(path.parent, f"builtin:{name}", required=True)
     return f"openclip:{arch}@{path}"
 
 
@@ -376,12 +378,17 @@ def load_openclip(
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size}: must be >= 1")
     device = resolve_device(device)
+    kind, arch, tag, path = parse_rest(rest)
+    # A folder that records the prompt templates its model was trained on must still match them.
+    if kind == "checkpoint" and path is not None:
+        check_clip_folder(Path(path).parent, f"openclip:{rest}")
+    elif rest.startswith("local-dir:"):
+        check_clip_folder(Path(rest.partition(":")[2]).expanduser(), f"openclip:{rest}")
     key = (rest, device, precision)
     if key in _LOADED:
         encoder = _LOADED[key]
         encoder.batch_size = batch_size
         return encoder
-    kind, arch, tag, path = parse_rest(rest)
     with _quiet_open_clip():
         if kind == "hub":
             assert path is not None

@@ -19,10 +19,13 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zsar_cli.errors import ConfigError, InputError, ModelError
 from zsar_cli.outputs import check_output_path, note_input, scoped
+
+if TYPE_CHECKING:
+    from zsar_cli.backends.lvlm_base import TextGenerator
 
 DEFAULT_MODEL = "hf:HuggingFaceTB/SmolLM2-360M-Instruct"
 PROMPT_VERSION = 1
@@ -260,7 +263,7 @@ def run(
     labels_file: str | Path | None,
     output: str | Path,
     config: DescribeConfig,
-    generator: Any | None = None,
+    generator: TextGenerator | None = None,
     force: bool = False,
 ) -> DescribeSummary:
     """Labels → `descriptions` artifact, from the model (cached) or from `config.from_file`."""
@@ -277,9 +280,14 @@ def run(
         if labels is None:
             raise ConfigError("give --labels (or --from FILE with hand-written descriptions)")
         if generator is None:
-            from zsar_cli.backends.hf_lvlm import load_text_generator
+            from zsar_cli.backends import load_text_generator
 
-            generator = load_text_generator(cfg.model, cfg.device, cfg.dtype, cfg.trust_remote_code)
+            generator = load_text_generator(
+                cfg.model,
+                device=cfg.device,
+                dtype=cfg.dtype,
+                trust_remote_code=cfg.trust_remote_code,
+            )
         cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
         records = describe_labels(
             labels, lambda prompts: generator.generate_text(prompts, cfg.max_new_tokens), cfg, cache

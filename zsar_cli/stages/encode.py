@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -47,11 +47,14 @@ from zsar_cli.stages.encode_config import EncodeConfig as EncodeConfig
 from zsar_cli.stages.encode_config import PromptConfig as PromptConfig
 from zsar_cli.stages.encode_config import TextEncodeConfig as TextEncodeConfig
 
+if TYPE_CHECKING:
+    from zsar_cli.backends.base import Encoder
+
 DTYPES: dict[str, pa.DataType] = {"float16": pa.float16(), "float32": pa.float32()}
 KEY_COLUMNS: tuple[str, ...] = ("video_id", "path", "label", "frame_index", "timestamp", "segment")
 
 
-def load_model(model: str, device: str, precision: str, batch_size: int) -> Any:
+def load_model(model: str, device: str, precision: str, batch_size: int) -> Encoder:
     """The encoder of a spec, through the backend registry (loaded once per process)."""
     from zsar_cli.backends import load_encoder
 

@@ -19,7 +19,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -40,6 +40,9 @@ from zsar_cli.stages.query_lvlm_config import QUERY_KINDS as QUERY_KINDS
 from zsar_cli.stages.query_lvlm_config import RUN_ONLY_FIELDS as RUN_ONLY_FIELDS
 from zsar_cli.stages.query_lvlm_config import ZEAL_FRAME_PROMPT as ZEAL_FRAME_PROMPT
 from zsar_cli.stages.query_lvlm_config import QueryConfig as QueryConfig
+
+if TYPE_CHECKING:
+    from zsar_cli.backends.lvlm_base import LVLM
 
 SEGMENT_FIELD = pa.field("segment", pa.int32())
 
@@ -147,7 +150,7 @@ class _Unit:
 
 
 def _units(video: pa.Table, encoding: str, level: str, max_frames: int) -> list[_Unit]:
-    from zsar_cli.backends.hf_lvlm import cap_frames
+    from zsar_cli.backends.lvlm_base import cap_frames
 
     cols = video.to_pydict()
     n = video.num_rows
@@ -199,7 +202,7 @@ def _units(video: pa.Table, encoding: str, level: str, max_frames: int) -> list[
 
 
 def answer_video(
-    lvlm: Any,
+    lvlm: LVLM,
     video: pa.Table,
     encoding: str,
     queries: Sequence[Query],
@@ -253,14 +256,14 @@ def answer_video(
                         "no_mass": float(scores.no_mass[ui]),
                     }
             elif config.mode == "choice":
-                probs = lvlm.choice_batch(images, [query.text] * len(good), labels)
+                option_probs = lvlm.choice_batch(images, [query.text] * len(good), labels)
                 for ui in range(len(good)):
-                    results.setdefault(ui, {})[qi] = {"probs": probs[ui]}
+                    results.setdefault(ui, {})[qi] = {"probs": option_probs[ui]}
             else:
                 texts = lvlm.generate(images, [query.text] * len(good), config.max_new_tokens)
                 for ui in range(len(good)):
                     results.setdefault(ui, {})[qi] = {"answer": texts[ui]}
-    from zsar_cli.backends.hf_lvlm import option_letters
+    from zsar_cli.prompts import option_letters
 
     position = {id(u): i for i, u in enumerate(good)}
     for unit in units:
@@ -297,7 +300,7 @@ class QuerySummary:
     skipped: bool = False  # the output was already complete with these settings
 
 
-def load_model(config: QueryConfig) -> Any:
+def load_model(config: QueryConfig) -> LVLM:
     from zsar_cli.backends import load_lvlm
 
     return load_lvlm(
@@ -316,7 +319,7 @@ def run(
     frames: str | Path,
     output: str | Path,
     config: QueryConfig,
-    lvlm: Any | None = None,
+    lvlm: LVLM | None = None,
     on_video: Callable[[str], None] | None = None,
     shard: Shard | None = None,
     force: bool = False,

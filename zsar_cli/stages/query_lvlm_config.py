@@ -6,9 +6,11 @@ from dataclasses import asdict, dataclass, replace
 
 from zsar_cli.errors import ConfigError
 
+# Re-exported: prompt wording lives in zsar_cli.prompts (the world LVLM records it).
+from zsar_cli.prompts import DEFAULT_CHOICE_QUESTION as DEFAULT_CHOICE_QUESTION
+from zsar_cli.prompts import ZEAL_FRAME_PROMPT as ZEAL_FRAME_PROMPT
+
 DEFAULT_MODEL = "hf:HuggingFaceTB/SmolVLM2-256M-Video-Instruct"
-ZEAL_FRAME_PROMPT = "This is a frame from a video of {label}. {question} Only answer yes or no."
-DEFAULT_CHOICE_QUESTION = "Which of these is shown?"
 MODES: tuple[str, ...] = ("yesno", "choice", "generate")
 LEVELS: tuple[str, ...] = ("frame", "clip")
 QUERY_KINDS: tuple[str, ...] = ("start", "end", "class", "choice", "anomaly", "question")

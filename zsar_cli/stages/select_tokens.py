@@ -16,16 +16,16 @@ the cosine similarity of its hidden state to the last token's (averaged over `la
 budget/R tokens of each path are kept (the budget defaults to the token count of
 `baseline_frames` linearly sampled frames, so the final pass costs what linear sampling costs),
 in temporal order. Only one path's activations are alive at a time, so memory is bounded by the
-path length, not the video length. `zsar_cli.stages.self_res` answers from the kept tokens.
+path length, not the video length. The model side (family checks, scoring one path) is in
+`zsar_cli.stages.token_scores`; `zsar_cli.stages.self_res` answers from the kept tokens.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -34,17 +34,26 @@ from zsar_cli.artifacts import (
     ArtifactMeta,
     build_table,
 )
-from zsar_cli.errors import ConfigError, InputError, ModelError
+from zsar_cli.errors import InputError
 from zsar_cli.images import decode_image, image_encoding
 from zsar_cli.outputs import check_output_path, scoped
 from zsar_cli.runner import Unit, artifact_units, run_stage
 from zsar_cli.sharding import Shard
 from zsar_cli.stages.select_tokens_config import SelectTokensConfig
 
-# Families whose rotary positions are 3-D and computed from the image grid (multimodal RoPE):
-# a subset of visual tokens has no well-defined 1-D renumbering there.
-UNSUPPORTED_FAMILIES = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v"})
-HOOKS: tuple[str, ...] = ("build_inputs", "embed_inputs", "run_language_model")
+# Re-exported: the model side (checks, switches, scoring one path) lives in token_scores.
+from zsar_cli.stages.token_scores import UNSUPPORTED_FAMILIES as UNSUPPORTED_FAMILIES
+from zsar_cli.stages.token_scores import PathScores as PathScores
+from zsar_cli.stages.token_scores import check_family as check_family
+from zsar_cli.stages.token_scores import eager_attention as eager_attention
+from zsar_cli.stages.token_scores import resolve_layers as resolve_layers
+from zsar_cli.stages.token_scores import score_path as score_path
+from zsar_cli.stages.token_scores import tokens_per_frame as tokens_per_frame
+from zsar_cli.stages.token_scores import uncapped_frames as uncapped_frames
+
+if TYPE_CHECKING:
+    from zsar_cli.backends.lvlm_base import LVLM
+
 EXTRA_FIELDS: tuple[pa.Field, ...] = (
     pa.field("timestamp", pa.float64()),
     pa.field("width", pa.int32()),
@@ -68,145 +77,6 @@ TOKEN_COLUMNS: tuple[str, ...] = (
 
 class SelectionError(InputError):
     """One video cannot be processed as asked (becomes an error row, the batch goes on)."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Model checks and switches
-
-
-def check_family(lvlm: Any) -> None:
-    """Refuse backends/families that cannot expose or re-feed visual tokens, before any work."""
-    spec = getattr(lvlm, "spec", type(lvlm).__name__)
-    missing = [name for name in HOOKS if not callable(getattr(lvlm, name, None))]
-    if missing:
-        raise ModelError(
-            f"{spec}: this LVLM backend has no token-selection hooks ({', '.join(missing)}); "
-            "Self-ReS needs a transformers (hf:) model"
-        )
-    family = str(getattr(lvlm, "model_type", ""))
-    if family in UNSUPPORTED_FAMILIES or getattr(lvlm, "pass_position_ids", True) is False:
-        raise ModelError(
-            f"{spec}: model family {family or '?'} computes multimodal (3-D) RoPE positions from "
-            "the image grid, so a subset of its visual tokens cannot be re-fed; Self-ReS supports "
-            "1-D position families (Idefics3/SmolVLM, LLaVA-OneVision)"
-        )
-
-
-@contextlib.contextmanager
-def uncapped_frames(lvlm: Any) -> Iterator[None]:
-    """A path's frames (or the final pass's kept frames) must all reach the model: the backend's
-    `max_frames` cap, meant for plain clip prompts, would silently drop some."""
-    previous = getattr(lvlm, "max_frames", None)
-    if previous is not None:
-        lvlm.max_frames = None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            lvlm.max_frames = previous
-
-
-@contextlib.contextmanager
-def eager_attention(lvlm: Any, needed: bool) -> Iterator[None]:
-    """Attention weights exist only in the eager implementation; switch it on for the selection
-    passes and restore the faster one (sdpa, flash) afterwards for everything else."""
-    model = getattr(lvlm, "model", None)
-    previous = getattr(getattr(model, "config", None), "_attn_implementation", None)
-    if not needed or model is None or previous in (None, "eager"):
-        yield
-        return
-    model.set_attn_implementation("eager")
-    try:
-        yield
-    finally:
-        model.set_attn_implementation(previous)
-
-
-def resolve_layers(layers: Sequence[int], num_layers: int) -> list[int]:
-    """Decoder layer numbers (negative from the end) → 0-based indices; () → all layers."""
-    if not layers:
-        return list(range(num_layers))
-    out = []
-    for layer in layers:
-        index = layer + num_layers if layer < 0 else layer
-        if not 0 <= index < num_layers:
-            raise ConfigError(
-                f"--layers {layer}: the model has {num_layers} decoder layers "
-                f"(0..{num_layers - 1} or -{num_layers}..-1)"
-            )
-        out.append(index)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Scoring one reflection path
-
-
-@dataclass
-class PathScores:
-    """Scores and LVLM-input embeddings of every visual token of a path's frames."""
-
-    scores: np.ndarray  # (frames, tokens_per_frame) float32
-    embeddings: Any  # torch (frames, tokens_per_frame, hidden) on CPU, model dtype
-
-    @property
-    def tokens_per_frame(self) -> int:
-        return int(self.scores.shape[1])
-
-
-def tokens_per_frame(lvlm: Any, image: np.ndarray, prompt: str) -> int:
-    """Visual tokens the model makes of one frame of this size (processor only, no forward)."""
-    with uncapped_frames(lvlm):
-        inputs = lvlm.build_inputs([[image]], [prompt])
-    return int(inputs.image_token_mask[0].sum())
-
-
-def score_path(
-    lvlm: Any, images: Sequence[np.ndarray], prompt: str, scorer: str, layers: Sequence[int]
-) -> PathScores:
-    """One forward pass on [prefix ⊕ the path's visual tokens ⊕ prompt]; a score per token."""
-    import torch
-
-    with uncapped_frames(lvlm):
-        inputs = lvlm.build_inputs([list(images)], [prompt])
-    embedded = lvlm.embed_inputs(inputs)
-    positions = inputs.image_token_positions()[0]
-    count = int(positions.numel())
-    if count == 0 or count % len(images):
-        raise ModelError(
-            f"{lvlm.spec}: {count} visual tokens for {len(images)} frames; cannot assign tokens "
-            "to frames"
-        )
-    with eager_attention(lvlm, scorer == "attention"):
-        out = lvlm.run_language_model(
-            embedded,
-            output_attentions=scorer == "attention",
-            output_hidden_states=scorer == "similarity",
-            logits_to_keep=1,
-        )
-    with torch.inference_mode():
-        if scorer == "attention":
-            attentions = out.attentions
-            if not attentions or attentions[0] is None:
-                raise ModelError(f"{lvlm.spec}: the model returned no attention weights")
-            chosen = resolve_layers(layers, len(attentions))
-            # Row -1: what the last input token (the one predicting the answer) looks at.
-            per_layer = [attentions[i][0, :, -1, positions].float().mean(0) for i in chosen]
-        else:
-            hidden = out.hidden_states
-            chosen = resolve_layers(layers, len(hidden) - 1)
-            per_layer = []
-            for i in chosen:
-                states = hidden[i + 1][0].float()  # hidden_states[0] is the embedding output
-                per_layer.append(
-                    torch.nn.functional.cosine_similarity(
-                        states[positions], states[-1].unsqueeze(0), dim=-1
-                    )
-                )
-        scores = torch.stack(per_layer).mean(0).cpu().numpy().astype(np.float32)
-        visual = embedded.inputs_embeds[0, positions].detach().cpu()
-    n = len(images)
-    return PathScores(scores.reshape(n, count // n), visual.reshape(n, count // n, -1))
 
 
 def split_budget(budget: int, path_sizes: Sequence[int]) -> list[int]:
@@ -319,7 +189,7 @@ def default_budget(config: SelectTokensConfig, per_frame: int) -> int:
 
 
 def select_video_tokens(
-    lvlm: Any,
+    lvlm: Any,  # SelectionHooks (checked by check_family before the first video)
     video_id: str,
     frames: Sequence[FrameItem],
     prompt: str,
@@ -469,7 +339,7 @@ class SelectSummary:
     skipped: bool = False  # the output was already complete with these settings
 
 
-def load_model(config: SelectTokensConfig) -> Any:
+def load_model(config: SelectTokensConfig) -> LVLM:
     from zsar_cli.backends import load_lvlm
 
     return load_lvlm(

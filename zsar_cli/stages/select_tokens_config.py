@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from zsar_cli.errors import ConfigError
+from zsar_cli.prompts import DEFAULT_CHOICE_QUESTION
 
 DEFAULT_MODEL = "hf:HuggingFaceTB/SmolVLM2-256M-Video-Instruct"
 SCORERS: tuple[str, ...] = ("attention", "similarity", "clip")
@@ -89,7 +90,7 @@ class LVLMChoiceConfig:
     model: str = DEFAULT_MODEL
     self_res: bool = False
     shortlist: int = 5
-    question: str = "Which of these is shown?"
+    question: str = DEFAULT_CHOICE_QUESTION
     frames: int = 16
     segments: int = 4
     frames_per_segment: int = 8

@@ -20,24 +20,28 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from zsar_cli.artifacts import ArtifactWriter, build_table, iter_batches, iter_video_groups
+from zsar_cli.backends.lvlm_base import EmbeddedInputs, cap_frames
 from zsar_cli.errors import ConfigError, InputError, ModelError, ZsarError
 from zsar_cli.outputs import scoped
+from zsar_cli.prompts import format_choice_prompt, option_letters
 from zsar_cli.runner import Unit, artifact_units, run_stage
 from zsar_cli.sharding import Shard
 from zsar_cli.stages.select_tokens import (
     FrameItem,
     SelectedTokens,
     SelectionError,
-    check_family,
     select_video_tokens,
-    uncapped_frames,
 )
+from zsar_cli.stages.token_scores import check_family, uncapped_frames
+
+if TYPE_CHECKING:
+    from zsar_cli.backends.lvlm_base import LVLM, SelectionHooks
 
 SEGMENT_FIELD = pa.field("segment", pa.int32())
 
@@ -105,11 +109,11 @@ def kept_from_rows(rows: pa.Table) -> list[KeptFrame]:
 # The final pass
 
 
-def final_inputs(lvlm: Any, kept: Sequence[KeptFrame], width: int, height: int, prompt: str) -> Any:
+def final_inputs(
+    lvlm: SelectionHooks, kept: Sequence[KeptFrame], width: int, height: int, prompt: str
+) -> EmbeddedInputs:
     """`EmbeddedInputs` of [prefix ⊕ kept tokens (per-frame wrappers kept) ⊕ prompt]."""
     import torch
-
-    from zsar_cli.backends.hf_lvlm import EmbeddedInputs
 
     if not kept:
         raise SelectionError("no kept tokens to answer from")
@@ -154,7 +158,7 @@ def final_inputs(lvlm: Any, kept: Sequence[KeptFrame], width: int, height: int, 
 
 
 def _next_token_probs(
-    lvlm: Any, kept: Sequence[KeptFrame], width: int, height: int, prompt: str
+    lvlm: SelectionHooks, kept: Sequence[KeptFrame], width: int, height: int, prompt: str
 ) -> Any:
     import torch
 
@@ -164,7 +168,7 @@ def _next_token_probs(
 
 
 def answer_yes_no(
-    lvlm: Any, kept: Sequence[KeptFrame], width: int, height: int, prompt: str
+    lvlm: SelectionHooks, kept: Sequence[KeptFrame], width: int, height: int, prompt: str
 ) -> tuple[float, float, float]:
     """(p_yes, yes_mass, no_mass) from the kept tokens, as `HFLVLM.yes_no` reads them."""
     probs = _next_token_probs(lvlm, kept, width, height, prompt)
@@ -174,7 +178,7 @@ def answer_yes_no(
 
 
 def answer_choice(
-    lvlm: Any,
+    lvlm: SelectionHooks,
     kept: Sequence[KeptFrame],
     width: int,
     height: int,
@@ -182,8 +186,6 @@ def answer_choice(
     options: Sequence[str],
 ) -> np.ndarray:
     """Option probabilities (letters' mass, renormalised) from the kept tokens."""
-    from zsar_cli.backends.hf_lvlm import format_choice_prompt
-
     letters = lvlm.letter_ids(len(options))
     probs = _next_token_probs(lvlm, kept, width, height, format_choice_prompt(question, options))
     mass = np.array([float(probs[ids].sum()) for ids in letters])
@@ -262,8 +264,7 @@ def run_from_tokens(
 
     def work(unit: Unit) -> pa.Table:
         if not loaded:
-            loaded.append(q.load_model(cfg))
-            check_family(loaded[0])
+            loaded.append(check_family(q.load_model(cfg)))
         return answer_video_from_tokens(loaded[0], unit.data, queries, labels, cfg.mode)
 
     summary = run_stage(
@@ -289,11 +290,13 @@ def run_from_tokens(
 
 
 def answer_video_from_tokens(
-    lvlm: Any, video: pa.Table, queries: Sequence[Any], labels: Sequence[str], mode: str
+    lvlm: SelectionHooks,
+    video: pa.Table,
+    queries: Sequence[Any],
+    labels: Sequence[str],
+    mode: str,
 ) -> pa.Table:
     """`answers` rows of one video from its `tokens` rows."""
-    from zsar_cli.backends.hf_lvlm import option_letters
-
     video_id = video.column("video_id")[0].as_py()
     names: tuple[str, ...] = ("video_id", "frame_index", "timestamp", "segment", "label")
     names += ("query_kind", "question", "p_yes", "yes_mass", "no_mass", "answer", "error")
@@ -371,7 +374,7 @@ def _video_frames_from_table(video: pa.Table, encoding: str) -> list[FrameItem]:
 
 
 def lvlm_rerank(
-    lvlm: Any,
+    lvlm: LVLM,
     frames: Sequence[FrameItem],
     video_id: str,
     shortlist: Sequence[str],
@@ -380,18 +383,15 @@ def lvlm_rerank(
 ) -> np.ndarray:
     """Option probabilities over `shortlist` from linear frames or from Self-ReS tokens."""
     if not config.self_res:
-        from zsar_cli.backends.hf_lvlm import cap_frames
-
         images = cap_frames([f.image for f in frames], config.frames)
         with uncapped_frames(lvlm):
             return np.asarray(lvlm.choice(images, config.question, list(shortlist)))
-    from zsar_cli.backends.hf_lvlm import format_choice_prompt
-
+    hooks = check_family(lvlm)  # checked before the first video; this only narrows the type
     prompt = format_choice_prompt(config.question, list(shortlist))
     selection = config.selection(device)
-    sel = select_video_tokens(lvlm, video_id, frames, prompt, selection)
+    sel = select_video_tokens(hooks, video_id, frames, prompt, selection)
     return answer_choice(
-        lvlm, kept_from_selection(sel), sel.width, sel.height, config.question, list(shortlist)
+        hooks, kept_from_selection(sel), sel.width, sel.height, config.question, list(shortlist)
     )
 
 
