@@ -17,11 +17,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from zsar_cli.errors import ConfigError
 
-PathLike = str | os.PathLike[str]
+PathLike = str | Path
 
 
 def _fields(cls: type) -> dict[str, dataclasses.Field[Any]]:
@@ -67,7 +68,7 @@ def _shard(shard: Any) -> Any:
 
 
 def _listed(inputs: PathLike | Sequence[PathLike]) -> list[str]:
-    if isinstance(inputs, (str, os.PathLike)):
+    if isinstance(inputs, (str, Path)):
         return [os.fspath(inputs)]
     return [os.fspath(i) for i in inputs]
 

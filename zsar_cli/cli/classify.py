@@ -141,7 +141,7 @@ def classify(
         show_tables = not json_out and output is None
         on_video = (lambda r: _print_table(r, top_k)) if show_tables else None
         if lvlm is not None:
-            from zsar_cli.stages import self_res as lvlm_stage
+            from zsar_cli.stages import classify_lvlm as lvlm_stage
 
             lvlm_config = LVLMChoiceConfig(model=lvlm, self_res=self_res, shortlist=shortlist)
             summary = lvlm_stage.classify_with_lvlm(

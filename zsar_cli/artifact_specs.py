@@ -1,0 +1,214 @@
+"""The artifact kinds: one `ArtifactSpec` per kind, with its canonical columns and the ones that
+must be present. Re-exported by `zsar_cli.artifacts`, which writes and reads them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from zsar_cli.errors import ArtifactError
+
+
+@dataclass(frozen=True)
+class ArtifactSpec:
+    """Contract of one artifact kind: its canonical columns and which of them must be present."""
+
+    kind: str
+    schema_version: int
+    fields: tuple[pa.Field, ...]
+    required: tuple[str, ...]
+    description: str = ""
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.schema(list(self.fields))
+
+    def field(self, name: str) -> pa.Field | None:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        return None
+
+
+def _f(name: str, type_: pa.DataType, nullable: bool = True) -> pa.Field:
+    return pa.field(name, type_, nullable=nullable)
+
+
+# Columns every per-frame artifact shares, so later stages can join on keys instead of row order.
+FRAME_KEYS: tuple[pa.Field, ...] = (
+    _f("video_id", pa.string(), False),
+    _f("path", pa.string()),
+    _f("label", pa.string()),
+    _f("frame_index", pa.int64()),
+    _f("timestamp", pa.float64()),
+    _f("segment", pa.int32()),
+)
+
+SPECS: dict[str, ArtifactSpec] = {}
+
+
+def _register(spec: ArtifactSpec) -> None:
+    SPECS[spec.kind] = spec
+
+
+_register(
+    ArtifactSpec(
+        "frames",
+        1,
+        (
+            *FRAME_KEYS,
+            _f("width", pa.int32()),
+            _f("height", pa.int32()),
+            _f("image", pa.binary()),
+            _f("error", pa.string()),
+        ),
+        ("video_id", "path", "frame_index", "timestamp", "segment", "image", "error"),
+        "one row per sampled frame (image bytes: see zsar.image_encoding)",
+    )
+)
+_register(
+    ArtifactSpec(
+        "embeddings",
+        1,
+        (*FRAME_KEYS, _f("embedding", pa.list_(pa.float16())), _f("error", pa.string())),
+        ("video_id", "frame_index", "timestamp", "embedding", "error"),
+        "one L2-normalised image embedding per frame (optional patch_tokens)",
+    )
+)
+_register(
+    ArtifactSpec(
+        "text_embeddings",
+        1,
+        (
+            _f("label", pa.string(), False),
+            _f("text", pa.string()),
+            _f("kind", pa.string()),
+            _f("embedding", pa.list_(pa.float32())),
+        ),
+        ("label", "text", "kind", "embedding"),
+        "one embedding per prompt (name/template/descriptor/start/end/description)",
+    )
+)
+_register(
+    ArtifactSpec(
+        "descriptions",
+        1,
+        (
+            _f("label", pa.string(), False),
+            _f("description", pa.string()),
+            _f("descriptors", pa.list_(pa.string())),
+            _f("start_question", pa.string()),
+            _f("end_question", pa.string()),
+        ),
+        ("label", "description", "descriptors", "start_question", "end_question"),
+        "one row per label: description, attribute keywords, start/end yes-no questions",
+    )
+)
+_register(
+    ArtifactSpec(
+        "tokens",
+        1,
+        (
+            _f("video_id", pa.string(), False),
+            _f("segment", pa.int32()),
+            _f("frame_index", pa.int64()),
+            _f("token_index", pa.int32()),
+            _f("score", pa.float32()),
+            _f("embedding", pa.list_(pa.float16())),
+            _f("error", pa.string()),
+        ),
+        ("video_id", "segment", "frame_index", "token_index", "score", "embedding"),
+        "one row per kept visual token, with its LVLM-input embedding",
+    )
+)
+_register(
+    ArtifactSpec(
+        "answers",
+        1,
+        (
+            _f("video_id", pa.string(), False),
+            _f("frame_index", pa.int64()),
+            _f("timestamp", pa.float64()),
+            _f("label", pa.string()),
+            _f("query_kind", pa.string()),
+            _f("question", pa.string()),
+            _f("p_yes", pa.float64()),
+            _f("yes_mass", pa.float64()),
+            _f("no_mass", pa.float64()),
+            _f("answer", pa.string()),
+            _f("error", pa.string()),
+        ),
+        ("video_id", "frame_index", "label", "query_kind", "p_yes"),
+        "one row per (video, frame or clip, query): p_yes read from next-token logits",
+    )
+)
+_register(
+    ArtifactSpec(
+        "predictions",
+        1,
+        (
+            _f("video_id", pa.string(), False),
+            _f("label", pa.string()),
+            _f("score", pa.float64()),
+            _f("rank", pa.int32()),
+            _f("true_label", pa.string()),
+            _f("error", pa.string()),
+        ),
+        ("video_id", "label", "score", "rank"),
+        "one row per (video, label): class score and rank (1 = best)",
+    )
+)
+_register(
+    ArtifactSpec(
+        "intervals",
+        1,
+        (
+            _f("video_id", pa.string(), False),
+            _f("label", pa.string()),
+            _f("t_start", pa.float64()),
+            _f("t_end", pa.float64()),
+            _f("score", pa.float64()),
+        ),
+        ("video_id", "label", "t_start", "t_end", "score"),
+        "one row per temporal proposal (seconds)",
+    )
+)
+_register(
+    ArtifactSpec(
+        "frame_scores",
+        1,
+        (
+            _f("video_id", pa.string(), False),
+            _f("frame_index", pa.int64()),
+            _f("timestamp", pa.float64()),
+            _f("label", pa.string()),
+            _f("score", pa.float64()),
+        ),
+        ("video_id", "frame_index", "timestamp", "score"),
+        "one row per (video, frame[, label]) score, e.g. anomaly",
+    )
+)
+_register(
+    ArtifactSpec(
+        "metrics",
+        1,
+        (
+            _f("task", pa.string(), False),
+            _f("metric", pa.string(), False),
+            _f("threshold", pa.float64()),
+            _f("label", pa.string()),
+            _f("value", pa.float64()),
+        ),
+        ("task", "metric", "value"),
+        "one row per metric value",
+    )
+)
+
+
+def get_spec(kind: str) -> ArtifactSpec:
+    try:
+        return SPECS[kind]
+    except KeyError:
+        raise ArtifactError(f"unknown artifact kind {kind!r} (known: {', '.join(SPECS)})") from None
