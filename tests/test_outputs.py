@@ -301,3 +301,24 @@ def test_import_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_localize_on_the_runner_shards_rerun_and_merge(chain, runner, tmp_path):
+    """localize writes through the per-video runner: a rerun of a shard is up to date (its
+    cache key once differed between the check and the write), and merged parts equal the
+    unsharded output row for row."""
+    r = chain["root"]
+    base = ["localize", "--method", "clip", "--embeddings", str(r / "emb.parquet")]
+    base += ["--text", str(r / "text.parquet"), "--window", "1", "--min-frames", "1"]
+    whole = tmp_path / "whole.parquet"
+    assert runner.invoke(app, [*base, "-o", str(whole)]).exit_code == 0
+    parts = tmp_path / "parts"
+    for index in (0, 1):
+        res = runner.invoke(app, [*base, "-o", str(parts), "--shard", f"{index}/2"])
+        assert res.exit_code == 0, res.output
+    again = runner.invoke(app, [*base, "-o", str(parts), "--shard", "0/2"])
+    assert again.exit_code == 0 and "up to date" in again.output, again.output
+    merged = tmp_path / "merged.parquet"
+    assert runner.invoke(app, ["merge", str(parts), "-o", str(merged)]).exit_code == 0
+    assert read_artifact(merged).table.equals(read_artifact(whole).table)
+    assert read_artifact(whole).table.num_rows > 0

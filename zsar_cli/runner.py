@@ -326,6 +326,51 @@ def _finishing(
         yield unit, table
 
 
+def run_table_stage(
+    output: str,
+    *,
+    kind: str,
+    config: Any,
+    upstream: Sequence[str],
+    table: Callable[[], pa.Table],
+    extra_metadata: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
+    shard: Shard | None = None,
+    force: bool = False,
+) -> RunSummary:
+    """`run_stage` for a stage that computes all its videos at once and cheaply (localize,
+    anomaly scoring): `table()` is called only when there is work (not when the output is up
+    to date), and its rows, grouped by video in order, become the per-video units."""
+    computed: list[pa.Table] = []
+
+    def result() -> pa.Table:
+        if not computed:
+            computed.append(table())
+        return computed[0]
+
+    def units() -> Iterator[Unit]:
+        for position, rows in enumerate(iter_video_groups(result().to_batches())):
+            yield Unit(position, rows.column("video_id")[0].as_py(), rows)
+
+    return run_stage(
+        output,
+        kind=kind,
+        config=config,
+        upstream=upstream,
+        units=units(),
+        work=lambda unit: unit.data,
+        extra_metadata=extra_metadata,
+        shard=shard,
+        force=force,
+    )
+
+
+def input_key(source: str) -> str:
+    """The cache key an input stands for (a folder of parts: all its parts' keys combined)."""
+    from zsar_cli.artifacts import read_meta
+
+    return _folder_key(source, read_meta(source))
+
+
 @dataclass
 class MapResult:
     output: str

@@ -23,6 +23,8 @@ import numpy as np
 
 from zsar_cli.artifacts import build_table, write_artifact
 from zsar_cli.errors import InputError
+from zsar_cli.runner import run_table_stage
+from zsar_cli.sharding import Shard, shard_output
 from zsar_cli.stages.localize_config import LocalizeConfig
 from zsar_cli.stages.localize_inputs import (
     AnswerSeries,
@@ -170,12 +172,50 @@ def run(
     output: str | None = None,
     intervals_output: str | None = None,
     owned: set[str] | None = None,
+    shard: Shard | None = None,
     force: bool = False,
+    upstream: Sequence[str] = (),
 ) -> LocalizeResult:
-    """Score the frames of `config.source`, write `frame_scores` to `output` and the anomaly
-    intervals to `intervals_output` (when given). `owned`: only these videos (a shard's).
+    """Score the frames of `config.source`, write `frame_scores` to `output` (through the
+    per-video runner) and the anomaly intervals to `intervals_output` (when given). `owned`:
+    only these videos (a shard's, whose part names `shard` gives); `upstream`: the inputs' keys.
 
     The inputs `config.source` needs must be given (`localize.run` checks them first)."""
+    computed: list[tuple[LocalizeResult, dict[str, Any]]] = []
+
+    def result() -> tuple[LocalizeResult, dict[str, Any]]:
+        if not computed:
+            computed.append(_score(config, embeddings, text, answers, owned))
+        return computed[0]
+
+    if output is not None:
+        summary = run_table_stage(
+            output,
+            kind="frame_scores",
+            config=config,
+            upstream=upstream,
+            table=lambda: result()[0].frame_scores,
+            extra_metadata=lambda: result()[1],
+            shard=shard,
+            force=force,
+        )
+        if summary.skipped:
+            return LocalizeResult(notes=[f"up to date: {summary.output}"], skipped=True)
+    res, extra = result()
+    if intervals_output is not None:
+        assert res.intervals is not None
+        target = shard_output(intervals_output, shard)
+        write_artifact(res.intervals, target, "intervals", config, upstream, extra, force)
+    return res
+
+
+def _score(
+    config: LocalizeConfig,
+    embeddings: str | None,
+    text: str | None,
+    answers: str | None,
+    owned: set[str] | None,
+) -> tuple[LocalizeResult, dict[str, Any]]:
     extra: dict[str, Any] = {"method": config.method}
     note = None
     if config.source == "clip":
@@ -185,21 +225,13 @@ def run(
         scale = resolve_logit_scale(config, *metas)
         extra["logit_scale"] = scale
         video_scores = clip_video_scores(frames, labels, label_emb, anomalous, normal, scale)
-        upstream = [meta.cache_key for meta in metas]
         note = fps_note(frames, embeddings, config)
     else:
         assert answers is not None  # checked by localize.run
-        series, errors, ans_meta = read_answers(answers, ("anomaly",), owned)
+        series, errors, _ = read_answers(answers, ("anomaly",), owned)
         video_scores = answer_video_scores(series, errors, answers)
-        upstream = [ans_meta.cache_key]
     result = anomaly_frame_scores(video_scores, config)
     if note:
         result.notes.insert(0, note)
     assert result.frame_scores is not None and result.intervals is not None
-    if output is not None:
-        write_artifact(result.frame_scores, output, "frame_scores", config, upstream, extra, force)
-    if intervals_output is not None:
-        write_artifact(
-            result.intervals, intervals_output, "intervals", config, upstream, extra, force
-        )
-    return result
+    return result, extra

@@ -34,11 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from zsar_cli.artifacts import read_artifact, read_meta, write_artifact
+from zsar_cli.artifacts import read_artifact
 from zsar_cli.errors import ConfigError, InputError
 from zsar_cli.jsonio import write_json
 from zsar_cli.outputs import scoped
-from zsar_cli.sharding import Shard, plan_output, shard_output, shard_video_ids
+from zsar_cli.runner import input_key, run_table_stage
+from zsar_cli.sharding import Shard, shard_video_ids
 from zsar_cli.stages import anomaly
 from zsar_cli.stages.anomaly import ANOMALY_LABEL, anomaly_frame_scores
 from zsar_cli.stages.localize_config import LocalizeConfig
@@ -286,8 +287,8 @@ def run(
     """Read the artifacts, run the method, write the outputs (when paths are given).
 
     With `shard`, only that shard's videos (by the ids of the embeddings, else the answers) and
-    part files in the output folders; an output complete with the same settings is skipped
-    (`result.skipped`), one made with other settings refused unless `force`.
+    part files in the output folders. Parquet outputs go through the shared per-video runner
+    (lock, up to date → `result.skipped`, other settings refused unless `force`, checkpoints).
     """
     config.validate()
     if output_format not in ("parquet", "activitynet"):
@@ -301,22 +302,12 @@ def run(
             raise ConfigError("--shard needs --embeddings or --answers to know the videos")
         ids = read_artifact(source, columns=["video_id"]).table.column("video_id").to_pylist()
         owned = shard_video_ids(ids, shard)
-    if output is not None:
-        output = shard_output(output, shard)
-        kind = "frame_scores" if config.method == "anomaly" else "intervals"
-        if output_format == "parquet":
-            inputs = [p for p in (embeddings, text, answers) if p is not None]
-            keys = [read_meta(p).cache_key for p in inputs if p != "-"]
-            keys += [f"shard:{shard}"] if shard is not None else []
-            plan = plan_output(output, kind, config, keys, force)
-            if plan.up_to_date:
-                return LocalizeResult(notes=[f"up to date: {output}"], skipped=True)
-    if intervals_output is not None:
-        intervals_output = shard_output(intervals_output, shard)
     gt = read_gt_labels(gt_labels) if gt_labels is not None else None
     if gt is not None and not config.use_gt_labels:
         config = _replace(config, use_gt_labels=True)
     require_inputs(config, embeddings, text, answers)
+    upstream = [input_key(p) for p in (embeddings, text, answers) if p is not None and p != "-"]
+    upstream += [f"shard:{shard}"] if shard is not None else []
     if config.method == "anomaly":
         return anomaly.run(
             config,
@@ -326,17 +317,53 @@ def run(
             output=output,
             intervals_output=intervals_output,
             owned=owned,
+            shard=shard,
+            force=force,
+            upstream=upstream,
+        )
+    computed: list[tuple[LocalizeResult, dict[str, Any]]] = []
+
+    def result() -> tuple[LocalizeResult, dict[str, Any]]:
+        if not computed:
+            computed.append(_localize(config, embeddings, text, answers, gt, owned))
+        return computed[0]
+
+    if output is not None and output_format == "activitynet":
+        res = result()[0]
+        assert res.intervals is not None
+        write_json(activitynet_results(res.intervals, res.labels_used), output, force)
+    elif output is not None:
+        summary = run_table_stage(
+            output,
+            kind="intervals",
+            config=config,
+            upstream=upstream,
+            table=lambda: result()[0].intervals,
+            extra_metadata=lambda: result()[1],
+            shard=shard,
             force=force,
         )
+        if summary.skipped:
+            return LocalizeResult(notes=[f"up to date: {summary.output}"], skipped=True)
+    return result()[0]
+
+
+def _localize(
+    config: LocalizeConfig,
+    embeddings: str | None,
+    text: str | None,
+    answers: str | None,
+    gt: Mapping[str, set[str]] | None,
+    owned: set[str] | None,
+) -> tuple[LocalizeResult, dict[str, Any]]:
+    """ZEAL or the CLIP baseline over the (shard's) videos: the result and its metadata."""
     notes: list[str] = []
     extra: dict[str, Any] = {"method": config.method}
-
     if config.method == "zeal":
         assert embeddings is not None and text is not None and answers is not None  # checked above
-        frames, emb_meta = read_frames(embeddings, owned=owned)
-        labels, label_emb, text_meta = read_text(text, prefer=("description", "descriptor"))
-        series, errors, ans_meta = read_answers(answers, ("start", "end"), owned)
-        upstream = [emb_meta.cache_key, text_meta.cache_key, ans_meta.cache_key]
+        frames, _ = read_frames(embeddings, owned=owned)
+        labels, label_emb, _ = read_text(text, prefer=("description", "descriptor"))
+        series, errors, _ = read_answers(answers, ("start", "end"), owned)
         check_dims(frames, label_emb, embeddings, text)
         unknown = sorted({lb for (_, lb, _) in series} - set(labels))
         if unknown and not ({lb for (_, lb, _) in series} & set(labels)):
@@ -355,20 +382,13 @@ def run(
     else:
         assert embeddings is not None and text is not None  # checked above
         frames, labels, label_emb, metas = read_clip_inputs(embeddings, text, owned)
-        upstream = [meta.cache_key for meta in metas]
         scale = resolve_logit_scale(config, *metas)
         extra["logit_scale"] = scale
         rate_note = fps_note(frames, embeddings, config)
         result = localize_clip(frames, labels, label_emb, config, gt, scale)
     result.notes[:0] = notes + ([rate_note] if rate_note else [])
 
-    assert result.intervals is not None
-    if output is not None:
-        if output_format == "activitynet":
-            write_json(activitynet_results(result.intervals, result.labels_used), output, force)
-        else:
-            write_artifact(result.intervals, output, "intervals", config, upstream, extra, force)
-    return result
+    return result, extra
 
 
 def _replace(config: LocalizeConfig, **changes: Any) -> LocalizeConfig:

@@ -28,7 +28,7 @@ from zsar_cli.artifacts import build_table
 from zsar_cli.errors import InputError
 from zsar_cli.images import decode_image, image_encoding
 from zsar_cli.outputs import scoped
-from zsar_cli.runner import Unit, artifact_units, run_stage
+from zsar_cli.runner import RunSummary, Unit, artifact_units, run_stage
 from zsar_cli.sharding import Shard
 from zsar_cli.stages.query_lvlm_config import DEFAULT_CHOICE_QUESTION as DEFAULT_CHOICE_QUESTION
 
@@ -290,14 +290,8 @@ def answer_video(
 # Run (streaming, checkpointed)
 
 
-@dataclass
-class QuerySummary:
-    videos: int
-    failed: int
-    rows: int
-    resumed_videos: int
-    cache_key: str
-    skipped: bool = False  # the output was already complete with these settings
+# The runner's summary: videos, failed, rows, resumed_videos, cache_key, skipped.
+QuerySummary = RunSummary
 
 
 def load_model(config: QueryConfig) -> LVLM:
@@ -353,11 +347,4 @@ def run(
         force=force,
         on_unit=None if on_video is None else lambda unit, _rows: on_video(unit.video_id or ""),
     )
-    return QuerySummary(
-        summary.videos,
-        summary.failed,
-        summary.rows,
-        summary.resumed,
-        summary.cache_key,
-        skipped=summary.skipped,
-    )
+    return summary

@@ -37,7 +37,7 @@ from zsar_cli.artifacts import (
 from zsar_cli.errors import InputError
 from zsar_cli.images import decode_image, image_encoding
 from zsar_cli.outputs import check_output_path, scoped
-from zsar_cli.runner import Unit, artifact_units, run_stage
+from zsar_cli.runner import RunSummary, Unit, artifact_units, run_stage
 from zsar_cli.sharding import Shard
 from zsar_cli.stages.select_tokens_config import SelectTokensConfig
 
@@ -329,14 +329,8 @@ def clip_select_video(
 # Run
 
 
-@dataclass
-class SelectSummary:
-    videos: int
-    failed: int
-    rows: int
-    cache_key: str
-    resumed_videos: int = 0
-    skipped: bool = False  # the output was already complete with these settings
+# The runner's summary: videos, failed, rows, resumed_videos, cache_key, skipped.
+SelectSummary = RunSummary
 
 
 def load_model(config: SelectTokensConfig) -> LVLM:
@@ -484,11 +478,4 @@ def run(
         force=force,
         on_unit=reported,
     )
-    return SelectSummary(
-        summary.videos,
-        summary.failed,
-        summary.rows,
-        summary.cache_key,
-        summary.resumed,
-        skipped=summary.skipped,
-    )
+    return summary

@@ -30,7 +30,7 @@ from zsar_cli.backends.lvlm_base import EmbeddedInputs
 from zsar_cli.errors import ConfigError, InputError, ModelError
 from zsar_cli.outputs import scoped
 from zsar_cli.prompts import format_choice_prompt, option_letters
-from zsar_cli.runner import Unit, artifact_units, run_stage
+from zsar_cli.runner import RunSummary, Unit, artifact_units, run_stage
 from zsar_cli.sharding import Shard
 from zsar_cli.stages.select_tokens import (
     SelectedTokens,
@@ -202,14 +202,8 @@ def _resolve_spec(spec: str) -> str:
     return spec
 
 
-@dataclass
-class TokensSummary:
-    videos: int
-    failed: int
-    rows: int
-    resumed_videos: int
-    cache_key: str
-    skipped: bool = False
+# The runner's summary: videos, failed, rows, resumed_videos, cache_key, skipped.
+TokensSummary = RunSummary
 
 
 @scoped
@@ -277,14 +271,7 @@ def run_from_tokens(
         force=force,
         on_unit=None if on_video is None else lambda unit, _rows: on_video(unit.video_id or ""),
     )
-    return TokensSummary(
-        summary.videos,
-        summary.failed,
-        summary.rows,
-        summary.resumed,
-        summary.cache_key,
-        summary.skipped,
-    )
+    return summary
 
 
 def answer_video_from_tokens(
