@@ -374,3 +374,23 @@ def test_cli_bad_input_one_line(runner, files, tmp_path):
         app, ["score", str(files / "iv.parquet"), "--gt", str(files / "pred.parquet")]
     )
     assert res.exit_code == 1 and "cannot score localization" in res.stderr
+
+
+def test_ground_truth_with_no_video_in_common_is_refused(runner, files, tmp_path):
+    """Issue 16.4: no overlap at all used to print 0.0 scores with exit 0."""
+    other = tmp_path / "other.csv"
+    other.write_text("video,label\nzz1.mp4,a red circle\nzz2.mp4,a blue square\n")
+    res = runner.invoke(app, ["score", str(files / "pred.parquet"), "--gt", str(other)])
+    assert res.exit_code == 1, res.output
+    line = res.stderr.strip()
+    assert len(line.splitlines()) == 1 and f"--gt {other}" in line
+    assert "'v1'" in line and "zz1" in line
+    thumos = tmp_path / "thumos_other"
+    thumos.mkdir()
+    (thumos / "Diving_test.txt").write_text("video_test_9 1 2\n")
+    res = runner.invoke(app, ["score", str(files / "iv.parquet"), "--gt", str(thumos)])
+    assert res.exit_code == 1 and "no video in common" in res.stderr
+    assert "video_test_1" in res.stderr and "video_test_9" in res.stderr
+    # partial overlap still scores, with the counts in a warning
+    res = runner.invoke(app, ["score", str(files / "iv.parquet"), "--gt", str(files / "thumos")])
+    assert res.exit_code == 0, res.output

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -35,6 +36,7 @@ from zsar_cli.errors import InputError
 from zsar_cli.outputs import note_input, scoped
 from zsar_cli.stages.score_anomaly import AnomalyReport, score_anomaly
 from zsar_cli.stages.score_classification import ClassificationReport, score_classification
+from zsar_cli.stages.score_common import IdMatcher
 from zsar_cli.stages.score_config import (
     AMBIGUOUS_MODES,
     COMPAT_MODES,
@@ -99,6 +101,33 @@ def load_predictions(path: str | Path) -> LoadedPredictions:
     return LoadedPredictions(art.kind, art.table, [art.cache_key] if art.cache_key else [], source)
 
 
+def gt_video_ids(gt: ClassificationGT | LocalizationGT | AnomalyGT) -> list[str]:
+    if isinstance(gt, ClassificationGT):
+        return list(gt.labels)
+    if isinstance(gt, LocalizationGT):
+        return list(gt.videos)
+    return list(gt.spans)
+
+
+def check_overlap(
+    pred: LoadedPredictions, gt: ClassificationGT | LocalizationGT | AnomalyGT, gt_path: Any
+) -> None:
+    """No video in common is a mistake of the command line (wrong --gt, wrong split), never a
+    score of 0: refused, naming the file and one id of each side. (Partial overlaps are
+    counted in each report's warnings.)"""
+    gt_ids = gt_video_ids(gt)
+    predicted = [v for v in dict.fromkeys(pred.table.column("video_id").to_pylist()) if v]
+    if not gt_ids or not predicted:
+        return
+    matcher = IdMatcher(gt_ids)
+    if not any(matcher(v) is not None for v in predicted):
+        raise InputError(
+            f"--gt {gt_path}: no video in common with {pred.source} ({len(predicted)} predicted, "
+            f"e.g. {predicted[0]!r}; {len(gt_ids)} annotated, e.g. {gt_ids[0]!r}); wrong "
+            "ground truth, split or subset?"
+        )
+
+
 def evaluate(
     pred: LoadedPredictions, gt_path: str | Path | None, config: ScoreConfig
 ) -> tuple[Report, str | None, str | None]:
@@ -115,6 +144,7 @@ def evaluate(
             gt = gt.to_classification()
         if not isinstance(gt, ClassificationGT):
             raise InputError(f"{gt_path}: {fmt} annotations cannot score classification")
+        check_overlap(pred, gt, gt_path)
         return score_classification(pred.table, gt), fmt, str(gt_path)
     if task == "localization":
         if not isinstance(gt, LocalizationGT):
@@ -122,11 +152,13 @@ def evaluate(
                 f"{gt_path}: {fmt} annotations cannot score localization (use THUMOS14 or "
                 "ActivityNet ground truth)"
             )
+        check_overlap(pred, gt, gt_path)
         return score_localization(pred.table, gt, config, fmt), fmt, str(gt_path)
     if not isinstance(gt, AnomalyGT):
         raise InputError(
             f"{gt_path}: {fmt} annotations cannot score anomaly frames (use {ANOMALY_FORMATS[0]})"
         )
+    check_overlap(pred, gt, gt_path)
     return score_anomaly(pred.table, gt, config), fmt, str(gt_path)
 
 
