@@ -391,7 +391,10 @@ def read_artifact(
             raise ArtifactError(f"{f}: part made with other settings than {files[0].name}")
         meta = meta or m
         cols = None if columns is None else [c for c in columns if c in pf.schema_arrow.names]
-        tables.append(pf.read(columns=cols))
+        try:
+            tables.append(pf.read(columns=cols))
+        except (pa.ArrowException, OSError) as exc:  # a corrupt data page (e.g. ZSTD) or column
+            raise ArtifactError(f"{f}: corrupt Parquet data ({exc})") from None
     assert meta is not None
     table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     return Artifact(table, meta, source)
@@ -442,9 +445,12 @@ def iter_batches(
         handles.append(pf)
 
     def gen_files() -> Iterator[pa.RecordBatch]:
-        for pf in handles:
+        for f, pf in zip(files, handles, strict=True):
             cols = None if columns is None else [c for c in columns if c in pf.schema_arrow.names]
-            yield from pf.iter_batches(batch_size=batch_size, columns=cols)
+            try:
+                yield from pf.iter_batches(batch_size=batch_size, columns=cols)
+            except (pa.ArrowException, OSError) as exc:  # a corrupt data page, found late
+                raise ArtifactError(f"{f}: corrupt Parquet data ({exc})") from None
 
     return metas[0], gen_files()
 
