@@ -37,7 +37,6 @@ from zsar_cli.stages.query_lvlm_config import DEFAULT_MODEL as DEFAULT_MODEL
 from zsar_cli.stages.query_lvlm_config import LEVELS as LEVELS
 from zsar_cli.stages.query_lvlm_config import MODES as MODES
 from zsar_cli.stages.query_lvlm_config import QUERY_KINDS as QUERY_KINDS
-from zsar_cli.stages.query_lvlm_config import RUN_ONLY_FIELDS as RUN_ONLY_FIELDS
 from zsar_cli.stages.query_lvlm_config import ZEAL_FRAME_PROMPT as ZEAL_FRAME_PROMPT
 from zsar_cli.stages.query_lvlm_config import QueryConfig as QueryConfig
 

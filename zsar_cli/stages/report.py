@@ -14,33 +14,22 @@ from __future__ import annotations
 import base64
 import html
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from zsar_cli.errors import InputError
+from zsar_cli.stages.report_config import ReportConfig as ReportConfig
 from zsar_cli.stages.score import (
     AnomalyReport,
     ClassificationReport,
     LocalizationReport,
     Report,
-    ScoreConfig,
     evaluate,
     load_predictions,
 )
-
-
-@dataclass(frozen=True)
-class ReportConfig:
-    """Options of `zsar report` (CLI defaults come from here)."""
-
-    score: ScoreConfig = field(default_factory=ScoreConfig)
-    max_videos: int = 12  # timelines drawn (one PNG each)
-    videos: tuple[str, ...] = ()  # draw these videos' timelines instead of the first ones
-    max_classes: int = 20  # PR curves drawn (classes with the most ground truth first)
-    dpi: int = 100
 
 
 @dataclass
@@ -350,6 +339,7 @@ def run(
     config: ReportConfig = ReportConfig(),
 ) -> ReportResult:
     """Score, draw every figure into `outdir`, and write `outdir/report.html`."""
+    config = config.validated()
     out = Path(outdir)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
