@@ -48,6 +48,8 @@ class Opt:
     # How the run executes, never what it writes (device, batch size, ...): not in the cache key.
     run_only: bool = False
     cli: bool = True
+    # The command line must give it (the library default stays for other callers).
+    required: bool = False
     metavar: str | None = None
     # A str option parsed into the field's value (e.g. "0,2,-1" → (0, 2, -1)); a ValueError is a
     # usage error. `cli_default` is the default as typed on the command line.
@@ -67,13 +69,14 @@ class Opt:
 
     def range_text(self) -> str:
         """The range in words: ">= 1", "> 0", "in (0, 1]"."""
-        low = ("[", self.min) if self.min is not None else ("(", self.gt)
-        high = ("]", self.max) if self.max is not None else (")", self.lt)
-        if low[1] is not None and high[1] is not None:
-            return f"in {low[0]}{_num(low[1])}, {_num(high[1])}{high[0]}"
-        if low[1] is not None:
-            return f"{'>=' if low[0] == '[' else '>'} {_num(low[1])}"
-        return f"{'<=' if high[0] == ']' else '<'} {_num(high[1])}"
+        low_end = ("[", self.min) if self.min is not None else ("(", self.gt)
+        high_end = ("]", self.max) if self.max is not None else (")", self.lt)
+        (low_bracket, low), (high_bracket, high) = low_end, high_end
+        if low is not None and high is not None:
+            return f"in {low_bracket}{_num(low)}, {_num(high)}{high_bracket}"
+        if low is not None:
+            return f"{'>=' if low_bracket == '[' else '>'} {_num(low)}"
+        return f"{'<=' if high_bracket == ']' else '<'} {_num(high or 0)}"
 
 
 def _num(value: float) -> str:
@@ -93,6 +96,7 @@ def opt(
     lt: float | None = None,
     run_only: bool = False,
     cli: bool = True,
+    required: bool = False,
     metavar: str | None = None,
     parse: Callable[[str], Any] | None = None,
     cli_default: str | None = None,
@@ -108,6 +112,7 @@ def opt(
         lt=lt,
         run_only=run_only,
         cli=cli,
+        required=required,
         metavar=metavar,
         parse=parse,
         cli_default=cli_default,
@@ -235,23 +240,21 @@ def strict() -> Any:
 
 def precision() -> Any:
     """open_clip model weights."""
-    return opt("fp32", "Model weights: fp32, fp16 or bf16.", choices=PRECISIONS)
+    return opt("fp32", "Precision of the model weights.", choices=PRECISIONS)
 
 
 def lvlm_dtype() -> Any:
     """Hugging Face model weights (--dtype of the LVLM and text-model stages)."""
     return opt(
         "auto",
-        "Model weights: auto (as saved), float32, float16 or bfloat16.",
+        "Model weights (auto: as saved).",
         choices=LVLM_DTYPES,
     )
 
 
 def storage_dtype(what: str, flags: tuple[str, ...] = ()) -> Any:
     """How embeddings are stored in an artifact."""
-    return opt(
-        "float16", f"Storage of {what}: float16 or float32.", flags=flags, choices=STORAGE_DTYPES
-    )
+    return opt("float16", f"Storage of {what}.", flags=flags, choices=STORAGE_DTYPES)
 
 
 def max_pixels() -> Any:

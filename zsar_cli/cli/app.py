@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 from typing import Annotated, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -20,7 +19,7 @@ from zsar_cli import __version__
 class ZsarGroup(TyperGroup):
     """The one error boundary of every command (see `cli.common.boundary`)."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context (no public name)
         from zsar_cli.cli.common import boundary
 
         with boundary():

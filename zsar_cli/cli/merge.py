@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from zsar_cli.cli.common import cli_errors, err_console
+from zsar_cli.cli.common import err_console
 
 
 def register(app: typer.Typer) -> None:
@@ -18,8 +18,7 @@ def merge(
     output: Annotated[str, typer.Option("-o", "--output", help="Merged artifact, or - (stdout).")],
 ) -> None:
     """Concatenate a sharded output's parts in shard order (checks that every part is there)."""
-    with cli_errors():
-        from zsar_cli.sharding import merge_parts
+    from zsar_cli.sharding import merge_parts
 
-        parts, rows = merge_parts(folder, output)
+    parts, rows = merge_parts(folder, output)
     err_console.print(f"merged {parts} parts, {rows} rows → {output}")

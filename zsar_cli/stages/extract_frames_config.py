@@ -40,7 +40,7 @@ class ExtractConfig(ConfigBase):
         "Resize (inside ffmpeg) so the shorter side is SIZE pixels, keeping the aspect ratio.",
         min=8,
     )
-    image_format: str = opt("jpeg", "Storage: jpeg, png or raw (RGB24).", choices=IMAGE_FORMATS)
+    image_format: str = opt("jpeg", "Storage of the frames (raw: RGB24).", choices=IMAGE_FORMATS)
     quality: int = opt(90, "JPEG quality 1-100.", min=1, max=100)
     workers: int = o.workers(1)
     strict: bool = o.strict()

@@ -80,11 +80,13 @@ class LocalizeConfig(ConfigBase):
         ("Normal",),
         "anomaly: a normal-prompt label in --text (repeatable).",
         flags=("--normal",),
+        metavar="LABEL",
     )
     anomaly_labels: tuple[str, ...] = opt(
         (),
         "anomaly: an anomaly label (repeatable; default every non-normal label).",
         flags=("--anomaly-label",),
+        metavar="LABEL",
     )
     smooth: int = opt(5, "anomaly: moving-average window in frames (1 = none).", min=1)
     threshold: float = opt(0.5, "anomaly: frames scoring at least this form intervals.")

@@ -300,7 +300,7 @@ def load_model(config: QueryConfig) -> Any:
     from zsar_cli.backends import load_lvlm
 
     return load_lvlm(
-        config.model,
+        config.model or DEFAULT_MODEL,  # None only before validated()
         device=config.device,
         dtype=config.dtype,
         trust_remote_code=config.trust_remote_code,

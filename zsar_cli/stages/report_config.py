@@ -19,7 +19,7 @@ class ReportConfig(ConfigBase):
     score: ScoreConfig = field(default_factory=ScoreConfig)
     max_videos: int = opt(12, "Timelines drawn when --video is not given.", min=0)
     videos: tuple[str, ...] = opt(
-        (), "Draw this video's timeline (repeatable).", flags=("--video",)
+        (), "Draw this video's timeline (repeatable).", flags=("--video",), metavar="VIDEO_ID"
     )
     max_classes: int = opt(20, "PR curves drawn (classes with the most ground truth first).", min=0)
     dpi: int = opt(100, "Resolution of the PNG figures.", min=10)

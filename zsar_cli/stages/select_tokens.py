@@ -573,7 +573,7 @@ def run(
 
     def work(unit: Unit) -> pa.Table:
         prepare()
-        video, video_id = unit.data, unit.video_id
+        video, video_id = unit.data, unit.video_id or ""
         selections: list[SelectedTokens] = []
         errors: list[tuple[str, str | None, str]] = []
         carried = _carried_error(video)

@@ -48,7 +48,7 @@ class SelectTokensConfig(ConfigBase):
 
     model: str = o.model(DEFAULT_MODEL, f"{o.LVLM_MODEL_HELP} Not used by --scorer clip.")
     question: str | None = opt(
-        None, "The question tokens are selected for; with --labels it has {label}."
+        None, "The question tokens are selected for; with --labels it has {label}.", required=True
     )
     labels_file: str | None = opt(
         None, "Labels file: one selection per label ({label}).", flags=("--labels", "-l")
