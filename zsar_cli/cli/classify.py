@@ -6,6 +6,7 @@ per video on stdout, `--json`, and/or a `predictions` artifact (`-o`).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -68,19 +69,20 @@ def classify(
     from zsar_cli.stages import classify as stage
 
     config = config.validated()
+    if lvlm is not None:
+        lvlm_config = replace(lvlm_config, model=lvlm)
+    lvlm_config = lvlm_config.validated()
     top_k = config.top_k
     show_tables = not json_out and output is None
     on_video = (lambda r: _print_table(r, top_k)) if show_tables else None
     if lvlm is not None:
-        from dataclasses import replace
-
         from zsar_cli.stages import self_res as lvlm_stage
 
         summary = lvlm_stage.classify_with_lvlm(
             inputs,
             labels,
             config,
-            replace(lvlm_config, model=lvlm),
+            lvlm_config,
             output=output,
             on_video=on_video,
             force=force,
