@@ -129,7 +129,11 @@ def test_classify_bad_inputs(runner, tmp_path, tiny_clip, small_world):
             1,
             "expected a 'embeddings' or 'frames' artifact, found 'text_embeddings'",
         ),
-        (["classify", videos, "-l", labels, "-m", spec, "--pooling", "max"], 1, "--pooling 'max'"),
+        (
+            ["classify", videos, "-l", labels, "-m", spec, "--pooling", "max"],
+            2,
+            "'max' is not one of 'mean-embedding', 'mean-prob'",
+        ),
         (
             ["classify", videos, "-l", labels, "-m", spec, "--json", "-o", "-"],
             2,

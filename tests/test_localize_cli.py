@@ -329,7 +329,9 @@ def test_bad_inputs(runner, world):
     result = invoke(runner, "localize", "--embeddings", emb, "--text", text)
     assert result.exit_code == 1 and "needs --answers" in result.output
     result = invoke(runner, "localize", "--method", "nope", "--embeddings", emb)
-    assert result.exit_code == 1 and "--method 'nope'" in result.output
+    assert (
+        result.exit_code == 2 and "'nope' is not one of 'zeal', 'clip', 'anomaly'" in result.output
+    )
     result = invoke(
         runner,
         "localize",
@@ -356,7 +358,7 @@ def test_bad_inputs(runner, world):
         "--boundaries",
         "edges",
     )
-    assert result.exit_code == 1 and "--boundaries 'edges'" in result.output
+    assert result.exit_code == 2 and "'edges' is not one of 'answers', 'presence'" in result.output
     only_failed = write_embeddings(tmp / "e2.parquet", {"v9": None})
     result = invoke(
         runner,

@@ -53,6 +53,7 @@ def _own_input_cases(c):
     r = c["root"]
     frames, emb, pred = r / "frames.parquet", r / "emb.parquet", r / "pred.parquet"
     part = r / "parts" / "part-00000-of-00002.parquet"
+    desc = r / "w" / "descriptions.json"
     return {
         "extract-frames": (["extract-frames", str(c["video"]), "-o", str(c["video"])], c["video"]),
         "encode": (["encode", str(frames), "-o", str(frames), "-m", WORLD_CLIP], frames),
@@ -105,6 +106,7 @@ def _own_input_cases(c):
             ],
             emb,
         ),
+        "describe": (["describe", "--from", str(desc), "-o", str(desc)], desc),
     }
 
 
@@ -120,6 +122,7 @@ def _own_input_cases(c):
         "query-lvlm",
         "select-tokens",
         "localize",
+        "describe",
     ],
 )
 def test_no_command_writes_over_its_own_input(chain, runner, command):
@@ -127,8 +130,6 @@ def test_no_command_writes_over_its_own_input(chain, runner, command):
     before = _digest(victim)
     for extra in ([], ["--force"]):
         res = runner.invoke(app, args + extra)
-        if extra and "No such option" in res.output:
-            continue  # this command has no --force
         assert res.exit_code == 1, res.output
         assert "is an input of this run" in res.output and "even with --force" in res.output
         assert len(res.output.strip().splitlines()) == 1, res.output
@@ -163,6 +164,11 @@ def test_other_settings_refused_unless_force(chain, runner, tmp_path):
         ),
         (["score", str(pred)], ["--seed", "0"], ["--seed", "1"]),
         (["extract-frames", str(c["videos"])], ["-n", "2"], ["-n", "3"]),
+        (
+            ["describe", "--from", str(c["root"] / "w" / "descriptions.json")],
+            ["--descriptors", "4"],
+            ["--descriptors", "3"],
+        ),
     ]
     for number, (base, first, second) in enumerate(cases):
         out = tmp_path / f"out{number}.parquet"
@@ -174,8 +180,6 @@ def test_other_settings_refused_unless_force(chain, runner, tmp_path):
         res = runner.invoke(app, [*base, "-o", str(out), *second])
         assert res.exit_code == 1 and "other settings" in res.output, (base, res.output)
         assert read_artifact(out).cache_key == key  # untouched
-        if "No such option" in runner.invoke(app, [*base, "--force", "--help"]).output:
-            continue
         res = runner.invoke(app, [*base, "-o", str(out), *second, "--force"])
         assert res.exit_code == 0, res.output
         assert read_artifact(out).cache_key != key
@@ -322,3 +326,34 @@ def test_localize_on_the_runner_shards_rerun_and_merge(chain, runner, tmp_path):
     assert runner.invoke(app, ["merge", str(parts), "-o", str(merged)]).exit_code == 0
     assert read_artifact(merged).table.equals(read_artifact(whole).table)
     assert read_artifact(whole).table.num_rows > 0
+
+
+def test_report_refuses_another_report_unless_force(chain, runner, tmp_path):
+    """A report folder holding another run's report is refused before any figure changes."""
+    r = chain["root"]
+    other = tmp_path / "other.parquet"
+    res = runner.invoke(
+        app,
+        [
+            "classify",
+            str(r / "emb.parquet"),
+            "-l",
+            str(chain["labels"]),
+            "-o",
+            str(other),
+            "--pooling",
+            "mean-prob",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "report"
+    assert runner.invoke(app, ["report", str(r / "pred.parquet"), "-o", str(out)]).exit_code == 0
+    before = {p.name: _digest(p) for p in out.iterdir()}
+    res = runner.invoke(app, ["report", str(r / "pred.parquet"), "-o", str(out)])
+    assert res.exit_code == 0, res.output  # same report: fine
+    res = runner.invoke(app, ["report", str(other), "-o", str(out)])
+    assert res.exit_code == 1 and "--force" in res.output, res.output
+    assert {p.name: _digest(p) for p in out.iterdir()} == before
+    res = runner.invoke(app, ["report", str(other), "-o", str(out), "--force"])
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(before)

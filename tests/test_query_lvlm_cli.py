@@ -203,14 +203,16 @@ def test_error_rows_and_exit_codes(tmp_path, runner, labels_file):
 
 
 @pytest.mark.parametrize(
-    ("extra", "message"),
+    ("extra", "code", "message"),
     [
-        (["--question", "Is there an object?"], "has no {label} but --labels was given"),
-        (["--mode", "sideways", "--question", "Is there {label}?"], "--mode 'sideways'"),
-        (["--question", "Is there {label}?", "--level", "scene"], "--level 'scene'"),
+        (["--question", "Is there an object?"], 1, "has no {label} but --labels was given"),
+        (["--question", "Is there {label}?", "--max-frames", "0"], 1, "--max-frames must be >= 1"),
+        # A bad choice is a usage error that lists the choices.
+        (["--mode", "sideways", "--question", "Is there {label}?"], 2, "'sideways' is not one of"),
+        (["--question", "Is there {label}?", "--level", "scene"], 2, "'frame', 'clip'"),
     ],
 )
-def test_bad_options_are_one_line(tmp_path, runner, labels_file, extra, message):
+def test_bad_options_are_one_line(tmp_path, runner, labels_file, extra, code, message):
     frames, _ = fresh_frames(tmp_path / "frames.parquet", n_videos=1)
     result = runner.invoke(
         app,
@@ -226,7 +228,7 @@ def test_bad_options_are_one_line(tmp_path, runner, labels_file, extra, message)
             *extra,
         ],
     )
-    assert result.exit_code == 1
+    assert result.exit_code == code
     assert message in result.output
     assert "Traceback" not in result.output
 

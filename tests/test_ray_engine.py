@@ -187,7 +187,7 @@ def test_cli_engine_option_checks(runner, local_frames, tmp_path):
     )
     assert result.exit_code == 1 and "drop --shard" in result.output
     result = runner.invoke(app, ["encode", str(local_frames), "-o", out, "--engine", "spark"])
-    assert result.exit_code == 1 and "choose one of local, ray" in result.output
+    assert result.exit_code == 2 and "'spark' is not one of 'local', 'ray'" in result.output
     result = runner.invoke(
         app, ["extract-frames", str(local_frames), "-o", out, "--ray-address", "auto"]
     )

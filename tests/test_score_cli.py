@@ -369,7 +369,7 @@ def test_cli_bad_input_one_line(runner, files, tmp_path):
     res = runner.invoke(app, ["score", str(bad)])
     assert res.exit_code == 1 and "error:" in res.stderr
     res = runner.invoke(app, ["score", str(files / "pred.parquet"), "--compat", "zeal"])
-    assert res.exit_code == 1 and "--compat" in res.stderr
+    assert res.exit_code == 2 and "--compat" in res.stderr and "'anet'" in res.stderr
     res = runner.invoke(
         app, ["score", str(files / "iv.parquet"), "--gt", str(files / "pred.parquet")]
     )

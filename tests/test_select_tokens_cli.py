@@ -173,7 +173,7 @@ def test_bad_inputs_have_clear_messages(runner, frames, tmp_path):
     assert result.exit_code == 1
     assert "--segments 3 does not divide its 8 frames" in result.output
     result = select(runner, frames, tmp_path / "g.parquet", "--scorer", "gaze")
-    assert result.exit_code == 1 and "--scorer 'gaze'" in result.output
+    assert result.exit_code == 2 and "'gaze' is not one of 'attention'" in result.output
     result = select(runner, frames, tmp_path / "l.parquet", "--layers", "1,x")
     assert result.exit_code == 1 and "--layers" in result.output
     # Tokens from other frames are refused by the final pass.

@@ -19,7 +19,7 @@ from zsar_cli import __version__
 class ZsarGroup(TyperGroup):
     """The one error boundary of every command (see `cli.common.boundary`)."""
 
-    def invoke(self, ctx: Any) -> Any:
+    def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context (no public name)
         from zsar_cli.cli.common import boundary
 
         with boundary():

@@ -1,6 +1,8 @@
-"""Shared CLI plumbing: error handling, consoles, batch exit codes, option helpers.
+"""Shared CLI plumbing: error boundary, consoles, batch exit codes, the options that are not
+config fields (--shard, --force, --labels, --engine).
 
-Commands stay thin: they build a stage Config, call the stage inside `cli_errors()`, and report.
+Commands stay thin: `cli.build.config_command` turns their stage config into options, the body
+calls the stage and reports; errors reach the one boundary installed on the app group.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import typer
 from rich.console import Console
@@ -30,10 +32,6 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-# typer vendors its own click: its usage errors (exit 2) are found through a public typer class.
-_CLICK_EXCEPTION: type[Exception] = next(
-    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
-)
 INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): a bug of zsar's, not the user's
 
 
@@ -69,8 +67,8 @@ def boundary() -> Iterator[None]:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         raise typer.Exit(130) from None
-    except (typer.Exit, typer.Abort, SystemExit, _CLICK_EXCEPTION):
-        raise
+    except (typer.Exit, typer.Abort, SystemExit, typer.TyperException):
+        raise  # usage errors (typer's own click) print themselves and exit 2
     except OSError as exc:  # the file system said no (permissions, read-only, full disk, ...)
         if debug_enabled():
             raise
@@ -91,12 +89,6 @@ def _os_message(exc: OSError) -> str:
         return reason
     target = f" → {exc.filename2}" if exc.filename2 is not None else ""
     return f"{exc.filename}{target}: {reason.lower() if exc.strerror else reason}"
-
-
-@contextlib.contextmanager
-def cli_errors() -> Iterator[None]:
-    """Kept for command bodies written before the single boundary; errors pass through to it."""
-    yield
 
 
 def _escape(text: str) -> str:
@@ -126,6 +118,9 @@ SHARD_OPTION = typer.Option(
 FORCE_OPTION = typer.Option(
     "--force", help="Overwrite an existing output made with other settings."
 )
+LABELS_OPTION = typer.Option("--labels", "-l", help="Labels file: one label per line, # comments.")
+# zsar_cli.engines.ENGINES as a type, so a bad --engine is a usage error listing them.
+EngineName = Literal["local", "ray"]
 
 
 def report_up_to_date(output: str | None) -> None:

@@ -7,25 +7,25 @@ from typing import Annotated
 
 import typer
 
+from zsar_cli.cli.build import config_command
 from zsar_cli.cli.common import (
     FORCE_OPTION,
     SHARD_OPTION,
-    cli_errors,
+    EngineName,
     err_console,
     finish_batch,
     report_up_to_date,
     show_progress,
 )
-from zsar_cli.engines import DEFAULT_ENGINE, ENGINE_OPTION, RAY_ADDRESS_OPTION, check_engine
+from zsar_cli.engines import ENGINE_OPTION, RAY_ADDRESS_OPTION, check_engine
 from zsar_cli.stages.extract_frames_config import ExtractConfig
-
-_D = ExtractConfig()
 
 
 def register(app: typer.Typer) -> None:
     app.command("extract-frames")(extract_frames)
 
 
+@config_command
 def extract_frames(
     inputs: Annotated[
         list[Path],
@@ -43,83 +43,29 @@ def extract_frames(
             help="Output frames artifact (.parquet), or - for an Arrow IPC stream on stdout.",
         ),
     ],
-    num_frames: Annotated[
-        int | None,
-        typer.Option(
-            "--num-frames",
-            "-n",
-            help="N frames uniformly over the duration (segment midpoints). "
-            "Default when no other mode is given: 8.",
-        ),
-    ] = _D.num_frames,
-    fps: Annotated[
-        float | None,
-        typer.Option(
-            help="Frames per second (first frame at or after each 1/F tick; ZEAL uses 1)."
-        ),
-    ] = _D.fps,
-    segments: Annotated[
-        int | None, typer.Option(help="Dense sampling for Self-ReS: R segments ...")
-    ] = _D.segments,
-    frames_per_segment: Annotated[
-        int | None,
-        typer.Option(help="... of S frames each (R·S uniform frames, segment = i // S)."),
-    ] = _D.frames_per_segment,
-    all_frames: Annotated[bool, typer.Option("--all", help="Every decoded frame.")] = _D.all_frames,
-    start: Annotated[
-        float | None, typer.Option(help="Window start, seconds from the video's first frame.")
-    ] = _D.start,
-    end: Annotated[float | None, typer.Option(help="Window end, seconds.")] = _D.end,
-    size: Annotated[
-        int | None,
-        typer.Option(
-            help="Resize (inside ffmpeg) so the shorter side is "
-            "SIZE pixels, keeping the aspect ratio."
-        ),
-    ] = _D.size,
-    image_format: Annotated[str, typer.Option(help="Storage: jpeg, png or raw (RGB24).")] = (
-        _D.image_format
-    ),
-    quality: Annotated[int, typer.Option(help="JPEG quality 1-100.")] = _D.quality,
-    workers: Annotated[int, typer.Option(help="Videos decoded in parallel.")] = _D.workers,
-    strict: Annotated[bool, typer.Option(help="Exit 1 if any video fails.")] = _D.strict,
+    config: ExtractConfig,
     shard: Annotated[str | None, SHARD_OPTION] = None,
     force: Annotated[bool, FORCE_OPTION] = False,
-    engine: Annotated[str, ENGINE_OPTION] = DEFAULT_ENGINE,
+    engine: Annotated[EngineName, ENGINE_OPTION] = "local",
     ray_address: Annotated[str | None, RAY_ADDRESS_OPTION] = None,
 ) -> None:
     """Sample frames from videos with the real ffmpeg; real presentation timestamps."""
-    with cli_errors():
-        from zsar_cli.stages import extract_frames as stage
+    from zsar_cli.sharding import parse_shard
+    from zsar_cli.stages import extract_frames as stage
 
-        config = ExtractConfig(
-            num_frames=num_frames,
-            fps=fps,
-            segments=segments,
-            frames_per_segment=frames_per_segment,
-            all_frames=all_frames,
-            start=start,
-            end=end,
-            size=size,
-            image_format=image_format,
-            quality=quality,
-            workers=workers,
-            strict=strict,
-        ).validated()
-        from zsar_cli.sharding import parse_shard
+    config = config.validated()
+    part = parse_shard(shard)
+    videos = stage.resolve_inputs([str(p) for p in inputs])
+    if part is not None:
+        videos = part.select(videos)
+    if check_engine(engine, shard, ray_address) == "ray":
+        from zsar_cli.engines.ray_engine import extract_with_ray
 
-        part = parse_shard(shard)
-        videos = stage.resolve_inputs([str(p) for p in inputs])
-        if part is not None:
-            videos = part.select(videos)
-        if check_engine(engine, shard, ray_address) == "ray":
-            from zsar_cli.engines.ray_engine import extract_with_ray
-
-            summary = extract_with_ray(
-                [], output, config, videos=videos, address=ray_address, force=force
-            )
-        else:
-            summary = _run_with_progress(stage, videos, output, config, part, force)
+        summary = extract_with_ray(
+            [], output, config, videos=videos, address=ray_address, force=force
+        )
+    else:
+        summary = _run_with_progress(stage, videos, output, config, part, force)
     if summary.skipped:
         report_up_to_date(output)
     for video_id, message in summary.errors:
@@ -128,7 +74,7 @@ def extract_frames(
         f"{summary.frames} frames from {summary.videos - summary.failed}/{summary.videos} videos"
         + (f" → {output}" if output != "-" else "")
     )
-    finish_batch(summary.videos, summary.failed, strict)
+    finish_batch(summary.videos, summary.failed, config.strict)
 
 
 def _run_with_progress(stage, videos, output, config, shard, force):  # type: ignore[no-untyped-def]

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from zsar_cli.cli.common import cli_errors, dump_json, out_console
+from zsar_cli.cli.common import dump_json, out_console
 
 
 def register(app: typer.Typer) -> None:
@@ -20,10 +20,9 @@ def info(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show an artifact's kind, rows, columns and provenance (config, upstream cache keys)."""
-    with cli_errors():
-        from zsar_cli.artifacts import describe
+    from zsar_cli.artifacts import describe
 
-        summary = describe(artifact)
+    summary = describe(artifact)
     if json_out:
         dump_json(summary)
         return

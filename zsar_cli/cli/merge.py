@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from zsar_cli.cli.common import cli_errors, err_console
+from zsar_cli.cli.common import FORCE_OPTION, err_console
 
 
 def register(app: typer.Typer) -> None:
@@ -16,10 +16,10 @@ def register(app: typer.Typer) -> None:
 def merge(
     folder: Annotated[str, typer.Argument(help="Folder of part-IIIII-of-NNNNN.parquet files.")],
     output: Annotated[str, typer.Option("-o", "--output", help="Merged artifact, or - (stdout).")],
+    force: Annotated[bool, FORCE_OPTION] = False,
 ) -> None:
     """Concatenate a sharded output's parts in shard order (checks that every part is there)."""
-    with cli_errors():
-        from zsar_cli.sharding import merge_parts
+    from zsar_cli.sharding import merge_parts
 
-        parts, rows = merge_parts(folder, output)
+    parts, rows = merge_parts(folder, output, force=force)
     err_console.print(f"merged {parts} parts, {rows} rows → {output}")

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from zsar_cli.cli.common import cli_errors, dump_json, err_console, fail, show_progress
+from zsar_cli.cli.common import dump_json, err_console, fail, show_progress
 
 
 def register(app: typer.Typer) -> None:
@@ -170,47 +170,46 @@ def synth(
             "--anomaly-interval-duration", anomaly_interval_duration
         ),
     }
-    with cli_errors():
-        from zsar_cli.errors import InputError
-        from zsar_cli.synthetic import MANIFEST_NAME, SynthConfig, generate_world
+    from zsar_cli.errors import InputError
+    from zsar_cli.synthetic import MANIFEST_NAME, SynthConfig, generate_world
 
-        config = SynthConfig(
-            trimmed=trimmed,
-            untrimmed=untrimmed,
-            anomaly=anomaly,
-            seed=seed,
-            width=width,
-            height=height,
-            fps=fps,
-            codec=codec,
-            container=container,
-            preset=preset,
-            quality=quality,
-            threads=threads,
-            noise_sigma=noise_sigma,
-            max_speed=max_speed,
-            min_gap=min_gap,
-            same_label_prob=same_label_prob,
-            phase_seconds=phase_seconds,
-            normal_fraction=normal_fraction,
-            **ranges,
+    config = SynthConfig(
+        trimmed=trimmed,
+        untrimmed=untrimmed,
+        anomaly=anomaly,
+        seed=seed,
+        width=width,
+        height=height,
+        fps=fps,
+        codec=codec,
+        container=container,
+        preset=preset,
+        quality=quality,
+        threads=threads,
+        noise_sigma=noise_sigma,
+        max_speed=max_speed,
+        min_gap=min_gap,
+        same_label_prob=same_label_prob,
+        phase_seconds=phase_seconds,
+        normal_fraction=normal_fraction,
+        **ranges,
+    )
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError(f"{outdir}: exists and is not a folder")
+    if (
+        outdir.is_dir()
+        and any(outdir.iterdir())
+        and not (outdir / MANIFEST_NAME).exists()
+        and not force
+    ):
+        raise InputError(
+            f"{outdir}: folder is not empty and holds no world (world.json); "
+            "pick another OUTDIR or pass --force"
         )
-        if outdir.exists() and not outdir.is_dir():
-            raise InputError(f"{outdir}: exists and is not a folder")
-        if (
-            outdir.is_dir()
-            and any(outdir.iterdir())
-            and not (outdir / MANIFEST_NAME).exists()
-            and not force
-        ):
-            raise InputError(
-                f"{outdir}: folder is not empty and holds no world (world.json); "
-                "pick another OUTDIR or pass --force"
-            )
-        total = config.trimmed + config.untrimmed + config.anomaly
-        started = time.perf_counter()
-        manifest = _generate(generate_world, outdir, config, total)
-        elapsed = time.perf_counter() - started
+    total = config.trimmed + config.untrimmed + config.anomaly
+    started = time.perf_counter()
+    manifest = _generate(generate_world, outdir, config, total)
+    elapsed = time.perf_counter() - started
 
     counts = ", ".join(
         f"{len(manifest.of_kind(k))} {k}" for k in ("trimmed", "untrimmed", "anomaly")

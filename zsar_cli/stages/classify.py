@@ -42,7 +42,6 @@ from zsar_cli.outputs import check_output_path, scoped
 
 # Re-exported: the config lives in a light module so the CLI can import it cheaply.
 from zsar_cli.stages.classify_config import POOLINGS as POOLINGS
-from zsar_cli.stages.classify_config import RUN_ONLY_FIELDS as RUN_ONLY_FIELDS
 from zsar_cli.stages.classify_config import ClassifyConfig as ClassifyConfig
 from zsar_cli.stages.encode import (
     DEFAULT_MODEL,

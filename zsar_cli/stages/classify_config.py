@@ -1,46 +1,46 @@
-"""Settings of the `classify` stage, free of heavy imports (the CLI reads its defaults cheaply)."""
+"""Settings of the `classify` stage, free of heavy imports (the CLI reads its defaults cheaply).
+Each field's help, choices and range are its `zsar --help` entry (see zsar_cli.options).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
-from zsar_cli.errors import ConfigError
-from zsar_cli.stages.encode_config import PromptConfig
+from zsar_cli import options as o
+from zsar_cli.options import ConfigBase, opt
+from zsar_cli.stages.encode_config import DEFAULT_MODEL, PromptConfig
 
 POOLINGS: tuple[str, ...] = ("mean-embedding", "mean-prob")
-RUN_ONLY_FIELDS = frozenset({"device", "batch_size", "workers", "strict", "top_k"})
 
 
 @dataclass(frozen=True)
-class ClassifyConfig:
+class ClassifyConfig(ConfigBase):
     """Everything that decides a video's ranked labels, plus how the run executes."""
 
     # None: the model that made an embeddings input, else DEFAULT_MODEL (see classify()).
-    model: str | None = None
-    num_frames: int = 8
-    size: int | None = None
-    pooling: str = "mean-embedding"
-    top_k: int = 5
+    model: str | None = o.model(
+        None,
+        f"{o.CLIP_MODEL_HELP} Default: the model that made an embeddings input, else "
+        f"{DEFAULT_MODEL}.",
+    )
+    num_frames: int = opt(
+        8, "Frames sampled uniformly per video.", flags=("--num-frames", "-n"), min=1
+    )
+    size: int | None = opt(
+        None, "Decode frames with the shorter side resized to SIZE (faster).", min=8
+    )
+    pooling: str = opt(
+        "mean-embedding",
+        "mean-embedding (mean of frame embeddings, renormalised) or mean-prob (mean of per-frame "
+        "probabilities).",
+        choices=POOLINGS,
+    )
+    top_k: int = opt(
+        5, "Labels shown per video (the artifact keeps every label).", min=1, run_only=True
+    )
     prompts: PromptConfig = field(default_factory=PromptConfig)
-    device: str = "auto"
-    precision: str = "fp32"
-    batch_size: int = 32
-    workers: int = 2
-    strict: bool = False
-
-    def validated(self) -> ClassifyConfig:
-        if self.pooling not in POOLINGS:
-            raise ConfigError(f"--pooling {self.pooling!r}: choose one of {', '.join(POOLINGS)}")
-        if self.num_frames < 1:
-            raise ConfigError(f"--num-frames must be >= 1 (got {self.num_frames})")
-        if self.top_k < 1:
-            raise ConfigError(f"--top-k must be >= 1 (got {self.top_k})")
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be >= 1 (got {self.batch_size})")
-        if self.workers < 1:
-            raise ConfigError(f"--workers must be >= 1 (got {self.workers})")
-        self.prompts.validated()
-        return self
-
-    def provenance(self) -> dict[str, object]:
-        return {k: v for k, v in asdict(self).items() if k not in RUN_ONLY_FIELDS}
+    device: str = o.device()
+    precision: str = o.precision()
+    batch_size: int = o.batch_size(32, "Images per model forward (spanning videos).")
+    workers: int = o.workers(2)
+    strict: bool = o.strict()

@@ -17,11 +17,13 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zsar_cli import options as o
 from zsar_cli.errors import ConfigError, InputError, ModelError
+from zsar_cli.options import ConfigBase, opt
 from zsar_cli.outputs import check_output_path, note_input, scoped
 
 if TYPE_CHECKING:
@@ -29,7 +31,6 @@ if TYPE_CHECKING:
 
 DEFAULT_MODEL = "hf:HuggingFaceTB/SmolLM2-360M-Instruct"
 PROMPT_VERSION = 1
-RUN_ONLY_FIELDS = frozenset({"device", "cache_dir"})
 MIN_DESCRIPTORS = 3
 
 PROMPT = (
@@ -50,28 +51,31 @@ STRICT_SUFFIX = (
 
 
 @dataclass(frozen=True)
-class DescribeConfig:
+class DescribeConfig(ConfigBase):
     """Which model writes the descriptions (or which file holds them), and how."""
 
-    model: str = DEFAULT_MODEL
-    from_file: str | None = None
-    descriptors: int = 8
-    max_new_tokens: int = 320
-    device: str = "auto"
-    dtype: str = "auto"
-    trust_remote_code: bool = False
-    cache_dir: str | None = None
-
-    def validated(self) -> DescribeConfig:
-        if self.descriptors < 1:
-            raise ConfigError(f"--descriptors must be >= 1 (got {self.descriptors})")
-        if self.max_new_tokens < 16:
-            raise ConfigError(f"--max-new-tokens must be >= 16 (got {self.max_new_tokens})")
-        return self
+    model: str = o.model(DEFAULT_MODEL, o.TEXT_MODEL_HELP)
+    from_file: str | None = opt(
+        None,
+        "Hand-written descriptions (JSON list/{label: record} or a descriptions Parquet) instead "
+        "of a model.",
+        flags=("--from",),
+    )
+    descriptors: int = opt(8, "Visual attribute keywords per label.", min=1)
+    max_new_tokens: int = opt(320, "Generation length per label.", min=16)
+    device: str = o.device()
+    dtype: str = o.lvlm_dtype()
+    trust_remote_code: bool = o.trust_remote_code()
+    cache_dir: str | None = opt(
+        None,
+        "Cache of generated descriptions per (label, model) "
+        "[default: $ZSAR_CACHE_DIR/descriptions or ~/.cache/zsar/descriptions].",
+        run_only=True,
+    )
 
     def provenance(self) -> dict[str, object]:
-        out = {k: v for k, v in asdict(self).items() if k not in RUN_ONLY_FIELDS}
-        if self.from_file is not None:
+        out = super().provenance()
+        if self.from_file is not None:  # read, not generated: the model settings played no part
             for name in ("model", "max_new_tokens", "dtype", "trust_remote_code"):
                 out.pop(name, None)
         return out

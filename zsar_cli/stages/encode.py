@@ -42,7 +42,6 @@ from zsar_cli.sharding import Shard
 
 # Re-exported: the configs live in a light module so the CLI can import them cheaply.
 from zsar_cli.stages.encode_config import DEFAULT_MODEL as DEFAULT_MODEL
-from zsar_cli.stages.encode_config import RUN_ONLY_FIELDS as RUN_ONLY_FIELDS
 from zsar_cli.stages.encode_config import EncodeConfig as EncodeConfig
 from zsar_cli.stages.encode_config import PromptConfig as PromptConfig
 from zsar_cli.stages.encode_config import TextEncodeConfig as TextEncodeConfig

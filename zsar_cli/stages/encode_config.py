@@ -1,55 +1,60 @@
 """Settings of the `encode`, `encode-text` (and, through PromptConfig, `classify`) stages.
 
 Free of heavy imports so the CLI reads its defaults without numpy/pyarrow (`zsar --help` fast).
+Each field's help, choices and range are its `zsar --help` entry (see zsar_cli.options).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
+from zsar_cli import options as o
 from zsar_cli.errors import ConfigError
+from zsar_cli.options import ConfigBase, opt
 
 DEFAULT_MODEL = "openclip:ViT-B-32/laion2b_s34b_b79k"
-DTYPE_NAMES: tuple[str, ...] = ("float16", "float32")
-# How a run executes, never what it writes: kept out of the cache key.
-RUN_ONLY_FIELDS = frozenset({"device", "batch_size", "strict"})
 
 
 @dataclass(frozen=True)
-class EncodeConfig:
+class EncodeConfig(ConfigBase):
     """Which model embeds the frames, how, and how embeddings are stored."""
 
-    model: str = DEFAULT_MODEL
-    device: str = "auto"
-    precision: str = "fp32"
-    batch_size: int = 32
-    dtype: str = "float16"
-    patch_tokens: bool = False
-    strict: bool = False
-
-    def validated(self) -> EncodeConfig:
-        if self.dtype not in DTYPE_NAMES:
-            raise ConfigError(f"--dtype {self.dtype!r}: choose one of {', '.join(DTYPE_NAMES)}")
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size must be >= 1 (got {self.batch_size})")
-        return self
-
-    def provenance(self) -> dict[str, object]:
-        return {k: v for k, v in asdict(self).items() if k not in RUN_ONLY_FIELDS}
+    model: str = o.model(DEFAULT_MODEL, o.CLIP_MODEL_HELP)
+    device: str = o.device()
+    precision: str = o.precision()
+    batch_size: int = o.batch_size(32)
+    dtype: str = o.storage_dtype("embeddings")
+    patch_tokens: bool = opt(
+        False,
+        "Also store each frame's patch tokens, projected into the joint space "
+        "(column patch_tokens; grid in the metadata).",
+    )
+    strict: bool = o.strict()
 
 
 @dataclass(frozen=True)
-class PromptConfig:
+class PromptConfig(ConfigBase):
     """How label prompts are made (see zsar_cli.labels.build_prompts)."""
 
-    templates: str = "video"
-    descriptions: str | None = None
-    random_descriptors: int = 0
-    seed: int = 0
+    templates: str = opt(
+        "video",
+        "Prompt templates: none (bare label), video (built-in ensemble of 8), or a file with one "
+        "template per line containing {}.",
+    )
+    descriptions: str | None = opt(
+        None,
+        "Descriptions JSON/Parquet: each label is scored by the mean similarity over its "
+        "'{label}, which has {descriptor}' prompts.",
+    )
+    random_descriptors: int = opt(
+        0,
+        "Control: K random-word descriptors per label instead of real ones (fixed --seed).",
+        min=0,
+        metavar="K",
+    )
+    seed: int = opt(0, "Seed of --random-descriptors.")
 
-    def validated(self) -> PromptConfig:
-        if self.random_descriptors < 0:
-            raise ConfigError(f"--random-descriptors must be >= 0 (got {self.random_descriptors})")
+    def check(self) -> PromptConfig:
         if self.descriptions is not None and self.random_descriptors:
             raise ConfigError("--descriptions and --random-descriptors are alternatives; give one")
         from zsar_cli.labels import resolve_templates  # numpy: only when validating
@@ -59,14 +64,11 @@ class PromptConfig:
 
 
 @dataclass(frozen=True)
-class TextEncodeConfig:
+class TextEncodeConfig(ConfigBase):
     """`encode-text`: model plus prompt settings."""
 
-    model: str = DEFAULT_MODEL
-    device: str = "auto"
-    precision: str = "fp32"
-    batch_size: int = 256
+    model: str = o.model(DEFAULT_MODEL, o.CLIP_MODEL_HELP)
+    device: str = o.device()
+    precision: str = o.precision()
+    batch_size: int = o.batch_size(256, "Prompts per model forward.")
     prompts: PromptConfig = field(default_factory=PromptConfig)
-
-    def provenance(self) -> dict[str, object]:
-        return {k: v for k, v in asdict(self).items() if k not in RUN_ONLY_FIELDS}

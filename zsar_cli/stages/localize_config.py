@@ -1,5 +1,6 @@
 """Settings of the `localize` stage, kept free of heavy imports so the CLI can read its defaults
 without importing numpy/pyarrow (`zsar --help` stays fast). No artifacts are read or written here.
+Each field's help, choices and range are its `zsar --help` entry (see zsar_cli.options).
 """
 
 from __future__ import annotations
@@ -7,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from zsar_cli.errors import ConfigError
+from zsar_cli.options import ConfigBase, opt
 
 METHODS = ("zeal", "clip", "anomaly")
 COMPAT_MODES = ("zeal",)
@@ -15,69 +17,85 @@ BOUNDARY_MODES = ("answers", "presence")
 
 
 @dataclass(frozen=True)
-class LocalizeConfig:
+class LocalizeConfig(ConfigBase):
     """Settings of `zsar localize`; the CLI's defaults come from here (ZEAL's own values)."""
 
-    method: str = "zeal"
-    compat: str | None = None
+    method: str = opt(
+        "zeal",
+        "zeal (LVLM boundaries + CLIP actionness), clip (CLIP-only baseline) or anomaly "
+        "(per-frame anomaly scores).",
+        choices=METHODS,
+    )
+    compat: str | None = opt(
+        None,
+        "zeal: reproduce the reference ZEAL code's stage 5 exactly, quirks included (see "
+        "ZEAL_NOTES.md).",
+        choices=COMPAT_MODES,
+    )
     # class filtering (ZEAL stage 3)
-    top_k: int = 3
-    filter_frames: int = 8
-    use_gt_labels: bool = False
+    top_k: int = opt(3, "Labels kept by class filtering.", min=1)
+    filter_frames: int = opt(8, "Uniformly spaced frames averaged for class filtering.", min=1)
+    # set by --gt-labels FILE (the file itself is an input, not a setting)
+    use_gt_labels: bool = opt(False, "Ground-truth labels instead of class filtering.", cli=False)
     # ZEAL stage 5
-    eps: float = 0.05
-    top_p: float = 0.35
-    min_gap: int = 5
-    max_len: float = 0.95
-    lam: float = 0.1
-    sigma: float = 1.3
-    drop: float = 0.1
-    merge_iou: float = 0.9
-    score_threshold: float = 0.0
-    min_mean_score: float = 0.1
+    eps: float = opt(0.05, "Min-max maps scores into [eps, 1-eps].", min=0, lt=0.5)
+    top_p: float = opt(0.35, "Fraction of frames that are start/end candidates.", gt=0, max=1)
+    min_gap: int = opt(5, "Minimum distance in frames between kept candidates.", min=0)
+    max_len: float = opt(0.95, "Longest interval as a fraction of the video's frames.", gt=0)
+    lam: float = opt(
+        0.1,
+        "Weight of start+end p_yes vs mean CLIP actionness.",
+        flags=("--lambda",),
+        min=0,
+        max=1,
+    )
+    sigma: float = opt(1.3, "Gaussian soft-NMS sigma.", gt=0)
+    drop: float = opt(0.1, "Soft-NMS drops intervals whose decayed score is below this.")
+    merge_iou: float = opt(0.9, "Merge consecutive intervals whose IoU exceeds this.")
+    score_threshold: float = opt(0.0, "Drop merged intervals scoring below this.")
+    min_mean_score: float = opt(
+        0.1, "Skip a filtered label whose mean start/end p_yes is below this."
+    )
     # "answers": start/end p_yes as given (ZEAL); "presence": boundaries derived from presence-
     # like answers (see localize_zeal.presence_boundaries; not part of ZEAL)
-    boundaries: str = "answers"
+    boundaries: str = opt(
+        "answers",
+        "zeal: answers (start/end p_yes as given, ZEAL) or presence (derive start/end from "
+        "presence-like answers: visible now and not before/after; not part of ZEAL).",
+        choices=BOUNDARY_MODES,
+    )
     # CLIP-only baseline (T3AL's training-free part)
-    window: int = 20
-    max_gap: int = 20
-    min_frames: int = 2
-    pseudo_labels: int = 1
+    window: int = opt(20, "clip: moving-average window in frames.", min=1)
+    max_gap: int = opt(20, "clip: frames this close join one segment.")
+    min_frames: int = opt(2, "clip: shortest segment in frames.")
+    pseudo_labels: int = opt(1, "clip: video pseudo-labels localized per video.", min=1)
     # anomaly
-    source: str = "clip"
-    normal_labels: tuple[str, ...] = ("Normal",)
-    anomaly_labels: tuple[str, ...] = ()
-    smooth: int = 5
-    threshold: float = 0.5
+    source: str = opt(
+        "clip",
+        "anomaly: clip (anomaly labels vs normal prompts) or lvlm (p_yes of anomaly questions in "
+        "--answers).",
+        choices=ANOMALY_SOURCES,
+    )
+    normal_labels: tuple[str, ...] = opt(
+        ("Normal",),
+        "anomaly: a normal-prompt label in --text (repeatable).",
+        flags=("--normal",),
+        metavar="LABEL",
+    )
+    anomaly_labels: tuple[str, ...] = opt(
+        (),
+        "anomaly: an anomaly label (repeatable; default every non-normal label).",
+        flags=("--anomaly-label",),
+        metavar="LABEL",
+    )
+    smooth: int = opt(5, "anomaly: moving-average window in frames (1 = none).", min=1)
+    threshold: float = opt(0.5, "anomaly: frames scoring at least this form intervals.")
     # CLIP's logit scale (None: the encoder's, from the artifacts' metadata, else 100)
-    logit_scale: float | None = None
+    logit_scale: float | None = opt(
+        None, "CLIP logit scale (default: the encoder's, from the artifacts, else 100)."
+    )
 
-    def validate(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"--method {self.method!r}: choose one of {', '.join(METHODS)}")
-        if self.compat is not None and self.compat not in COMPAT_MODES:
-            raise ConfigError(f"--compat {self.compat!r}: known modes: {', '.join(COMPAT_MODES)}")
+    def check(self) -> LocalizeConfig:
         if self.compat is not None and self.method != "zeal":
             raise ConfigError("--compat zeal applies to --method zeal only")
-        if self.boundaries not in BOUNDARY_MODES:
-            raise ConfigError(
-                f"--boundaries {self.boundaries!r}: choose {' or '.join(BOUNDARY_MODES)}"
-            )
-        if self.source not in ANOMALY_SOURCES:
-            raise ConfigError(f"--source {self.source!r}: choose {' or '.join(ANOMALY_SOURCES)}")
-        checks = [
-            (0 <= self.eps < 0.5, "--eps must be in [0, 0.5)"),
-            (0 < self.top_p <= 1, "--top-p must be in (0, 1]"),
-            (self.min_gap >= 0, "--min-gap must be ≥ 0"),
-            (self.max_len > 0, "--max-len must be > 0"),
-            (0 <= self.lam <= 1, "--lambda must be in [0, 1]"),
-            (self.sigma > 0, "--sigma must be > 0"),
-            (self.top_k >= 1, "--top-k must be ≥ 1"),
-            (self.filter_frames >= 1, "--filter-frames must be ≥ 1"),
-            (self.window >= 1, "--window must be ≥ 1"),
-            (self.smooth >= 1, "--smooth must be ≥ 1"),
-            (self.pseudo_labels >= 1, "--pseudo-labels must be ≥ 1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        return self

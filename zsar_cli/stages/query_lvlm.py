@@ -37,7 +37,6 @@ from zsar_cli.stages.query_lvlm_config import DEFAULT_MODEL as DEFAULT_MODEL
 from zsar_cli.stages.query_lvlm_config import LEVELS as LEVELS
 from zsar_cli.stages.query_lvlm_config import MODES as MODES
 from zsar_cli.stages.query_lvlm_config import QUERY_KINDS as QUERY_KINDS
-from zsar_cli.stages.query_lvlm_config import RUN_ONLY_FIELDS as RUN_ONLY_FIELDS
 from zsar_cli.stages.query_lvlm_config import ZEAL_FRAME_PROMPT as ZEAL_FRAME_PROMPT
 from zsar_cli.stages.query_lvlm_config import QueryConfig as QueryConfig
 
@@ -298,7 +297,7 @@ def load_model(config: QueryConfig) -> LVLM:
     from zsar_cli.backends import load_lvlm
 
     return load_lvlm(
-        config.model or DEFAULT_MODEL,
+        config.model or DEFAULT_MODEL,  # None only before validated()
         device=config.device,
         dtype=config.dtype,
         trust_remote_code=config.trust_remote_code,

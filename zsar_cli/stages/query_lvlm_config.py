@@ -1,10 +1,14 @@
-"""Settings of the `query-lvlm` stage, free of heavy imports (the CLI reads defaults cheaply)."""
+"""Settings of the `query-lvlm` stage, free of heavy imports (the CLI reads defaults cheaply).
+Each field's help, choices and range are its `zsar --help` entry (see zsar_cli.options).
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
+from zsar_cli import options as o
 from zsar_cli.errors import ConfigError
+from zsar_cli.options import ConfigBase, opt
 
 # Re-exported: prompt wording lives in zsar_cli.prompts (the world LVLM records it).
 from zsar_cli.prompts import DEFAULT_CHOICE_QUESTION as DEFAULT_CHOICE_QUESTION
@@ -14,52 +18,70 @@ DEFAULT_MODEL = "hf:HuggingFaceTB/SmolVLM2-256M-Video-Instruct"
 MODES: tuple[str, ...] = ("yesno", "choice", "generate")
 LEVELS: tuple[str, ...] = ("frame", "clip")
 QUERY_KINDS: tuple[str, ...] = ("start", "end", "class", "choice", "anomaly", "question")
-# How a run executes, never what it writes: kept out of the cache key.
-RUN_ONLY_FIELDS = frozenset({"device", "batch_size", "strict"})
 
 
 @dataclass(frozen=True)
-class QueryConfig:
+class QueryConfig(ConfigBase):
     """Which model answers, which questions are asked, at which level, and how."""
 
     # None: DEFAULT_MODEL, or with --tokens the model the tokens were selected with (so typing
     # the default spec explicitly is never mistaken for "not given").
-    model: str | None = None
-    mode: str = "yesno"
-    level: str = "frame"
-    question: str | None = None
-    questions_file: str | None = None
-    labels_file: str | None = None
-    descriptions_file: str | None = None
-    frame_prompt: str = ZEAL_FRAME_PROMPT
-    choice_question: str = DEFAULT_CHOICE_QUESTION
-    query_kind: str | None = None
-    max_frames: int = 8
-    max_pixels: int = 512 * 512
-    max_new_tokens: int = 32
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int = 8
-    trust_remote_code: bool = False
-    strict: bool = False
+    model: str | None = o.model(
+        None,
+        f"{o.LVLM_MODEL_HELP} Default: {DEFAULT_MODEL}; with --tokens, the model that selected "
+        "them.",
+    )
+    mode: str = opt(
+        "yesno",
+        "yesno: p_yes from next-token logits; choice: lettered labels as options; "
+        "generate: greedy text.",
+        choices=MODES,
+    )
+    level: str = opt(
+        "frame",
+        "frame: one prompt per frame; clip: a segment's frames in one prompt.",
+        choices=LEVELS,
+    )
+    question: str | None = opt(None, "Question to ask; with --labels it must contain {label}.")
+    questions_file: str | None = opt(
+        None,
+        "File of questions (one per line, # comments), templates with {label}.",
+        flags=("--questions",),
+    )
+    labels_file: str | None = opt(
+        None,
+        "Labels file: fills {label}; the options of --mode choice.",
+        flags=("--labels", "-l"),
+    )
+    descriptions_file: str | None = opt(
+        None,
+        "Descriptions JSON/Parquet: asks each label's start and end question inside "
+        "--frame-prompt.",
+        flags=("--descriptions",),
+    )
+    frame_prompt: str = opt(
+        ZEAL_FRAME_PROMPT, "Prompt around start/end questions ({label}, {question})."
+    )
+    choice_question: str = opt(
+        DEFAULT_CHOICE_QUESTION, "The question of --mode choice before its options.", cli=False
+    )
+    query_kind: str | None = opt(
+        None,
+        "query_kind of --question rows (default: class with labels, else anomaly).",
+        choices=QUERY_KINDS,
+    )
+    max_frames: int = opt(8, "At most this many frames per clip prompt (uniformly kept).", min=1)
+    max_pixels: int = o.max_pixels()
+    max_new_tokens: int = opt(32, "Generation length for --mode generate.", min=1)
+    device: str = o.device()
+    dtype: str = o.lvlm_dtype()
+    batch_size: int = o.batch_size(8, "Prompts per forward pass.")
+    trust_remote_code: bool = o.trust_remote_code()
+    strict: bool = o.strict()
 
-    def validated(self) -> QueryConfig:
+    def check(self) -> QueryConfig:
         if self.model is None:
             return replace(self, model=DEFAULT_MODEL).validated()
-        if self.mode not in MODES:
-            raise ConfigError(f"--mode {self.mode!r}: choose one of {', '.join(MODES)}")
-        if self.level not in LEVELS:
-            raise ConfigError(f"--level {self.level!r}: choose one of {', '.join(LEVELS)}")
-        if self.query_kind is not None and self.query_kind not in QUERY_KINDS:
-            raise ConfigError(f"--query-kind {self.query_kind!r}: one of {', '.join(QUERY_KINDS)}")
-        for name in (
-            "max_frames",
-            "max_pixels",
-            "max_new_tokens",
-            "batch_size",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
         if self.question is not None and self.questions_file is not None:
             raise ConfigError("--question and --questions are alternatives; give one")
         if "{question}" not in self.frame_prompt:
@@ -74,6 +96,3 @@ class QueryConfig:
         ):
             raise ConfigError("give --question, --questions or --descriptions (what to ask)")
         return self
-
-    def provenance(self) -> dict[str, object]:
-        return {k: v for k, v in asdict(self).items() if k not in RUN_ONLY_FIELDS}

@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,26 +25,15 @@ import numpy as np
 
 from zsar_cli.errors import CacheMismatchError, InputError
 from zsar_cli.outputs import check_output_path, output_lock, scoped, write_text_atomic
+from zsar_cli.stages.report_config import ReportConfig as ReportConfig
 from zsar_cli.stages.score import (
     AnomalyReport,
     ClassificationReport,
     LocalizationReport,
     Report,
-    ScoreConfig,
     evaluate,
     load_predictions,
 )
-
-
-@dataclass(frozen=True)
-class ReportConfig:
-    """Options of `zsar report` (CLI defaults come from here)."""
-
-    score: ScoreConfig = field(default_factory=ScoreConfig)
-    max_videos: int = 12  # timelines drawn (one PNG each)
-    videos: tuple[str, ...] = ()  # draw these videos' timelines instead of the first ones
-    max_classes: int = 20  # PR curves drawn (classes with the most ground truth first)
-    dpi: int = 100
 
 
 @dataclass
@@ -361,6 +350,7 @@ def run(
     existing report.html with other content) is refused unless `force` before anything in
     `outdir` changes, and the report's lock keeps two runs from interleaving their figures.
     """
+    config = config.validated()
     out = Path(outdir)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")

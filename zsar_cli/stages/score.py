@@ -33,6 +33,7 @@ from zsar_cli.datasets import (
     read_activitynet_predictions,
 )
 from zsar_cli.errors import InputError
+from zsar_cli.metrics import ANET_TIOU, THUMOS_TIOU
 from zsar_cli.outputs import note_input, scoped
 from zsar_cli.stages.score_anomaly import AnomalyReport, score_anomaly
 from zsar_cli.stages.score_classification import ClassificationReport, score_classification
@@ -41,11 +42,12 @@ from zsar_cli.stages.score_config import (
     AMBIGUOUS_MODES,
     COMPAT_MODES,
     PRESET_BY_FORMAT,
-    PRESETS,
     TASK_BY_KIND,
     ScoreConfig,
 )
 from zsar_cli.stages.score_localization import LocalizationReport, score_localization
+
+PRESETS = {"thumos": THUMOS_TIOU, "anet": ANET_TIOU}
 
 __all__ = [
     "AMBIGUOUS_MODES",

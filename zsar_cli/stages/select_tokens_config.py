@@ -4,16 +4,16 @@ CLI reads its defaults without importing numpy/pyarrow/torch (`zsar --help` stay
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
+from zsar_cli import options as o
 from zsar_cli.errors import ConfigError
+from zsar_cli.options import ConfigBase, opt
 from zsar_cli.prompts import DEFAULT_CHOICE_QUESTION
 
 DEFAULT_MODEL = "hf:HuggingFaceTB/SmolVLM2-256M-Video-Instruct"
 SCORERS: tuple[str, ...] = ("attention", "similarity", "clip")
-EMBEDDING_DTYPES: tuple[str, ...] = ("float16", "float32")
-# How a run executes, never what it writes: kept out of the cache key.
-RUN_ONLY_FIELDS = frozenset({"device", "strict"})
+EMBEDDING_DTYPES: tuple[str, ...] = o.STORAGE_DTYPES
 
 
 def parse_layers(text: str) -> tuple[int, ...]:
@@ -29,8 +29,16 @@ def parse_layers(text: str) -> tuple[int, ...]:
         ) from None
 
 
+LAYERS_HELP = "Decoder layers averaged: all, or e.g. 0,2,-1 (negative from the end)."
+BUDGET_HELP = (
+    "Tokens kept per video, split evenly across paths (default: the tokens of --baseline-frames "
+    "frames)."
+)
+BASELINE_FRAMES_HELP = "Default budget = the token count of this many frames."
+
+
 @dataclass(frozen=True)
-class SelectTokensConfig:
+class SelectTokensConfig(ConfigBase):
     """Which model scores which visual tokens for which question, and how many are kept.
 
     `budget` is the total number of kept tokens per video (per label with `{label}` questions),
@@ -39,80 +47,72 @@ class SelectTokensConfig:
     paths; None uses the frames' own `segment` column (extract-frames --segments).
     """
 
-    model: str = DEFAULT_MODEL
-    question: str | None = None
-    labels_file: str | None = None
-    scorer: str = "attention"
-    layers: tuple[int, ...] = ()
-    budget: int | None = None
-    baseline_frames: int = 16
-    segments: int | None = None
-    embedding_dtype: str = "float16"
-    max_pixels: int = 512 * 512
-    device: str = "auto"
-    dtype: str = "auto"
-    trust_remote_code: bool = False
-    strict: bool = False
+    model: str = o.model(DEFAULT_MODEL, f"{o.LVLM_MODEL_HELP} Not used by --scorer clip.")
+    question: str | None = opt(
+        None, "The question tokens are selected for; with --labels it has {label}.", required=True
+    )
+    labels_file: str | None = opt(
+        None, "Labels file: one selection per label ({label}).", flags=("--labels", "-l")
+    )
+    scorer: str = opt(
+        "attention",
+        "attention: attention of the last input token; similarity: cosine of hidden states to "
+        "the last token's; clip: CLIP patch tokens vs the question (no LVLM).",
+        choices=SCORERS,
+    )
+    layers: tuple[int, ...] = opt((), LAYERS_HELP, parse=parse_layers, cli_default="all")
+    budget: int | None = opt(None, BUDGET_HELP, min=1)
+    baseline_frames: int = opt(16, BASELINE_FRAMES_HELP, min=1)
+    segments: int | None = opt(
+        None,
+        "Split each video's frames into R equal paths (default: the frames' segments).",
+        min=1,
+    )
+    embedding_dtype: str = o.storage_dtype("token embeddings")
+    max_pixels: int = o.max_pixels()
+    device: str = o.device()
+    dtype: str = o.lvlm_dtype()
+    trust_remote_code: bool = o.trust_remote_code()
+    strict: bool = o.strict()
 
-    def validated(self) -> SelectTokensConfig:
-        if self.scorer not in SCORERS:
-            raise ConfigError(f"--scorer {self.scorer!r}: choose one of {', '.join(SCORERS)}")
-        if self.embedding_dtype not in EMBEDDING_DTYPES:
-            raise ConfigError(
-                f"--embedding-dtype {self.embedding_dtype!r}: one of {', '.join(EMBEDDING_DTYPES)}"
-            )
+    def check(self) -> SelectTokensConfig:
         if not self.question:
             raise ConfigError("give --question (what the tokens are selected for)")
         if self.labels_file is not None and "{label}" not in self.question:
             raise ConfigError("--labels needs a --question containing {label}")
         if self.labels_file is None and "{label}" in self.question:
             raise ConfigError("--question uses {label}; give --labels")
-        if self.budget is not None and self.budget < 1:
-            raise ConfigError(f"--budget must be >= 1 (got {self.budget})")
-        if self.baseline_frames < 1:
-            raise ConfigError(f"--baseline-frames must be >= 1 (got {self.baseline_frames})")
-        if self.segments is not None and self.segments < 1:
-            raise ConfigError(f"--segments must be >= 1 (got {self.segments})")
-        if self.max_pixels < 1:
-            raise ConfigError(f"--max-pixels must be >= 1 (got {self.max_pixels})")
         return self
-
-    def provenance(self) -> dict[str, object]:
-        return {k: v for k, v in asdict(self).items() if k not in RUN_ONLY_FIELDS}
 
 
 @dataclass(frozen=True)
-class LVLMChoiceConfig:
+class LVLMChoiceConfig(ConfigBase):
     """`classify --lvlm`: CLIP shortlists `shortlist` labels, the LVLM picks among them (choice
     mode) from `frames` linearly sampled frames, or with `self_res` from Self-ReS tokens of
     `segments` × `frames_per_segment` densely sampled frames (budget as in select-tokens)."""
 
-    model: str = DEFAULT_MODEL
-    self_res: bool = False
-    shortlist: int = 5
-    question: str = DEFAULT_CHOICE_QUESTION
-    frames: int = 16
-    segments: int = 4
-    frames_per_segment: int = 8
-    scorer: str = "attention"
-    layers: tuple[int, ...] = ()
-    budget: int | None = None
-    baseline_frames: int = 16
-    max_pixels: int = 512 * 512
-    dtype: str = "auto"
-    trust_remote_code: bool = False
-
-    def validated(self) -> LVLMChoiceConfig:
-        if self.shortlist < 2:
-            raise ConfigError(f"--shortlist must be >= 2 (got {self.shortlist})")
-        for name in ("frames", "segments", "frames_per_segment", "baseline_frames"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
-        if self.scorer not in ("attention", "similarity"):
-            raise ConfigError(f"--scorer {self.scorer!r}: classify uses attention or similarity")
-        if self.budget is not None and self.budget < 1:
-            raise ConfigError(f"--budget must be >= 1 (got {self.budget})")
-        return self
+    model: str = o.model(DEFAULT_MODEL, o.LVLM_MODEL_HELP)
+    self_res: bool = opt(
+        False,
+        "With --lvlm: answer from Self-ReS tokens of densely sampled segments instead of "
+        "linearly sampled frames.",
+    )
+    shortlist: int = opt(5, "With --lvlm: CLIP's top labels offered to the LVLM.", min=2)
+    question: str = opt(DEFAULT_CHOICE_QUESTION, "The question before the options.")
+    frames: int = opt(16, "Frames linearly sampled per video.", min=1)
+    segments: int = opt(4, "With --self-res: segments (reflection paths) per video.", min=1)
+    frames_per_segment: int = opt(8, "With --self-res: frames per segment.", min=1)
+    scorer: str = opt(
+        "attention",
+        "With --self-res: attention or similarity.",
+        choices=("attention", "similarity"),
+    )
+    layers: tuple[int, ...] = opt((), LAYERS_HELP, parse=parse_layers, cli_default="all")
+    budget: int | None = opt(None, BUDGET_HELP, min=1)
+    baseline_frames: int = opt(16, BASELINE_FRAMES_HELP, min=1)
+    max_pixels: int = o.max_pixels()
+    dtype: str = o.lvlm_dtype()
+    trust_remote_code: bool = o.trust_remote_code()
 
     def selection(self, device: str) -> SelectTokensConfig:
         """The select-tokens settings of the Self-ReS path (paths = the decoded segments)."""
