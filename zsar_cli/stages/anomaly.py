@@ -23,7 +23,6 @@ import numpy as np
 
 from zsar_cli.artifacts import build_table, write_artifact
 from zsar_cli.errors import InputError
-from zsar_cli.runner import run_table_stage
 from zsar_cli.sharding import Shard, shard_output
 from zsar_cli.stages.localize_config import LocalizeConfig
 from zsar_cli.stages.localize_inputs import (
@@ -41,6 +40,7 @@ from zsar_cli.stages.localize_output import (
     intervals_table,
     new_interval_rows,
     usable,
+    write_through_runner,
 )
 from zsar_cli.stages.localize_scores import (
     clip_anomaly_scores,
@@ -189,18 +189,11 @@ def run(
         return computed[0]
 
     if output is not None:
-        summary = run_table_stage(
-            output,
-            kind="frame_scores",
-            config=config,
-            upstream=upstream,
-            table=lambda: result()[0].frame_scores,
-            extra_metadata=lambda: result()[1],
-            shard=shard,
-            force=force,
+        skipped = write_through_runner(
+            output, "frame_scores", config, upstream, result, lambda r: r.frame_scores, shard, force
         )
-        if summary.skipped:
-            return LocalizeResult(notes=[f"up to date: {summary.output}"], skipped=True)
+        if skipped is not None:
+            return skipped
     res, extra = result()
     if intervals_output is not None:
         assert res.intervals is not None

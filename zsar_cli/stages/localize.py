@@ -38,7 +38,7 @@ from zsar_cli.artifacts import read_artifact
 from zsar_cli.errors import ConfigError, InputError
 from zsar_cli.jsonio import write_json
 from zsar_cli.outputs import scoped
-from zsar_cli.runner import input_key, run_table_stage
+from zsar_cli.runner import input_key
 from zsar_cli.sharding import Shard, shard_video_ids
 from zsar_cli.stages import anomaly
 from zsar_cli.stages.anomaly import ANOMALY_LABEL, anomaly_frame_scores
@@ -65,6 +65,7 @@ from zsar_cli.stages.localize_output import (
     intervals_table,
     new_interval_rows,
     usable,
+    write_through_runner,
 )
 from zsar_cli.stages.localize_scores import clip_baseline, pseudo_labels
 from zsar_cli.stages.localize_zeal import (
@@ -333,18 +334,11 @@ def run(
         assert res.intervals is not None
         write_json(activitynet_results(res.intervals, res.labels_used), output, force)
     elif output is not None:
-        summary = run_table_stage(
-            output,
-            kind="intervals",
-            config=config,
-            upstream=upstream,
-            table=lambda: result()[0].intervals,
-            extra_metadata=lambda: result()[1],
-            shard=shard,
-            force=force,
+        skipped = write_through_runner(
+            output, "intervals", config, upstream, result, lambda r: r.intervals, shard, force
         )
-        if summary.skipped:
-            return LocalizeResult(notes=[f"up to date: {summary.output}"], skipped=True)
+        if skipped is not None:
+            return skipped
     return result()[0]
 
 

@@ -8,7 +8,7 @@ Nothing is read or written here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,3 +97,32 @@ def activitynet_results(intervals: pa.Table, videos: Iterable[str] = ()) -> dict
         "results": results,
         "external_data": {"used": False, "details": "zsar localize"},
     }
+
+
+def write_through_runner(
+    output: str,
+    kind: str,
+    config: Any,
+    upstream: Sequence[str],
+    result: Callable[[], tuple[LocalizeResult, dict[str, Any]]],
+    table: Callable[[LocalizeResult], pa.Table | None],
+    shard: Any = None,
+    force: bool = False,
+) -> LocalizeResult | None:
+    """Write one table of a (lazily computed) localize/anomaly result per video through the
+    shared runner; a LocalizeResult marked skipped when the output was already up to date."""
+    from zsar_cli.runner import run_table_stage
+
+    summary = run_table_stage(
+        output,
+        kind=kind,
+        config=config,
+        upstream=upstream,
+        table=lambda: table(result()[0]),
+        extra_metadata=lambda: result()[1],
+        shard=shard,
+        force=force,
+    )
+    if summary.skipped:
+        return LocalizeResult(notes=[f"up to date: {summary.output}"], skipped=True)
+    return None
