@@ -279,3 +279,31 @@ def test_shards_skip_force_and_resume(runner, frames, tmp_path):
     assert asked == ["clip2"] and summary.resumed_videos == 2
     assert read_artifact(out, "tokens").table.equals(read_artifact(full, "tokens").table)
     assert not list(tmp_path.glob(".resumed.parquet.ckpt-*"))
+
+
+def test_answers_from_tokens_shard_skip_force_and_model(runner, frames, tmp_path):
+    """query-lvlm --tokens runs through the shared runner: --shard writes parts that merge into
+    the unsharded answers, a rerun is up to date, other settings are refused unless --force;
+    and typing the tokens' own model explicitly is accepted (compared resolved)."""
+    tokens = tmp_path / "tokens.parquet"
+    assert select(runner, frames, tokens, "--budget", "6").exit_code == 0
+    ask = ["query-lvlm", str(frames), "--tokens", str(tokens), "--device", "cpu"]
+    question = ["--question", "Is there any object in this frame?"]
+    whole = tmp_path / "answers.parquet"
+    res = runner.invoke(app, [*ask, *question, "-o", str(whole)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, [*ask, *question, "-m", LVLM, "-o", str(whole)])
+    assert res.exit_code == 0 and "up to date" in res.output, res.output
+    parts = tmp_path / "parts"
+    for index in (0, 1):
+        res = runner.invoke(app, [*ask, *question, "-o", str(parts), "--shard", f"{index}/2"])
+        assert res.exit_code == 0, res.output
+    merged = tmp_path / "merged.parquet"
+    assert runner.invoke(app, ["merge", str(parts), "-o", str(merged)]).exit_code == 0
+    assert read_artifact(merged).table.equals(read_artifact(whole).table)
+    other = ["--question", "Is it red?"]
+    res = runner.invoke(app, [*ask, *other, "-o", str(whole)])
+    assert res.exit_code == 1 and "--force" in res.output, res.output
+    res = runner.invoke(app, [*ask, *other, "-o", str(whole), "--force"])
+    assert res.exit_code == 0, res.output
+    assert read_artifact(whole).table.column("question").to_pylist() == ["Is it red?"] * 3

@@ -248,7 +248,8 @@ def run_from_tokens(
             f"{tokens}: tokens were selected with {selected_with}, not --model {spec}; the "
             "final pass must use the model whose input space they are in (omit --model)"
         )
-    cfg = replace(config, model=spec).validated()
+    # One spelling of the model in the provenance, however the user typed it.
+    cfg = replace(config, model=selected_with or spec).validated()
     if cfg.mode not in ("yesno", "choice"):
         raise ConfigError(f"--tokens answers in --mode yesno or choice, not {cfg.mode}")
     queries, labels = q.build_queries(cfg)
@@ -266,7 +267,7 @@ def run_from_tokens(
         upstream=[key, q.queries_key(queries, labels)],
         units=units,
         work=work,
-        extra_metadata={"model_spec": spec, "mode": cfg.mode, "level": "tokens"},
+        extra_metadata={"model_spec": cfg.model, "mode": cfg.mode, "level": "tokens"},
         shard=shard,
         force=force,
         on_unit=None if on_video is None else lambda unit, _rows: on_video(unit.video_id or ""),
