@@ -274,6 +274,13 @@ def test_internal_error_exits_70_and_user_error_1(chain, runner, monkeypatch):
     assert line.startswith("error: internal error: RuntimeError: injected bug second line")
     assert "ZSAR_DEBUG=1" in line and len(line.splitlines()) == 1
 
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stage, "run", interrupted)
+    res = runner.invoke(app, ["encode", frames, "-o", "x.parquet"])
+    assert res.exit_code == 130 and "interrupted" in res.output
+
 
 def test_library_api_equals_the_cli(chain, tmp_path):
     import zsar_cli as zs
