@@ -135,3 +135,46 @@ def test_pipe_chain_equals_file_chain(frames, tmp_path):
         ["bash", "-o", "pipefail", "-c", chain], check=True, capture_output=True, text=True
     ).stdout
     assert json.loads(by_pipe) == json.loads(by_file)
+
+
+def test_run_stage_turns_a_units_user_error_into_an_error_row(tmp_path):
+    """A unit whose work raises a ZsarError becomes one error row and the rest complete; an
+    error about the whole run (a model that cannot load) still stops it."""
+    from zsar_cli.errors import ModelError, VideoError
+    from zsar_cli.runner import Unit, run_stage
+
+    def work(unit: Unit) -> pa.Table:
+        if unit.video_id == "bad":
+            raise VideoError("bad.mp4: moov atom not found")
+        return pa.table(
+            {
+                "video_id": [unit.video_id],
+                "frame_index": pa.array([0], pa.int64()),
+                "timestamp": [0.0],
+                "embedding": pa.array([[1.0, 0.0]], pa.list_(pa.float16())),
+                "error": pa.array([None], pa.string()),
+            }
+        )
+
+    units = [Unit(i, vid) for i, vid in enumerate(["a", "bad", "c"])]
+    out = tmp_path / "emb.parquet"
+    summary = run_stage(str(out), kind="embeddings", config={}, upstream=[], units=units, work=work)
+    table = read_artifact(out).table
+    assert table.column("video_id").to_pylist() == ["a", "bad", "c"]
+    assert table.column("error").to_pylist() == [None, "bad.mp4: moov atom not found", None]
+    assert (summary.videos, summary.failed) == (3, 1)
+    assert summary.errors == [("bad", "bad.mp4: moov atom not found")]
+
+    def no_model(unit: Unit) -> pa.Table:
+        raise ModelError("hf:missing: not found")
+
+    with pytest.raises(ModelError):
+        run_stage(
+            str(tmp_path / "x.parquet"),
+            kind="embeddings",
+            config={},
+            upstream=[],
+            units=units,
+            work=no_model,
+        )
+    assert not (tmp_path / "x.parquet").exists()

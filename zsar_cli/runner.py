@@ -33,7 +33,7 @@ from zsar_cli.artifacts import (
     iter_video_groups,
     read_artifact,
 )
-from zsar_cli.errors import ZsarError
+from zsar_cli.errors import CacheMismatchError, ConfigError, ModelError, ZsarError
 from zsar_cli.outputs import claim_output
 from zsar_cli.sharding import PART_RE, Checkpoint, Shard, shard_output
 
@@ -152,6 +152,24 @@ class RunSummary:
 _SEEN_COLUMNS = ["video_id", "error"]
 
 
+def _default_error_rows(kind: str) -> Callable[[Unit, str], pa.Table] | None:
+    """One row naming the unit's video and the error, every other column null — for every
+    kind whose rows carry an `error` column."""
+    from zsar_cli.artifacts import get_spec
+
+    spec = get_spec(kind)
+    if spec.field("error") is None or spec.field("video_id") is None:
+        return None
+
+    def rows(unit: Unit, message: str) -> pa.Table:
+        columns = {f.name: pa.nulls(1, f.type) for f in spec.fields}
+        columns["video_id"] = pa.array([unit.video_id or ""], pa.string())
+        columns["error"] = pa.array([message], pa.string())
+        return pa.table(columns)
+
+    return rows
+
+
 def _seen(table: pa.Table) -> pa.Table:
     return table.select([c for c in _SEEN_COLUMNS if c in table.column_names])
 
@@ -227,14 +245,18 @@ def _run(
             extra_cache.append(value)
         return extra_cache[0]
 
+    rows_for_error = error_rows or _default_error_rows(kind)
+
     def guarded(unit: Unit) -> Iterator[pa.Table]:
         assert work is not None
         try:
             produced = list(_tables(work(unit)))
-        except ZsarError as exc:
-            if error_rows is None:
+        except (ModelError, ConfigError, CacheMismatchError):
+            raise  # about the whole run, not this unit
+        except ZsarError as exc:  # this unit's own problem: an error row, the rest completes
+            if rows_for_error is None:
                 raise
-            produced = [error_rows(unit, str(exc))]
+            produced = [rows_for_error(unit, str(exc))]
         yield from produced
 
     def produce(todo: Iterable[Unit]) -> Iterator[tuple[Unit, pa.Table | None]]:

@@ -8,11 +8,11 @@ temporal_annotation.txt (UCF-Crime lines), and world.json last; each written ato
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from zsar_cli.outputs import write_text_atomic
 from zsar_cli.synthetic.vocabulary import LABELS, label_token, world_descriptions
 from zsar_cli.synthetic.world import MANIFEST_NAME, WorldManifest, WorldVideo
 
@@ -51,13 +51,6 @@ def activitynet_json(videos: Iterable[WorldVideo]) -> dict[str, Any]:
     }
 
 
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _list_csv(videos: Iterable[WorldVideo]) -> str:
     rows = ["video,label"] + [f"{v.path.name},{v.label or ''}" for v in videos]
     return "\n".join(rows) + "\n"
@@ -69,7 +62,10 @@ def write_ground_truth(manifest: WorldManifest) -> list[Path]:
     written: list[Path] = []
 
     def put(path: Path, text: str) -> None:
-        _write_text(path, text)
+        # `zsar synth` owns its world folder (it refuses a foreign non-empty one), so its files
+        # are replaced whole; the writer still makes each appear atomically.
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, text, force=True)
         written.append(path)
 
     put(manifest.labels_file, "\n".join(LABELS) + "\n")
