@@ -275,7 +275,12 @@ def test_provenance_leaves_out_run_only_fields():
         "workers",
         "strict",
         "top_k",
+        # omit_unset: out of the key while None (--adapter came later and moved no key)
+        "adapter",
+        "adapter_weight",
     }
+    with_adapter = ClassifyConfig(adapter="a.parquet", adapter_weight=0.0).provenance()
+    assert with_adapter["adapter"] == "a.parquet" and with_adapter["adapter_weight"] == 0.0
     assert set(dataclasses.asdict(DescribeConfig())) - set(DescribeConfig().provenance()) == {
         "device",
         "cache_dir",

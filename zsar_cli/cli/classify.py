@@ -107,6 +107,8 @@ def classify(
             }
         )
     line = f"{summary.videos - summary.failed}/{summary.videos} videos classified"
+    if summary.excluded:
+        line += f" ({summary.excluded} support videos of --adapter left out)"
     if summary.accuracy is not None:
         line += f"; top-1 accuracy {summary.accuracy:.3f} against the list's labels"
     if output not in (None, "-"):
