@@ -258,7 +258,8 @@ def test_cache_keys_did_not_move(monkeypatch):
         "describe-from": key(
             "descriptions", DescribeConfig(from_file="d.json").validated().provenance()
         ),
-        "localize": key("intervals", LocalizeConfig()),
+        # localize writes its config's provenance (options left unset, e.g. --adapter, omitted)
+        "localize": key("intervals", LocalizeConfig().provenance()),
         "score": key("metrics", ScoreConfig()),
         "report": key("metrics", ReportConfig()),
     }
