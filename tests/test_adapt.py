@@ -359,3 +359,18 @@ def test_anomaly_weight_zero_is_zero_shot_and_the_head_separates_frames(untrimme
         LocalizeConfig(method="zeal", adapter="a.parquet").validate()
     with pytest.raises(ConfigError, match="--adapter scores CLIP frame embeddings"):
         LocalizeConfig(method="anomaly", source="lvlm", adapter="a.parquet").validate()
+
+
+def test_library_functions(world):
+    import zsar_cli as zs
+
+    out = world["tmp"] / "lib.parquet"
+    summary = zs.adapt(world["support"], out, method="prototypes", shots=2)
+    assert summary.videos == 6 and read_adapter(str(out)).head.method == "prototypes"
+    preds = zs.classify(world["all"], labels=world["labels"], adapter=str(out), templates="none")
+    # only the 2 shots per class the adapter kept are left out
+    left_out = {f"s{k}{i}" for k in range(3) for i in range(2)}
+    scored = set(world["test_ids"]) | set(world["support_ids"])
+    assert set(preds.column("video_id").to_pylist()) == scored - left_out
+    with pytest.raises(ConfigError, match="unknown option"):
+        zs.adapt(world["support"], out, shot=2)
