@@ -120,6 +120,9 @@ def test_refusals_are_one_line(runner, nonsense_world, fitted, tmp_path):
         assert result.exit_code == 1, (args, result.output)
         assert message in result.output, (args, result.output)
         assert len(result.output.strip().splitlines()) == 1, result.output
+    result = invoke(runner, "classify", out / "all.csv", "-l", out / "labels.txt", "--adapter",
+                    adapter, "--lvlm", "builtin:world-lvlm")  # fmt: skip
+    assert result.exit_code == 2 and "cannot be combined with --lvlm" in result.output
     unlabelled = tmp_path / "unlabelled.txt"
     unlabelled.write_text(str(next((out / "world" / "trimmed").glob("*.mp4"))) + "\n")
     result = invoke(runner, "adapt", "-s", unlabelled, "-o", tmp_path / "a.parquet", "-n", 1,

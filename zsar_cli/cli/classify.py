@@ -76,6 +76,9 @@ def classify(
     show_tables = not json_out and output is None
     on_video = (lambda r: _print_table(r, top_k)) if show_tables else None
     if lvlm is not None:
+        if config.adapter is not None:
+            # The LVLM's predictions would not record the adapter's weight and key yet.
+            fail("--adapter applies to CLIP classification; it cannot be combined with --lvlm", 2)
         from zsar_cli.stages import classify_lvlm as lvlm_stage
 
         summary = lvlm_stage.classify_with_lvlm(
