@@ -2,9 +2,10 @@
 PYTHON ?= python3
 ZSAR ?= $(PYTHON) -m zsar_cli
 DEMO_DIR ?= build/demo
+KSHOT_DIR ?= build/kshot
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test test-all bench demo zeal zeal-demo slurm-pipeline
+.PHONY: help install lint test test-all bench demo recipe-world-kshot zeal zeal-demo slurm-pipeline
 
 help: ## Show this help.
 	@grep -E '^[a-zA-Z0-9_ %-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -30,6 +31,9 @@ demo: ## Generate world videos and classify them with the built-in world CLIP.
 	$(ZSAR) synth $(DEMO_DIR) --trimmed 24 --untrimmed 0 --anomaly 0 --seed 7
 	$(ZSAR) classify $(DEMO_DIR)/trimmed/list.csv --labels $(DEMO_DIR)/labels.txt --model builtin:world-clip -o $(DEMO_DIR)/predictions.parquet
 	$(ZSAR) score $(DEMO_DIR)/predictions.parquet
+
+recipe-world-kshot: ## k-shot curves of zsar adapt on world videos with nonsense label names (into KSHOT_DIR).
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) examples/world_kshot.py $(KSHOT_DIR)
 
 # --- The ZEAL chain on a folder of videos (examples/zeal_chain.sh, stage by stage with the CLI)
 zeal: ## ZEAL chain: make zeal VIDEOS=dir LABELS=labels.txt DESCRIPTIONS=desc.json OUT=dir [GT=gt.json]

@@ -258,7 +258,8 @@ def test_cache_keys_did_not_move(monkeypatch):
         "describe-from": key(
             "descriptions", DescribeConfig(from_file="d.json").validated().provenance()
         ),
-        "localize": key("intervals", LocalizeConfig()),
+        # localize writes its config's provenance (options left unset, e.g. --adapter, omitted)
+        "localize": key("intervals", LocalizeConfig().provenance()),
         "score": key("metrics", ScoreConfig()),
         "report": key("metrics", ReportConfig()),
     }
@@ -275,7 +276,12 @@ def test_provenance_leaves_out_run_only_fields():
         "workers",
         "strict",
         "top_k",
+        # omit_unset: out of the key while None (--adapter came later and moved no key)
+        "adapter",
+        "adapter_weight",
     }
+    with_adapter = ClassifyConfig(adapter="a.parquet", adapter_weight=0.0).provenance()
+    assert with_adapter["adapter"] == "a.parquet" and with_adapter["adapter_weight"] == 0.0
     assert set(dataclasses.asdict(DescribeConfig())) - set(DescribeConfig().provenance()) == {
         "device",
         "cache_dir",

@@ -7,7 +7,16 @@ Every stage is a plain library function as well as a CLI command; the package ro
 __version__ = "0.1.0"
 
 # The stage functions (zsar_cli.api), imported on first use so `import zsar_cli` stays light.
-_API = ("extract_frames", "encode", "classify", "query_lvlm", "select_tokens", "localize", "score")
+_API = (
+    "extract_frames",
+    "encode",
+    "classify",
+    "adapt",
+    "query_lvlm",
+    "select_tokens",
+    "localize",
+    "score",
+)
 __all__ = ["__version__", *_API]
 
 

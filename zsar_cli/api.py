@@ -117,6 +117,21 @@ def classify(
     return stage.predictions_table(summary.results)
 
 
+def adapt(
+    support: PathLike | Sequence[PathLike],
+    output: PathLike,
+    *,
+    force: bool = False,
+    **options: Any,
+) -> Any:
+    """Labelled support clips (list files, or a frames/embeddings artifact with labels) → an
+    `adapter` artifact for `classify(..., adapter=...)`; returns the run's summary."""
+    from zsar_cli.stages import adapt as stage
+
+    config = build_config(stage.AdaptConfig, options, "adapt")
+    return stage.adapt(_listed(support), output, config, force=force)
+
+
 def query_lvlm(
     frames: PathLike, output: PathLike, *, shard: Any = None, force: bool = False, **options: Any
 ) -> Any:
@@ -179,6 +194,7 @@ def score(
 
 
 __all__ = [
+    "adapt",
     "classify",
     "encode",
     "extract_frames",

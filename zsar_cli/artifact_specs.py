@@ -206,6 +206,24 @@ _register(
     )
 )
 
+_register(
+    ArtifactSpec(
+        "adapter",
+        1,
+        (
+            _f("role", pa.string(), False),
+            _f("label", pa.string(), False),
+            _f("video_id", pa.string()),
+            _f("path", pa.string()),
+            _f("vector", pa.list_(pa.float64())),
+            _f("bias", pa.float64()),
+        ),
+        ("role", "label", "video_id", "vector", "bias"),
+        "a training-free head (zsar adapt): one `class` row per class (prototype or GDA weights "
+        "and bias) and one `support` row per support clip (its embedding)",
+    )
+)
+
 
 def get_spec(kind: str) -> ArtifactSpec:
     try:

@@ -2,10 +2,11 @@
 
 A stage's frozen `<Stage>Config` dataclass declares each field with `opt(default, help, ...)`:
 its help text, flags, choices, numeric range, whether it only changes how a run executes
-(`run_only`: kept out of the cache key) and whether it is an option at all (`cli`). From that one
-declaration `ConfigBase.validated()` checks values (one-line `ConfigError` naming the option),
-`ConfigBase.provenance()` picks what goes into the cache key, and `zsar_cli.cli.build` makes the
-typer options, so each default, help text and range lives in one place.
+(`run_only`: kept out of the cache key; `omit_unset`: kept out while None) and whether it is an
+option at all (`cli`). From that one declaration `ConfigBase.validated()` checks values (one-line
+`ConfigError` naming the option), `ConfigBase.provenance()` picks what goes into the cache key,
+and `zsar_cli.cli.build` makes the typer options, so each default, help text and range lives
+in one place.
 
 The factories at the end (`device()`, `batch_size()`, `strict()`, ...) are the options that recur
 across stages, written once; a dataclass field cannot be shared between classes, hence functions.
@@ -47,6 +48,9 @@ class Opt:
     lt: float | None = None
     # How the run executes, never what it writes (device, batch size, ...): not in the cache key.
     run_only: bool = False
+    # Left out of the cache key while None, so an option added later (e.g. `--adapter`) moves
+    # no key of the runs that do not use it.
+    omit_unset: bool = False
     cli: bool = True
     # The command line must give it (the library default stays for other callers).
     required: bool = False
@@ -95,6 +99,7 @@ def opt(
     gt: float | None = None,
     lt: float | None = None,
     run_only: bool = False,
+    omit_unset: bool = False,
     cli: bool = True,
     required: bool = False,
     metavar: str | None = None,
@@ -111,6 +116,7 @@ def opt(
         gt=gt,
         lt=lt,
         run_only=run_only,
+        omit_unset=omit_unset,
         cli=cli,
         required=required,
         metavar=metavar,
@@ -175,9 +181,9 @@ class ConfigBase:
         out: dict[str, object] = {}
         for field in dataclasses.fields(self):  # type: ignore[arg-type]
             meta = option_of(field)
-            if meta is not None and meta.run_only:
-                continue
             value = getattr(self, field.name)
+            if meta is not None and (meta.run_only or (meta.omit_unset and value is None)):
+                continue
             out[field.name] = value.provenance() if isinstance(value, ConfigBase) else value
         return out
 

@@ -46,6 +46,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "merge",
     "encode",
     "classify",
+    "adapt",
     "localize",
     "score",
     "report",

@@ -76,6 +76,9 @@ def classify(
     show_tables = not json_out and output is None
     on_video = (lambda r: _print_table(r, top_k)) if show_tables else None
     if lvlm is not None:
+        if config.adapter is not None:
+            # The LVLM's predictions would not record the adapter's weight and key yet.
+            fail("--adapter applies to CLIP classification; it cannot be combined with --lvlm", 2)
         from zsar_cli.stages import classify_lvlm as lvlm_stage
 
         summary = lvlm_stage.classify_with_lvlm(
@@ -107,6 +110,8 @@ def classify(
             }
         )
     line = f"{summary.videos - summary.failed}/{summary.videos} videos classified"
+    if summary.excluded:
+        line += f" ({summary.excluded} support videos of --adapter left out)"
     if summary.accuracy is not None:
         line += f"; top-1 accuracy {summary.accuracy:.3f} against the list's labels"
     if output not in (None, "-"):

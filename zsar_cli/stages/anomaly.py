@@ -28,6 +28,7 @@ from zsar_cli.stages.localize_config import LocalizeConfig
 from zsar_cli.stages.localize_inputs import (
     AnswerSeries,
     VideoFrames,
+    adapter_head,
     fps_note,
     match_labels,
     read_answers,
@@ -43,6 +44,7 @@ from zsar_cli.stages.localize_output import (
     write_through_runner,
 )
 from zsar_cli.stages.localize_scores import (
+    Head,
     clip_anomaly_scores,
     moving_average,
     threshold_intervals,
@@ -84,15 +86,17 @@ def clip_video_scores(
     anomalous: Sequence[str],
     normal: Sequence[str],
     scale: float,
+    head: Head | None = None,
 ) -> VideoScores:
-    """P(any anomaly label) per frame, from CLIP similarities to anomaly and normal prompts."""
+    """P(any anomaly label) per frame, from CLIP similarities to anomaly and normal prompts
+    (+ an adapter's logits, `head`, for the labels anomalous + normal in that order)."""
     pos = {label: i for i, label in enumerate(labels)}
     a_emb = label_embeddings[[pos[lb] for lb in anomalous]]
     n_emb = label_embeddings[[pos[lb] for lb in normal]]
     video_scores: VideoScores = {}
     for vid, video in frames.items():
         raw = (
-            clip_anomaly_scores(video.matrix, a_emb, n_emb, scale)
+            clip_anomaly_scores(video.matrix, a_emb, n_emb, scale, head)
             if video.error is None
             else np.zeros(0)
         )
@@ -190,7 +194,14 @@ def run(
 
     if output is not None:
         skipped = write_through_runner(
-            output, "frame_scores", config, upstream, result, lambda r: r.frame_scores, shard, force
+            output,
+            "frame_scores",
+            config.provenance(),
+            upstream,
+            result,
+            lambda r: r.frame_scores,
+            shard,
+            force,
         )
         if skipped is not None:
             return skipped
@@ -198,7 +209,8 @@ def run(
     if intervals_output is not None:
         assert res.intervals is not None
         target = shard_output(intervals_output, shard)
-        write_artifact(res.intervals, target, "intervals", config, upstream, extra, force)
+        provenance = config.provenance()
+        write_artifact(res.intervals, target, "intervals", provenance, upstream, extra, force)
     return res
 
 
@@ -210,21 +222,22 @@ def _score(
     owned: set[str] | None,
 ) -> tuple[LocalizeResult, dict[str, Any]]:
     extra: dict[str, Any] = {"method": config.method}
-    note = None
+    notes: list[str] = []
     if config.source == "clip":
         assert embeddings is not None and text is not None  # checked by localize.run
         frames, labels, label_emb, metas = read_clip_inputs(embeddings, text, owned)
         anomalous, normal = split_labels(labels, config, text)
         scale = resolve_logit_scale(config, *metas)
         extra["logit_scale"] = scale
-        video_scores = clip_video_scores(frames, labels, label_emb, anomalous, normal, scale)
-        note = fps_note(frames, embeddings, config)
+        frames, head = adapter_head(config, frames, [*anomalous, *normal], metas[0], extra, notes)
+        video_scores = clip_video_scores(frames, labels, label_emb, anomalous, normal, scale, head)
+        rate_note = fps_note(frames, embeddings, config)
+        notes += [rate_note] if rate_note else []
     else:
         assert answers is not None  # checked by localize.run
         series, errors, _ = read_answers(answers, ("anomaly",), owned)
         video_scores = answer_video_scores(series, errors, answers)
     result = anomaly_frame_scores(video_scores, config)
-    if note:
-        result.notes.insert(0, note)
+    result.notes[:0] = notes
     assert result.frame_scores is not None and result.intervals is not None
     return result, extra

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,8 @@ from zsar_cli.errors import ConfigError, InputError, ZsarError
 from zsar_cli.images import decode_image, image_encoding
 from zsar_cli.labels import Prompt, label_weights, read_labels
 from zsar_cli.outputs import check_output_path, scoped
+from zsar_cli.stages.adapter import align, check_model, read_adapter
+from zsar_cli.stages.adapter import resolved_spec as _resolved
 
 # Re-exported: the config lives in a light module so the CLI can import it cheaply.
 from zsar_cli.stages.classify_config import POOLINGS as POOLINGS
@@ -93,16 +95,26 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def video_probabilities(
-    frame_embeddings: np.ndarray, weights: np.ndarray, logit_scale: float, pooling: str
+    frame_embeddings: np.ndarray,
+    weights: np.ndarray,
+    logit_scale: float,
+    pooling: str,
+    head: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
-    """(L,) label probabilities of one video from its (F, D) frame embeddings."""
+    """(L,) label probabilities of one video from its (F, D) frame embeddings; `head` (an
+    adapter's weighted logits, zsar_cli.stages.adapter) is added to the text logits."""
     frames = np.asarray(frame_embeddings, dtype=np.float32)
+
+    def plus_head(text: np.ndarray, x: np.ndarray) -> np.ndarray:
+        # In the text logits' dtype, so weight 0 adds exact zeros (zero-shot, bit for bit).
+        return text if head is None else text + head(x).reshape(text.shape).astype(text.dtype)
+
     if pooling == "mean-embedding":
         mean = frames.mean(axis=0)
         video = mean / max(float(np.linalg.norm(mean)), 1e-12)
-        return softmax(logit_scale * (weights @ video))
+        return softmax(plus_head(logit_scale * (weights @ video), video))
     if pooling == "mean-prob":
-        return softmax(logit_scale * (frames @ weights.T)).mean(axis=0)
+        return softmax(plus_head(logit_scale * (frames @ weights.T), frames)).mean(axis=0)
     raise ConfigError(f"--pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
 
 
@@ -356,6 +368,7 @@ class ClassifySummary:
     labels: list[str]
     prompts: int
     model: str
+    excluded: int = 0  # support videos of --adapter, not scored
 
     @property
     def accuracy(self) -> float | None:
@@ -365,15 +378,6 @@ class ClassifySummary:
             return None
         hits = sum(1 for r in known if r.error is None and r.labels[0] == r.true_label)
         return hits / len(known)
-
-
-def _resolved(spec: str) -> str:
-    """A spec as the registry resolves it (builtin:world-clip → its openclip:ARCH@PATH)."""
-    if spec.startswith("builtin:"):
-        from zsar_cli.backends import builtin_encoder_spec
-
-        return builtin_encoder_spec(spec.partition(":")[2])
-    return spec
 
 
 @scoped
@@ -388,8 +392,9 @@ def classify(
 ) -> ClassifySummary:
     """Rank `labels_file`'s labels for every input video; optionally write `predictions`.
 
-    `config.model` None: the model that made an embeddings input, else DEFAULT_MODEL; a model
-    given explicitly must be the one that made an embeddings input (compared resolved)."""
+    `config.model` None: the model that made an embeddings input, else the adapter's, else
+    DEFAULT_MODEL; a model given explicitly must be the one that made an embeddings input
+    (compared resolved), and so must the adapter's (zsar_cli.stages.adapter)."""
     cfg = config.validated()
     inputs = [str(i) for i in inputs]
     if not inputs:
@@ -402,7 +407,8 @@ def classify(
     meta: ArtifactMeta | None = None
     if output is not None:
         check_output_path(output)  # before a model is loaded or a video decoded
-    spec = config.model or DEFAULT_MODEL
+    adapter = read_adapter(cfg.adapter) if cfg.adapter is not None else None
+    spec = config.model or (adapter.model_spec if adapter is not None else DEFAULT_MODEL)
     if is_artifact_input(inputs):
         meta, batches = iter_batches(inputs[0], ("embeddings", "frames"))
         made_with = (meta.extra.get("model_spec") or "").strip('"')
@@ -416,9 +422,14 @@ def classify(
                 )
             # An embeddings artifact says which model made it; the text side must match it.
             spec = made_with
+    if adapter is not None:
+        check_model(adapter, spec, "the videos scored")
     if encoder is None:
         encoder = load_model(spec, cfg.device, cfg.precision, cfg.batch_size)
     label_set = build_label_set(labels, prompt_list, encoder, source_key, timings)
+    head = None if adapter is None else align(adapter, label_set.labels, cfg.adapter_weight)
+    if head is not None:  # the weight used, recorded in the provenance
+        cfg = replace(cfg, adapter_weight=head.weight)
 
     stream: Iterator[VideoEmbeddings]
     if meta is None:
@@ -437,19 +448,24 @@ def classify(
             output,
             "predictions",
             {**cfg.provenance(), "model": spec},
-            upstream=[upstream, label_set.source_key],
-            extra_metadata={**encoder.describe(), "labels": label_set.labels},
+            upstream=[upstream, label_set.source_key, *([head.adapter.cache_key] if head else [])],
+            extra_metadata={**encoder.describe(), "labels": label_set.labels}
+            | ({"adapter": head.adapter.describe(head.weight)} if head else {}),
             force=force,
         )
+    excluded = 0
     try:
         for item in stream:
+            if adapter is not None and item.video_id in adapter.support_videos:
+                excluded += 1
+                continue
             res = VideoResult(item.video_id, item.path, item.true_label)
             if item.error is not None or item.embeddings is None:
                 res.error = item.error or "no frames"
             else:
                 res.frames = len(item.embeddings)
                 probs = video_probabilities(
-                    item.embeddings, label_set.weights, encoder.logit_scale, cfg.pooling
+                    item.embeddings, label_set.weights, encoder.logit_scale, cfg.pooling, head
                 )
                 res.labels, res.scores = rank(label_set.labels, probs)
             results.append(res)
@@ -473,4 +489,5 @@ def classify(
         label_set.labels,
         label_set.prompts,
         encoder.spec,
+        excluded,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from zsar_cli import options as o
+from zsar_cli.errors import ConfigError
 from zsar_cli.options import ConfigBase, opt
 from zsar_cli.stages.encode_config import DEFAULT_MODEL, PromptConfig
 
@@ -39,8 +40,26 @@ class ClassifyConfig(ConfigBase):
         5, "Labels shown per video (the artifact keeps every label).", min=1, run_only=True
     )
     prompts: PromptConfig = field(default_factory=PromptConfig)
+    adapter: str | None = opt(
+        None,
+        "An adapter artifact (zsar adapt): its head's logits are added to the text logits, and "
+        "its support videos are not scored.",
+        omit_unset=True,
+        metavar="ADAPTER",
+    )
+    adapter_weight: float | None = opt(
+        None,
+        "Weight of the adapter's logits (0 = zero-shot exactly; default: the adapter's own).",
+        min=0,
+        omit_unset=True,
+    )
     device: str = o.device()
     precision: str = o.precision()
     batch_size: int = o.batch_size(32, "Images per model forward (spanning videos).")
     workers: int = o.workers(2)
     strict: bool = o.strict()
+
+    def check(self) -> ClassifyConfig:
+        if self.adapter_weight is not None and self.adapter is None:
+            raise ConfigError("--adapter-weight needs --adapter ADAPTER")
+        return self

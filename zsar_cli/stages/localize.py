@@ -47,6 +47,7 @@ from zsar_cli.stages.localize_inputs import (
     DEFAULT_LOGIT_SCALE,
     AnswerSeries,
     VideoFrames,
+    adapter_head,
     check_dims,
     fps_note,
     match_labels,
@@ -56,6 +57,7 @@ from zsar_cli.stages.localize_inputs import (
     read_gt_labels,
     read_text,
     require_inputs,
+    resolve_adapter_weight,
     resolve_logit_scale,
 )
 from zsar_cli.stages.localize_output import (
@@ -67,7 +69,7 @@ from zsar_cli.stages.localize_output import (
     usable,
     write_through_runner,
 )
-from zsar_cli.stages.localize_scores import clip_baseline, pseudo_labels
+from zsar_cli.stages.localize_scores import Head, clip_baseline, pseudo_labels
 from zsar_cli.stages.localize_zeal import (
     ZealCompatCrash,
     filter_labels,
@@ -231,8 +233,9 @@ def localize_clip(
     config: LocalizeConfig,
     gt_labels: Mapping[str, set[str]] | None = None,
     logit_scale: float = DEFAULT_LOGIT_SCALE,
+    head: Head | None = None,
 ) -> LocalizeResult:
-    """The CLIP-only baseline over every video of `frames`."""
+    """The CLIP-only baseline over every video of `frames` (`head`: an adapter's logits)."""
     result = LocalizeResult()
     rows = new_interval_rows()
     label_pos = {label: i for i, label in enumerate(labels)}
@@ -249,7 +252,7 @@ def localize_clip(
             chosen, _ = match_labels(sorted(gt_labels[vid]), labels)
         else:
             chosen = pseudo_labels(
-                video.matrix, label_embeddings, labels, config.pseudo_labels, logit_scale
+                video.matrix, label_embeddings, labels, config.pseudo_labels, logit_scale, head
             )
         result.labels_used[vid] = list(chosen)
         for label in chosen:
@@ -263,6 +266,7 @@ def localize_clip(
                 min_frames=config.min_frames,
                 logit_scale=logit_scale,
                 notes=notes,
+                head=head,
             )
             result.notes.extend(f"video {vid}, label {label!r}: {n}" for n in notes)
             order = np.argsort(-scores, kind="stable")
@@ -307,7 +311,9 @@ def run(
     if gt is not None and not config.use_gt_labels:
         config = _replace(config, use_gt_labels=True)
     require_inputs(config, embeddings, text, answers)
-    upstream = [input_key(p) for p in (embeddings, text, answers) if p is not None and p != "-"]
+    config = resolve_adapter_weight(config)
+    sources = (embeddings, text, answers, config.adapter)
+    upstream = [input_key(p) for p in sources if p is not None and p != "-"]
     upstream += [f"shard:{shard}"] if shard is not None else []
     if config.method == "anomaly":
         return anomaly.run(
@@ -335,7 +341,14 @@ def run(
         write_json(activitynet_results(res.intervals, res.labels_used), output, force)
     elif output is not None:
         skipped = write_through_runner(
-            output, "intervals", config, upstream, result, lambda r: r.intervals, shard, force
+            output,
+            "intervals",
+            config.provenance(),
+            upstream,
+            result,
+            lambda r: r.intervals,
+            shard,
+            force,
         )
         if skipped is not None:
             return skipped
@@ -378,8 +391,9 @@ def _localize(
         frames, labels, label_emb, metas = read_clip_inputs(embeddings, text, owned)
         scale = resolve_logit_scale(config, *metas)
         extra["logit_scale"] = scale
+        frames, head = adapter_head(config, frames, labels, metas[0], extra, notes)
         rate_note = fps_note(frames, embeddings, config)
-        result = localize_clip(frames, labels, label_emb, config, gt, scale)
+        result = localize_clip(frames, labels, label_emb, config, gt, scale, head)
     result.notes[:0] = notes + ([rate_note] if rate_note else [])
 
     return result, extra

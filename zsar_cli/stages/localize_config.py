@@ -90,6 +90,20 @@ class LocalizeConfig(ConfigBase):
     )
     smooth: int = opt(5, "anomaly: moving-average window in frames (1 = none).", min=1)
     threshold: float = opt(0.5, "anomaly: frames scoring at least this form intervals.")
+    # a head from `zsar adapt` added to the text logits (clip and anomaly --source clip)
+    adapter: str | None = opt(
+        None,
+        "clip, anomaly --source clip: an adapter artifact (zsar adapt) whose head's logits are "
+        "added to the text logits of every frame; its support videos are not scored.",
+        omit_unset=True,
+        metavar="ADAPTER",
+    )
+    adapter_weight: float | None = opt(
+        None,
+        "Weight of the adapter's logits (0 = without it; default: the adapter's own).",
+        min=0,
+        omit_unset=True,
+    )
     # CLIP's logit scale (None: the encoder's, from the artifacts' metadata, else 100)
     logit_scale: float | None = opt(
         None, "CLIP logit scale (default: the encoder's, from the artifacts, else 100)."
@@ -98,4 +112,13 @@ class LocalizeConfig(ConfigBase):
     def check(self) -> LocalizeConfig:
         if self.compat is not None and self.method != "zeal":
             raise ConfigError("--compat zeal applies to --method zeal only")
+        if self.adapter_weight is not None and self.adapter is None:
+            raise ConfigError("--adapter-weight needs --adapter ADAPTER")
+        if self.adapter is not None and (
+            self.method == "zeal" or (self.method == "anomaly" and self.source == "lvlm")
+        ):
+            raise ConfigError(
+                "--adapter scores CLIP frame embeddings: use it with --method clip or "
+                "--method anomaly --source clip"
+            )
         return self

@@ -6,11 +6,13 @@ kind) and ground-truth labels per video (any annotation format `zsar score` read
 written here.
 
 Also the checks that span inputs: the options each method needs, matching embedding sizes,
-label spellings, the sampling rate note and the CLIP logit scale recorded upstream.
+label spellings, the sampling rate note, the CLIP logit scale recorded upstream and the
+`--adapter` head (zsar_cli.stages.adapter) for the frames' CLIP scores.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -273,6 +275,42 @@ def resolve_logit_scale(config: LocalizeConfig, *metas: Any) -> float:
         if isinstance(value, (int, float)) and value > 0:
             return float(value)
     return DEFAULT_LOGIT_SCALE
+
+
+def resolve_adapter_weight(config: LocalizeConfig) -> LocalizeConfig:
+    """The config with `--adapter`'s default weight filled in, so the provenance records the
+    weight used."""
+    if config.adapter is None or config.adapter_weight is not None:
+        return config
+    from zsar_cli.stages.adapter import read_adapter
+
+    weight = read_adapter(config.adapter).weight
+    return dataclasses.replace(config, adapter_weight=weight)
+
+
+def adapter_head(
+    config: LocalizeConfig,
+    frames: dict[str, VideoFrames],
+    labels: Sequence[str],
+    embeddings_meta: Any,
+    extra: dict[str, Any],
+    notes: list[str],
+) -> tuple[dict[str, VideoFrames], Any]:
+    """(the frames without the adapter's support videos, the head for `labels`), or the frames
+    as given and None without `--adapter`; what was used goes into `extra` and `notes`."""
+    if config.adapter is None:
+        return frames, None
+    from zsar_cli.stages.adapter import align, check_model, drop_support, read_adapter
+
+    adapter = read_adapter(config.adapter)
+    made_with = (embeddings_meta.extra.get("model_spec") or "").strip('"')
+    check_model(adapter, made_with or None, "the frame embeddings")
+    head = align(adapter, labels, config.adapter_weight)
+    kept, dropped = drop_support(frames, adapter)
+    if dropped:
+        notes.append(f"{dropped} support videos of --adapter left out")
+    extra["adapter"] = adapter.describe(head.weight)
+    return kept, head
 
 
 def fps_note(frames: Mapping[str, VideoFrames], source: str, config: LocalizeConfig) -> str | None:

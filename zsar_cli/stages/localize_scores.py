@@ -3,13 +3,19 @@
 Input: one video's frame embeddings (T×D, L2-normalised) and label/prompt text embeddings, or
 per-frame LVLM p_yes. Output: frame-index intervals (K×2, end frame inclusive) with scores, or
 per-frame anomaly scores. Pure numpy; `localize.py` reads and writes the artifacts.
+
+`head` (optional everywhere): an adapter's weighted logits (zsar_cli.stages.adapter), N×D
+embeddings → N×L, columns in the labels' order, added to the text logits wherever they are
+formed; weight 0 adds exact zeros.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
+
+Head = Callable[[np.ndarray], np.ndarray]
 
 
 def _normalise_rows(x: np.ndarray) -> np.ndarray:
@@ -57,12 +63,14 @@ def pseudo_labels(
     labels: Sequence[str],
     top_k: int,
     logit_scale: float,
+    head: Head | None = None,
 ) -> list[str]:
     """Video-level pseudo-labels: softmax over labels of the mean frame embedding, top-k."""
     if len(frame_embeddings) == 0 or top_k <= 0:
         return []
     mean = _normalise_rows(np.asarray(frame_embeddings, dtype=np.float64).mean(axis=0))
-    probs = softmax(logit_scale * (np.asarray(label_embeddings, dtype=np.float64) @ mean))
+    logits = logit_scale * (np.asarray(label_embeddings, dtype=np.float64) @ mean)
+    probs = softmax(logits if head is None else logits + head(mean)[0])
     order = np.argsort(-probs, kind="stable")[:top_k]
     return [labels[i] for i in order]
 
@@ -77,6 +85,7 @@ def clip_baseline(
     min_frames: int = 2,
     logit_scale: float = 100.0,
     notes: list[str] | None = None,
+    head: Head | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """CLIP-only proposals for one (video, label) (T3AL without test-time adaptation).
 
@@ -84,6 +93,7 @@ def clip_baseline(
     each frame's similarity to the label is smoothed (moving average), min-max normalised, and
     frames above the curve's mean form spans (gaps ≤ max_gap merged). A span's score is the
     softmax probability of the label, over all labels, of the span's mean (raw) frame embedding.
+    A `head` scores the raw frames (it was fitted on them, not on background-subtracted ones).
     """
     emb = np.asarray(frame_embeddings, dtype=np.float64)
     text = np.asarray(label_embeddings, dtype=np.float64)
@@ -93,7 +103,10 @@ def clip_baseline(
         notes.append(f"only {len(emb)} frame(s): too short to localize")
         return empty
     foreground = _normalise_rows(emb - emb.mean(axis=0, keepdims=True))
-    curve = moving_average(logit_scale * (foreground @ text[label_index]), window)
+    similarity = logit_scale * (foreground @ text[label_index])
+    if head is not None:
+        similarity = similarity + head(emb)[:, label_index]
+    curve = moving_average(similarity, window)
     low, high = curve.min(), curve.max()
     if high - low <= 1e-12 * max(1.0, abs(high)):
         notes.append("all-equal similarity curve: nothing stands out from the background")
@@ -104,7 +117,8 @@ def clip_baseline(
         return empty
     # Spans are few and disjoint: summing each slice beats a (T, D) cumulative sum.
     span_means = _normalise_rows(np.stack([emb[s : e + 1].sum(axis=0) for s, e in spans.tolist()]))
-    probs = softmax(logit_scale * (span_means @ text.T), axis=1)
+    logits = logit_scale * (span_means @ text.T)
+    probs = softmax(logits if head is None else logits + head(span_means), axis=1)
     return spans, probs[:, label_index]
 
 
@@ -113,15 +127,17 @@ def clip_anomaly_scores(
     anomaly_embeddings: np.ndarray,
     normal_embeddings: np.ndarray,
     logit_scale: float = 100.0,
+    head: Head | None = None,
 ) -> np.ndarray:
     """P(any anomaly label) per frame: softmax over [anomaly labels + normal prompts] of
-    logit_scale·cosine, summed over the anomaly labels."""
+    logit_scale·cosine (+ `head`, columns in that order), summed over the anomaly labels."""
     emb = _normalise_rows(np.asarray(frame_embeddings, dtype=np.float64))
     anomaly = np.asarray(anomaly_embeddings, dtype=np.float64)
     normal = np.asarray(normal_embeddings, dtype=np.float64)
     if len(emb) == 0:
         return np.zeros(0, dtype=np.float64)
-    probs = softmax(logit_scale * (emb @ np.concatenate([anomaly, normal]).T), axis=1)
+    logits = logit_scale * (emb @ np.concatenate([anomaly, normal]).T)
+    probs = softmax(logits if head is None else logits + head(emb), axis=1)
     return probs[:, : len(anomaly)].sum(axis=1)
 
 
