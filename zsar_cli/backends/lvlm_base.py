@@ -94,6 +94,9 @@ class LVLMInputs:
     tensors: dict[str, torch.Tensor]
     position_ids: torch.Tensor | None
     image_token_mask: torch.Tensor
+    images: list[list[np.ndarray]] | None = None
+    """Per prompt, the images as the processor received them (caps applied): what a backend
+    keys its cache of image features by. None where the batch was assembled otherwise."""
 
     @property
     def input_ids(self) -> torch.Tensor:
