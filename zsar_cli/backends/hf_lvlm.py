@@ -264,6 +264,9 @@ class HFLVLM:
         self.share_prefix = True
         self.features = FeatureCache(int(feature_cache_mb) * 2**20)
         self._decoder: Decoder | None = None
+        # Prompts run on a shared prefix / whole, and prefix passes (vision runs and cache
+        # hits are counted by `features`).
+        self.stats = {"prefix_passes": 0, "shared_rows": 0, "whole_rows": 0}
 
     @property
     def device(self) -> torch.device:
@@ -486,6 +489,12 @@ class HFLVLM:
             groups = plan_groups(rows)
         else:
             groups = [Group(list(range(len(rows))), 0)]
+        for group in groups:
+            if group.prefix:
+                self.stats["prefix_passes"] += 1
+                self.stats["shared_rows"] += len(group.rows)
+            else:
+                self.stats["whole_rows"] += len(group.rows)
         return prefill(self.decoder(), rows, groups, self.batch_size)
 
     # -- scoring -----------------------------------------------------------------------------

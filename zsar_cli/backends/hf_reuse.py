@@ -82,8 +82,9 @@ class FeatureCache:
             self.bytes -= dropped.numel() * dropped.element_size()
 
     def clear(self) -> None:
+        """Drop every entry and reset the counters."""
         self.entries.clear()
-        self.bytes = 0
+        self.bytes = self.hits = self.vision_runs = 0
 
 
 # ---------------------------------------------------------------------------------------------
