@@ -1,4 +1,4 @@
-"""Reuse across questions (`zsar_cli.backends.hf_reuse`): the same scores as the model's own forward.
+"""Reuse across questions (`zsar_cli.backends.hf_reuse`) scores as the model's own forward does.
 
 Per family — the world LVLM (FastVLM, images after the question: feature cache only), tiny
 random Idefics3 / SmolVLM, LLaVA-OneVision (anyres) and Qwen2.5-VL (multimodal RoPE), all images
