@@ -36,6 +36,10 @@ import numpy as np
 import torch
 
 DEFAULT_CACHE_MB = 256
+# Suffix passes are cheap per row (a question's tokens), so they batch wider than whole prompts:
+# up to this many times the batch size, within this much copied prefix cache.
+SUFFIX_BATCH_FACTOR = 4
+SUFFIX_CACHE_BYTES = 256 * 2**20
 
 
 def images_key(images: Sequence[np.ndarray]) -> bytes:
@@ -262,8 +266,10 @@ def prefill(
 ) -> list[Segment]:
     """Run every row up to its next token; rows of a shared group reuse one prefix pass.
 
-    At most `batch_size` rows (or prefixes) per decoder call. Returns segments covering every
-    row exactly once."""
+    At most `batch_size` whole rows or prefixes per decoder call; suffixes (a question's few
+    tokens on a copied prefix cache) go up to `SUFFIX_BATCH_FACTOR`× that many at once, as long
+    as their copied caches stay under `SUFFIX_CACHE_BYTES`. Returns segments covering every row
+    exactly once."""
     segments: list[Segment] = []
     device = rows[0].embeds.device if rows else torch.device("cpu")
     shared = [g for g in groups if g.prefix > 0]
@@ -304,9 +310,11 @@ def _run_shared(
     prefix_mask = _mask(lengths, width, left=True, device=device)
     _, prefix_cache = decoder.run(embeds, prefix_mask, positions)
     members = [(gi, r) for gi, g in enumerate(groups) for r in g.rows]
+    per_row = sum(k[:1].numel() * k.element_size() * 2 for k, _ in _kv(prefix_cache))
+    step = max(1, min(batch_size * SUFFIX_BATCH_FACTOR, SUFFIX_CACHE_BYTES // max(1, per_row)))
     segments = []
-    for start in range(0, len(members), batch_size):
-        part = members[start : start + batch_size]
+    for start in range(0, len(members), step):
+        part = members[start : start + step]
         owner = torch.tensor([gi for gi, _ in part], device=device)
         suffix_embeds, suffix_positions, suffix_lengths = [], [], []
         for gi, r in part:
