@@ -10,20 +10,15 @@ two questions of different lengths.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
+from scripts.build_real_lvlms import ensure
 from zsar_cli.backends import load_lvlm
 from zsar_cli.backends.lvlm_base import yes_no_many
 from zsar_cli.prompts import ZEAL_FRAME_PROMPT
 from zsar_cli.synthetic import random_object, render_frame
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from scripts.build_real_lvlms import ensure  # noqa: E402
 
 pytestmark = pytest.mark.slow
 torch.set_num_threads(2)
@@ -60,7 +55,7 @@ def test_published_sizes(real):
 
 
 def test_reuse_parity_at_real_size(real):
-    name, _, lvlm = real
+    _, _, lvlm = real
     rng = np.random.default_rng(0)
     frames = [
         render_frame(640, 360, [random_object(rng, 640, 360)], rng=rng),
