@@ -391,9 +391,15 @@ class HFLVLM:
             else:
                 found[key] = hit
         todo = list(missing.items())
+        # Every prompt of the batch about images not seen yet: the batch itself is captured (no
+        # second processor call). Otherwise one prompt per missing image set is laid out anew.
+        whole = len(todo) == len(keys)
         for start in range(0, len(todo), self.batch_size):
             part = todo[start : start + self.batch_size]
-            sub = self._processed([inputs.images[i] for _, i in part], [""] * len(part))
+            if whole and len(part) == len(keys):
+                sub = inputs
+            else:
+                sub = self._processed([inputs.images[i] for _, i in part], [""] * len(part))
             captured = self._captured(sub)
             extra = [
                 name
