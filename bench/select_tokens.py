@@ -1,14 +1,19 @@
 """Benchmark: Self-ReS (select tokens per path, answer from the kept ones) vs answering from all T
-densely sampled frames in one prompt, wall time and peak memory, measured in the same run.
+densely sampled frames in one prompt, wall time, CPU time and peak memory, measured in the same run.
 
-Input: T = R·S world frames (zsar_cli.synthetic) and a presence question; the shipped world LVLM
-and a larger random-init FastVLM (SmolVLM-like text width, CPU-sized). Output (stdout): per
-model, seconds and peak RSS increase of (a) the dense baseline — one forward pass over all T
-frames — and (b) Self-ReS with each scorer — R selection passes of S frames plus the final pass
-over the budget (default: the tokens of 16 frames) — with the ratio of (b) to (a). Each
-measurement runs in a fresh forked process so peak memory is its own.
+Input: T = R·S world frames (zsar_cli.synthetic; default 4 paths × 16 frames = 64) and a
+presence question; the shipped world LVLM and the real-size random-init models of
+scripts/build_real_lvlms.py (`--real`, default `smolvlm2-256m`: SigLIP-B/16 at 512 px, 64 tokens
+per frame, SmolLM2-135M). Output (stdout): per model, seconds and peak RSS increase of (a) the
+dense baseline — one forward pass over all T frames — and (b) Self-ReS with each scorer — R
+selection passes of S frames plus the final pass over the budget (default: the tokens of 16
+frames) — with the ratio of (b) to (a). Each measurement runs in a fresh forked process (model
+loaded there) so peak memory is its own. Both sides run the vision tower on all T frames once, so
+at real size on CPU, where the vision tower dominates, expect a ratio near 1; Self-ReS saves
+language-model work (R passes of S frames instead of one of T, quadratic attention), and its
+attention scorer holds every layer's attention weights of a path (eager attention).
 
-    python bench/select_tokens.py [--segments R] [--per-segment S] [--threads N] [--repeats K]
+    python bench/select_tokens.py [--segments R] [--per-segment S] [--real NAME,...] [--repeats K]
 """
 
 from __future__ import annotations
@@ -16,11 +21,10 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import resource
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+import real_size  # before torch: sets OMP_WAIT_POLICY; puts the repository on sys.path
 import torch
 
 from zsar_cli.backends import load_lvlm
@@ -48,40 +52,6 @@ def frames(count: int, per_segment: int, seed: int = 0) -> tuple[list[FrameItem]
     return items, QUESTION.format(label=obj.label)
 
 
-def larger_model(folder: Path) -> str:
-    """The world LVLM's family (FastVLM) and processor with a random-init 12-layer, 576-wide
-    Qwen2 (SmolVLM-256M-like text width), sized for a CPU benchmark."""
-    from transformers import AutoProcessor, FastVlmConfig, FastVlmForConditionalGeneration
-
-    from zsar_cli.backends import builtin_lvlm_spec
-
-    world = builtin_lvlm_spec("world-lvlm").partition(":")[2]
-    processor = AutoProcessor.from_pretrained(world)
-    reference = FastVlmConfig.from_pretrained(world)
-    tok = processor.tokenizer
-    config = FastVlmConfig(
-        vision_config=reference.vision_config.to_dict(),
-        text_config={
-            "model_type": "qwen2",
-            "vocab_size": len(tok),
-            "hidden_size": 576,
-            "intermediate_size": 1536,
-            "num_hidden_layers": 12,
-            "num_attention_heads": 9,
-            "num_key_value_heads": 3,
-            "max_position_embeddings": 8192,
-            "pad_token_id": tok.pad_token_id,
-            "eos_token_id": tok.eos_token_id,
-        },
-        image_token_id=reference.image_token_id,
-        image_seq_length=reference.image_seq_length,
-    )
-    torch.manual_seed(0)
-    FastVlmForConditionalGeneration(config).save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return f"hf:{folder}"
-
-
 def _measure(spec: str, method: str, segments: int, per_segment: int, threads: int, queue) -> None:
     torch.set_num_threads(threads)
     lvlm = load_lvlm(spec, device="cpu", dtype="float32")
@@ -90,7 +60,7 @@ def _measure(spec: str, method: str, segments: int, per_segment: int, threads: i
     with uncapped_frames(lvlm):
         lvlm.yes_no([images[:1]], [question])  # warm-up (allocator, lazy init)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     if method == "dense":
         with uncapped_frames(lvlm):
             p = float(lvlm.yes_no([images], [question]).p_yes[0])
@@ -99,26 +69,24 @@ def _measure(spec: str, method: str, segments: int, per_segment: int, threads: i
         cfg = SelectTokensConfig(model=spec, question=question, scorer=scorer).validated()
         sel = select_video_tokens(lvlm, "bench", items, question, cfg)
         p = answer_yes_no(lvlm, kept_from_selection(sel), 320, 240, question)[0]
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put((seconds, (peak - base) / 1024.0, p))
+    queue.put((seconds, cpu, (peak - base) / 1024.0, p))
 
 
-def measure(spec: str, method: str, args: argparse.Namespace) -> tuple[float, float]:
+def measure(spec: str, method: str, args: argparse.Namespace, repeats: int):
     ctx = mp.get_context("fork")
-    times, mems = [], []
-    for _ in range(args.repeats):
+    runs = []
+    for _ in range(repeats):
         queue = ctx.Queue()
         proc = ctx.Process(
             target=_measure,
             args=(spec, method, args.segments, args.per_segment, args.threads, queue),
         )
         proc.start()
-        seconds, mib, _p = queue.get()
+        runs.append(queue.get()[:3])
         proc.join()
-        times.append(seconds)
-        mems.append(mib)
-    return float(np.median(times)), float(np.median(mems))
+    return tuple(float(np.median(column)) for column in zip(*runs, strict=True))
 
 
 def main() -> None:
@@ -126,29 +94,32 @@ def main() -> None:
     parser.add_argument("--segments", type=int, default=4)
     parser.add_argument("--per-segment", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per figure (world model)")
+    parser.add_argument("--real", default="smolvlm2-256m", help="real-size models ('' for none)")
+    parser.add_argument("--real-repeats", type=int, default=1)
+    parser.add_argument("--scorers", default="attention,similarity")
     args = parser.parse_args()
     total = args.segments * args.per_segment
     print(f"T = {args.segments} paths × {args.per_segment} frames = {total}; budget 16 frames")
-    with tempfile.TemporaryDirectory() as tmp:
-        models = [("world-lvlm (tiny)", "builtin:world-lvlm")]
-        if not args.skip_large:
-            models.append(("fast_vlm random-init (text 576×12)", larger_model(Path(tmp) / "m")))
-        for name, spec in models:
-            dense_s, dense_mb = measure(spec, "dense", args)
-            print(f"\n{name}")
+    models = [("world-lvlm (tiny)", "builtin:world-lvlm", args.repeats)]
+    for name in filter(None, args.real.split(",")):
+        models.append((f"{name} (real size, random init)", real_size.real_model_spec(name), 0))
+    for name, spec, repeats in models:
+        repeats = repeats or args.real_repeats
+        dense_s, dense_cpu, dense_mb = measure(spec, "dense", args, repeats)
+        print(f"\n{name}")
+        print(
+            f"  dense (all {total} frames, one pass): {dense_s:7.1f} s wall {dense_cpu:7.1f} s CPU"
+            f"  peak +{dense_mb:7.1f} MiB"
+        )
+        for scorer in filter(None, args.scorers.split(",")):
+            self_s, self_cpu, self_mb = measure(spec, f"selfres:{scorer}", args, repeats)
             print(
-                f"  dense (all {total} frames, one pass): {dense_s:7.3f} s  "
-                f"peak +{dense_mb:7.1f} MiB"
+                f"  Self-ReS {scorer:>10} ({args.segments} paths + final): {self_s:7.1f} s wall "
+                f"{self_cpu:7.1f} s CPU  peak +{self_mb:7.1f} MiB  → time {self_s / dense_s:.2f}x "
+                f"wall, {self_cpu / dense_cpu:.2f}x CPU; peak memory "
+                f"{self_mb / max(dense_mb, 1e-6):.2f}x of dense"
             )
-            for scorer in ("attention", "similarity"):
-                self_s, self_mb = measure(spec, f"selfres:{scorer}", args)
-                print(
-                    f"  Self-ReS {scorer:>10} ({args.segments} paths + final): {self_s:7.3f} s  "
-                    f"peak +{self_mb:7.1f} MiB  → time {self_s / dense_s:.2f}x, "
-                    f"peak memory {self_mb / max(dense_mb, 1e-6):.2f}x of dense"
-                )
 
 
 if __name__ == "__main__":

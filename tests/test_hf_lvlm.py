@@ -1,8 +1,9 @@
 """The transformers LVLM backend: logit confidences, spellings, batching, families, hooks, errors.
 
 Real code paths only: the shipped world LVLM (FastVLM), a tiny random-init Idefics3 (the default
-SmolVLM family) and a tiny random-init LLaVA-OneVision, each built here and saved with its
-processor, all loaded through `hf:/dir`.
+SmolVLM family) and a tiny random-init LLaVA-OneVision, each built by tests/tiny_lvlms.py and
+saved with its processor, all loaded through `hf:/dir`. Reuse of image features and prefixes
+across questions is tested against the models' own forward in tests/test_hf_reuse.py.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from zsar_cli.backends.hf_lvlm import (
 )
 from zsar_cli.errors import ModelError
 from zsar_cli.synthetic import LABELS, WorldObject, random_object, render_frame
+
+from .tiny_lvlms import build_tiny_idefics3, build_tiny_llava_onevision
 
 torch.set_num_threads(2)
 
@@ -265,104 +268,6 @@ def test_pixel_and_frame_caps():
 # Second family: LLaVA-OneVision, tiny random init, saved with its processor
 
 
-def build_tiny_llava_onevision(out):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (
-        LlavaOnevisionConfig,
-        LlavaOnevisionForConditionalGeneration,
-        LlavaOnevisionImageProcessor,
-        LlavaOnevisionProcessor,
-        LlavaOnevisionVideoProcessor,
-        PreTrainedTokenizerFast,
-    )
-
-    words = [
-        "yes",
-        "Yes",
-        "no",
-        "No",
-        "A",
-        "B",
-        "C",
-        "is",
-        "there",
-        "a",
-        "red",
-        "circle",
-        "blue",
-        "square",
-        "in",
-        "this",
-        "frame",
-        "which",
-        "of",
-        "these",
-        "shown",
-        "answer",
-        "with",
-        "the",
-        "option's",
-        "letter",
-        "from",
-        "given",
-        "choices",
-        "directly",
-    ]
-    specials = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
-    vocab = {t: i for i, t in enumerate([*specials, *sorted(set(words)), "?", ".", "\n", ":"])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()]
-    )
-    tok.add_special_tokens(specials)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", eos_token="<|im_end|>"
-    )
-    template = (
-        "{% for m in messages %}<|im_start|>{{ m['role'] }} {% for p in m['content'] %}"
-        "{% if p['type'] == 'image' %}<image>{% else %}{{ p['text'] }}{% endif %}{% endfor %}"
-        "<|im_end|>{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant {% endif %}"
-    )
-    processor = LlavaOnevisionProcessor(
-        image_processor=LlavaOnevisionImageProcessor(
-            size={"height": 32, "width": 32}, image_grid_pinpoints=[[32, 32]]
-        ),
-        tokenizer=fast,
-        video_processor=LlavaOnevisionVideoProcessor(size={"height": 32, "width": 32}),
-        num_image_tokens=16,
-        vision_feature_select_strategy="full",
-        chat_template=template,
-    )
-    config = LlavaOnevisionConfig(
-        vision_config={
-            "model_type": "siglip_vision_model",
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 1,
-            "num_attention_heads": 2,
-            "image_size": 32,
-            "patch_size": 8,
-        },
-        text_config={
-            "model_type": "qwen2",
-            "vocab_size": len(fast),
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "num_key_value_heads": 2,
-        },
-        image_token_index=fast.convert_tokens_to_ids("<image>"),
-        video_token_index=fast.convert_tokens_to_ids("<video>"),
-        image_grid_pinpoints=[[32, 32]],
-        vision_feature_select_strategy="full",
-    )
-    torch.manual_seed(0)
-    LlavaOnevisionForConditionalGeneration(config).save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
-
-
 @pytest.fixture(scope="module")
 def llava(tmp_path_factory):
     folder = build_tiny_llava_onevision(tmp_path_factory.mktemp("llava_ov"))
@@ -446,59 +351,9 @@ def test_chat_prompt_uses_the_models_own_template(world):
 
 @pytest.fixture(scope="module")
 def idefics3(tmp_path_factory):
-    """A 2-layer random Idefics3 saved with an Idefics3Processor (the world tokenizer plus the
-    family's special tokens, a SmolVLM-style chat template), loaded through `hf:/dir`."""
-    from transformers import (
-        AutoTokenizer,
-        Idefics3Config,
-        Idefics3ForConditionalGeneration,
-        Idefics3ImageProcessor,
-        Idefics3Processor,
-    )
-
-    from zsar_cli.backends import MODELS_DIR
-
-    tok = AutoTokenizer.from_pretrained(MODELS_DIR / "world-lvlm")
-    tok.add_special_tokens(
-        {
-            "additional_special_tokens": [
-                "<fake_token_around_image>",
-                "<global-img>",
-                "<end_of_utterance>",
-            ]
-        }
-    )
-    template = (
-        "{% for message in messages %}{{ message['role'] | capitalize }}:"
-        "{% for part in message['content'] %}{% if part['type'] == 'image' %}<image>"
-        "{% else %}{{ part['text'] }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
-        "{% if add_generation_prompt %}Assistant:{% endif %}"
-    )
-    image_processor = Idefics3ImageProcessor(
-        size={"longest_edge": 32}, max_image_size={"longest_edge": 32}, do_image_splitting=False
-    )
-    processor = Idefics3Processor(
-        image_processor=image_processor, tokenizer=tok, image_seq_len=4, chat_template=template
-    )
-    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2}
-    config = Idefics3Config(
-        vision_config={**small, "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
-        text_config={
-            **small,
-            "model_type": "llama",
-            "vocab_size": len(tok),
-            "num_attention_heads": 2,
-            "num_key_value_heads": 2,
-            "pad_token_id": tok.pad_token_id,
-        },
-        image_token_id=tok.convert_tokens_to_ids("<image>"),
-        scale_factor=2,
-        pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("idefics3")
-    Idefics3ForConditionalGeneration(config).save_pretrained(folder)
-    processor.save_pretrained(folder)
+    """A 2-layer random Idefics3 saved with an Idefics3Processor (tests/tiny_lvlms.py), loaded
+    through `hf:/dir`."""
+    folder = build_tiny_idefics3(tmp_path_factory.mktemp("idefics3"))
     return load_lvlm(f"hf:{folder}", device="cpu", dtype="float32")
 
 

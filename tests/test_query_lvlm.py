@@ -14,6 +14,7 @@ from zsar_cli.backends.hf_lvlm import NO_SPELLINGS, YES_SPELLINGS
 from zsar_cli.errors import ConfigError, InputError
 from zsar_cli.images import decode_image, encode_image
 from zsar_cli.stages import query_lvlm as stage
+from zsar_cli.stages.query_lvlm import ZEAL_FRAME_PROMPT as ZEAL_PROMPT
 from zsar_cli.stages.query_lvlm import QueryConfig, build_queries
 from zsar_cli.synthetic import WorldObject, render_frame
 
@@ -299,3 +300,32 @@ def test_resume_after_interruption_gives_same_output(tmp_path, labels_file, lvlm
     b = read_artifact(out, "answers")
     assert b.cache_key == a.cache_key
     assert b.table.equals(a.table)
+
+
+def test_zeal_queries_run_the_vision_tower_once_per_frame(tmp_path):
+    """Every query about a chunk of frames goes to the backend in one call: one vision run per
+    frame whatever the number of questions, the same answers as the model's own forward, and
+    chunks (`units_per_call`) that never change the rows or their order."""
+    from zsar_cli.stages.query_lvlm import Query, _frames, answer_video, units_per_call
+
+    lvlm = load_lvlm(MODEL, device="cpu", batch_size=2)
+    path = make_frames(tmp_path / "f.parquet", ["a red circle"], frames_per_video=9)
+    video = read_artifact(path, "frames").table
+    queries = [
+        Query(label, kind, ZEAL_PROMPT.format(label=label, question=question))
+        for label in ("a red circle", "a blue square")
+        for kind, question in (("start", "Is it appearing?"), ("end", "Is it leaving?"))
+    ]
+    cfg = QueryConfig(question="?", batch_size=2).validated()
+    assert units_per_call(cfg) == 8 < len(_frames(video))  # two chunks
+    reused = answer_video(lvlm, video, "jpeg", queries, [], cfg)
+    assert lvlm.features.vision_runs == 9
+    lvlm.reuse = False
+    plain = answer_video(lvlm, video, "jpeg", queries, [], cfg)
+    assert reused.num_rows == plain.num_rows == 9 * 4
+    for name in ("frame_index", "label", "query_kind", "question"):
+        assert reused.column(name).to_pylist() == plain.column(name).to_pylist()
+    np.testing.assert_allclose(
+        reused.column("p_yes").to_numpy(), plain.column("p_yes").to_numpy(), atol=1e-5
+    )
+    assert reused.column("frame_index").to_pylist()[:5] == [0, 0, 0, 0, 10]

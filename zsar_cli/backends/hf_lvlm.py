@@ -17,6 +17,7 @@ the prompt wording in `zsar_cli.prompts`.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,18 @@ from zsar_cli.backends.hf_loading import (
     load_processor_and_model,
     resolve_device,
     resolve_dtype,
+)
+from zsar_cli.backends.hf_reuse import (
+    DEFAULT_CACHE_MB,
+    Decoder,
+    FeatureCache,
+    Group,
+    Row,
+    Segment,
+    greedy_decode,
+    images_key,
+    plan_groups,
+    prefill,
 )
 from zsar_cli.backends.hub import offline_if_unreachable
 
@@ -124,8 +137,11 @@ def load_hf_lvlm(
     max_frames: int | None = None,
     batch_size: int = 8,
     attn_implementation: str | None = None,
+    reuse: bool = True,
+    feature_cache_mb: int = DEFAULT_CACHE_MB,
 ) -> HFLVLM:
-    """Load `hf:<rest>` with AutoProcessor + AutoModelForImageTextToText."""
+    """Load `hf:<rest>` with AutoProcessor + AutoModelForImageTextToText (`reuse` and
+    `feature_cache_mb`: see `HFLVLM`)."""
     import transformers
 
     source, local = check_source(rest)
@@ -148,6 +164,8 @@ def load_hf_lvlm(
         max_pixels=max_pixels,
         max_frames=max_frames,
         batch_size=batch_size,
+        reuse=reuse,
+        feature_cache_mb=feature_cache_mb,
     )
 
 
@@ -159,9 +177,54 @@ class _Captured(Exception):
     """Raised by the language-model pre-hook to stop a forward pass once its inputs are known."""
 
 
+class _ReuseBlocked(Exception):
+    """Raised when a model turns out to need more than image features to re-enter its language
+    model (`HFLVLM.reuse_blocked` says what); the call then runs the model's own forward."""
+
+
+# Arguments the multimodal model hands its language model besides `inputs_embeds` that carry no
+# image information; anything else (Qwen3-VL's deepstack features) makes features unreusable.
+PLAIN_DECODER_ARGS = frozenset(
+    {
+        "inputs_embeds",
+        "attention_mask",
+        "position_ids",
+        "cache",
+        "past_key_values",
+        "use_cache",
+        "return_dict",
+        "output_attentions",
+        "output_hidden_states",
+        "cache_position",
+        "input_ids",
+    }
+)
+# Generation settings that change greedy decoding; a model whose generation config sets one
+# generates through transformers' `generate` (without reuse), which applies them.
+GREEDY_CHANGERS: dict[str, tuple[object, ...]] = {
+    "repetition_penalty": (None, 1.0),
+    "no_repeat_ngram_size": (None, 0),
+    "bad_words_ids": (None,),
+    "suppress_tokens": (None,),
+    "begin_suppress_tokens": (None,),
+    "forced_bos_token_id": (None,),
+    "forced_eos_token_id": (None,),
+    "min_length": (None, 0),
+    "min_new_tokens": (None, 0),
+    "sequence_bias": (None,),
+    "exponential_decay_length_penalty": (None,),
+}
+
+
 class HFLVLM:
     """A loaded transformers image-text-to-text model with its processor (implements `LVLM` and
-    `SelectionHooks`)."""
+    `SelectionHooks`).
+
+    With `reuse` (the default) the image features of each image set are kept in a bounded cache
+    (`feature_cache_mb`) and prompts about the same images share their prefix's KV cache where
+    the chat template puts the images first (`zsar_cli.backends.hf_reuse`); `reuse=False` runs
+    every prompt through the model's own forward pass, as the parity tests compare.
+    """
 
     def __init__(
         self,
@@ -171,6 +234,8 @@ class HFLVLM:
         max_pixels: int | None = None,
         max_frames: int | None = None,
         batch_size: int = 8,
+        reuse: bool = True,
+        feature_cache_mb: int = DEFAULT_CACHE_MB,
     ) -> None:
         self.model = model
         self.processor = processor
@@ -193,14 +258,41 @@ class HFLVLM:
         self.image_token_id = _image_token_id(model, processor)
         self.model_type = str(getattr(model.config, "model_type", ""))
         self.pass_position_ids = self.model_type not in MODEL_COMPUTES_POSITIONS
+        self.reuse = reuse
+        # Why reuse was switched off for this model, if it was (see PLAIN_DECODER_ARGS).
+        self.reuse_blocked: str | None = None
+        self.share_prefix = True
+        self.features = FeatureCache(int(feature_cache_mb) * 2**20)
+        self._decoder: Decoder | None = None
+        # Prompts run on a shared prefix / whole, and prefix passes (vision runs and cache
+        # hits are counted by `features`).
+        self.stats = {"prefix_passes": 0, "shared_rows": 0, "whole_rows": 0}
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def reusing(self) -> bool:
+        return self.reuse and self.reuse_blocked is None
+
     # -- inputs ------------------------------------------------------------------------------
     def prompt_text(self, num_images: int, text: str) -> str:
         return chat_prompt(self.processor, num_images, text)
+
+    def capped(self, images_per_prompt: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
+        """The frame and pixel caps applied; an image object shared by several prompts is
+        resized once and stays one object (so its features are looked up once)."""
+        done: dict[int, np.ndarray] = {}
+        out = []
+        for ims in images_per_prompt:
+            row = []
+            for im in cap_frames(ims, self.max_frames):
+                if id(im) not in done:
+                    done[id(im)] = cap_pixels(writable(im), self.max_pixels)
+                row.append(done[id(im)])
+            out.append(row)
+        return out
 
     def build_inputs(
         self, images_per_prompt: Sequence[Sequence[np.ndarray]], prompts: Sequence[str]
@@ -208,10 +300,9 @@ class HFLVLM:
         """Apply the chat template and the processor to a batch (pixel and frame caps applied)."""
         if len(images_per_prompt) != len(prompts):
             raise ValueError("one image list per prompt is required")
-        capped = [
-            [cap_pixels(writable(im), self.max_pixels) for im in cap_frames(ims, self.max_frames)]
-            for ims in images_per_prompt
-        ]
+        return self._processed(self.capped(images_per_prompt), prompts)
+
+    def _processed(self, capped: list[list[np.ndarray]], prompts: Sequence[str]) -> LVLMInputs:
         texts = [self.prompt_text(len(ims), p) for ims, p in zip(capped, prompts, strict=True)]
         has_images = any(capped)
         if has_images and not all(capped):
@@ -229,7 +320,7 @@ class HFLVLM:
         if self.pass_position_ids:
             position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
         image_mask = tensors["input_ids"] == self.image_token_id
-        return LVLMInputs(tensors, position_ids, image_mask)
+        return LVLMInputs(tensors, position_ids, image_mask, images=capped)
 
     def _forward_kwargs(self, inputs: LVLMInputs) -> dict[str, Any]:
         kwargs: dict[str, Any] = dict(inputs.tensors)
@@ -238,32 +329,221 @@ class HFLVLM:
         kwargs["use_cache"] = False
         return kwargs
 
+    def _batches(self, capped: Sequence[Sequence[np.ndarray]]) -> list[list[int]]:
+        """Prompt indices per processor batch: whole image sets (every prompt about the same
+        images in one batch, so they share one prefix pass), up to `batch_size` sets each."""
+        order: dict[object, list[int]] = {}
+        for i, ims in enumerate(capped):
+            key: object = tuple(id(im) for im in ims) if ims else ("text", i)
+            order.setdefault(key, []).append(i)
+        sets = list(order.values())
+        return [
+            [i for members in sets[s : s + self.batch_size] for i in members]
+            for s in range(0, len(sets), self.batch_size)
+        ]
+
+    # -- reuse: cached image features, shared prefixes -----------------------------------------
+    def decoder(self) -> Decoder:
+        if self._decoder is None:
+            text_config = self.model.config.get_text_config(decoder=True)
+            self._decoder = Decoder(
+                self.language_model(),
+                self.model.get_output_embeddings(),
+                self.model.get_input_embeddings(),
+                text_config,
+            )
+        return self._decoder
+
+    @torch.inference_mode()
+    def _captured(self, inputs: LVLMInputs) -> dict[str, Any]:
+        """The arguments the model hands its language model for this batch (vision tower,
+        merging and position computation run; the language model does not)."""
+        captured: dict[str, Any] = {}
+
+        def hook(_module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
+            captured.update(kwargs)
+            raise _Captured
+
+        handle = self.language_model().register_forward_pre_hook(hook, with_kwargs=True)
+        try:
+            with contextlib.suppress(_Captured):
+                self.model(**self._forward_kwargs(inputs))
+        finally:
+            handle.remove()
+        if captured.get("inputs_embeds") is None:
+            raise ModelError(f"{self.spec}: could not capture the language model's inputs_embeds")
+        return captured
+
+    def image_features(self, inputs: LVLMInputs) -> list[torch.Tensor | None]:
+        """Per prompt, the features its image tokens receive (image tokens × hidden; None
+        without images): from the cache, or computed once per image set for those missing."""
+        if inputs.images is None:
+            raise ValueError("image features need the inputs' images (use build_inputs)")
+        keys = [images_key(ims) if ims else None for ims in inputs.images]
+        found: dict[bytes, torch.Tensor] = {}
+        missing: dict[bytes, int] = {}
+        for i, key in enumerate(keys):
+            if key is None or key in found or key in missing:
+                continue
+            hit = self.features.get(key)
+            if hit is None:
+                missing[key] = i
+            else:
+                found[key] = hit
+        todo = list(missing.items())
+        # Every prompt of the batch about images not seen yet: the batch itself is captured (no
+        # second processor call). Otherwise one prompt per missing image set is laid out anew.
+        whole = len(todo) == len(keys)
+        for start in range(0, len(todo), self.batch_size):
+            part = todo[start : start + self.batch_size]
+            if whole and len(part) == len(keys):
+                sub = inputs
+            else:
+                sub = self._processed([inputs.images[i] for _, i in part], [""] * len(part))
+            captured = self._captured(sub)
+            extra = [
+                name
+                for name, value in captured.items()
+                if name not in PLAIN_DECODER_ARGS
+                and value is not None
+                and not isinstance(value, (bool, int, float, str))
+            ]
+            if extra:
+                self.reuse_blocked = (
+                    f"the model passes {', '.join(sorted(extra))} to its language model"
+                )
+                raise _ReuseBlocked
+            embeds = captured["inputs_embeds"]
+            for b, (key, _) in enumerate(part):
+                features = embeds[b][sub.image_token_mask[b]].clone()
+                self.features.put(key, features)
+                found[key] = features
+        out: list[torch.Tensor | None] = []
+        for i, key in enumerate(keys):
+            features = None if key is None else found[key]
+            if features is not None and features.shape[0] != int(inputs.image_token_mask[i].sum()):
+                raise ModelError(
+                    f"{self.spec}: {features.shape[0]} cached image features for "
+                    f"{int(inputs.image_token_mask[i].sum())} image tokens"
+                )
+            out.append(features)
+        return out
+
+    def _model_positions(self, inputs: LVLMInputs, embeds: torch.Tensor) -> torch.Tensor:
+        """Position ids as the language model receives them: 1-D positions that skip the left
+        padding, or the family's multimodal (3-D) RoPE positions computed by its base model."""
+        if inputs.position_ids is not None:
+            return inputs.position_ids
+        mask = inputs.attention_mask
+        plain = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        base = getattr(self.model, "model", None)
+        compute = getattr(base, "compute_3d_position_ids", None)
+        if compute is None or not bool(inputs.image_token_mask.any()):
+            return plain.unsqueeze(0).expand(3, *plain.shape)
+        wanted = inspect.signature(compute).parameters
+        kwargs: dict[str, Any] = {k: v for k, v in inputs.tensors.items() if k in wanted}
+        kwargs.update(inputs_embeds=embeds, attention_mask=mask)
+        for name in ("cache", "past_key_values", "image_grid_thw", "video_grid_thw"):
+            if name in wanted:
+                kwargs.setdefault(name, None)
+        positions = compute(**kwargs)
+        if positions is None:
+            raise ModelError(f"{self.spec}: the model computed no multimodal positions")
+        return positions
+
+    @torch.inference_mode()
+    def _embed_cached(self, inputs: LVLMInputs) -> EmbeddedInputs:
+        features = self.image_features(inputs)
+        embeds = self.model.get_input_embeddings()(inputs.input_ids).clone()
+        for i, rows in enumerate(features):
+            if rows is not None:
+                embeds[i, inputs.image_token_mask[i]] = rows.to(embeds.dtype)
+        return EmbeddedInputs(
+            inputs_embeds=embeds,
+            attention_mask=inputs.attention_mask,
+            position_ids=self._model_positions(inputs, embeds),
+            image_token_mask=inputs.image_token_mask,
+            extra={},
+        )
+
+    def _rows(self, inputs: LVLMInputs, embedded: EmbeddedInputs) -> list[Row]:
+        """The batch's prompts without their left padding."""
+        assert embedded.position_ids is not None
+        keys = [images_key(ims) if ims else None for ims in (inputs.images or [])]
+        rows = []
+        for b in range(inputs.input_ids.shape[0]):
+            real = inputs.attention_mask[b].bool()
+            images = inputs.image_token_mask[b][real].nonzero()
+            rows.append(
+                Row(
+                    embeds=embedded.inputs_embeds[b][real],
+                    positions=embedded.position_ids[..., b, :][..., real],
+                    ids=inputs.input_ids[b][real],
+                    last_image=int(images[-1, 0]) if images.numel() else -1,
+                    key=keys[b] if keys else None,
+                )
+            )
+        return rows
+
+    @torch.inference_mode()
+    def prefill(self, inputs: LVLMInputs) -> list[Segment]:
+        """Every prompt run up to its next token with cached image features, prompts about the
+        same images sharing one pass over their common prefix (`hf_reuse.prefill`)."""
+        embedded = self._embed_cached(inputs)
+        rows = self._rows(inputs, embedded)
+        if self.share_prefix:
+            groups = plan_groups(rows)
+        else:
+            groups = [Group(list(range(len(rows))), 0)]
+        for group in groups:
+            if group.prefix:
+                self.stats["prefix_passes"] += 1
+                self.stats["shared_rows"] += len(group.rows)
+            else:
+                self.stats["whole_rows"] += len(group.rows)
+        return prefill(self.decoder(), rows, groups, self.batch_size)
+
     # -- scoring -----------------------------------------------------------------------------
     @torch.inference_mode()
     def next_token_logits(self, inputs: LVLMInputs) -> torch.Tensor:
         """B×V float32 logits at the last position (one forward pass, no generation)."""
+        if self.reusing and inputs.images is not None:
+            with contextlib.suppress(_ReuseBlocked):
+                segments = self.prefill(inputs)
+                logits = torch.empty(
+                    (inputs.input_ids.shape[0], segments[0].logits.shape[-1]),
+                    device=segments[0].logits.device,
+                )
+                for segment in segments:
+                    logits[segment.rows] = segment.logits
+                return logits
         out = self.model(**self._forward_kwargs(inputs), logits_to_keep=1)
         return out.logits[:, -1].float()
 
-    def _chunks(self, n: int) -> Iterator[slice]:
-        for start in range(0, n, self.batch_size):
-            yield slice(start, min(n, start + self.batch_size))
+    def _batched_logits(
+        self, images_per_prompt: Sequence[Sequence[np.ndarray]], prompts: Sequence[str]
+    ) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """(prompt indices, their next-token logits) per batch of whole image sets."""
+        if len(images_per_prompt) != len(prompts):
+            raise ValueError("one image list per prompt is required")
+        capped = self.capped(images_per_prompt)
+        for part in self._batches(capped):
+            inputs = self._processed([capped[i] for i in part], [prompts[i] for i in part])
+            yield part, self.next_token_logits(inputs)
 
     def yes_no(
         self, images_per_prompt: Sequence[Sequence[np.ndarray]], prompts: Sequence[str]
     ) -> YesNoScores:
+        """p_yes and both masses per prompt. Prompts about the same images (one frame asked
+        several questions) run their images once: pass them in one call."""
         yes_idx = torch.tensor(sorted(set(self.yes_ids.values())))
         no_idx = torch.tensor(sorted(set(self.no_ids.values())))
-        yes_mass, no_mass = [], []
-        for part in self._chunks(len(prompts)):
-            logits = self.next_token_logits(
-                self.build_inputs(images_per_prompt[part], prompts[part])
-            )
+        yes = np.zeros(len(prompts))
+        no = np.zeros(len(prompts))
+        for part, logits in self._batched_logits(images_per_prompt, prompts):
             probs = torch.softmax(logits.double(), dim=-1).cpu()
-            yes_mass.append(probs[:, yes_idx].sum(-1).numpy())
-            no_mass.append(probs[:, no_idx].sum(-1).numpy())
-        yes = np.concatenate(yes_mass) if yes_mass else np.zeros(0)
-        no = np.concatenate(no_mass) if no_mass else np.zeros(0)
+            yes[part] = probs[:, yes_idx].sum(-1).numpy()
+            no[part] = probs[:, no_idx].sum(-1).numpy()
         with np.errstate(invalid="ignore", divide="ignore"):
             p_yes = np.where(yes + no > 0, yes / (yes + no), 0.5)
         return YesNoScores(p_yes=p_yes, yes_mass=yes, no_mass=no)
@@ -287,20 +567,33 @@ class HFLVLM:
         """P×O option probabilities: softmax mass of each option letter, renormalised."""
         letters = self.letter_ids(len(options))
         prompts = [format_choice_prompt(q, options) for q in questions]
-        rows = []
-        for part in self._chunks(len(prompts)):
-            logits = self.next_token_logits(
-                self.build_inputs(images_per_prompt[part], prompts[part])
-            )
+        out = np.zeros((len(prompts), len(options)))
+        for part, logits in self._batched_logits(images_per_prompt, prompts):
             probs = torch.softmax(logits.double(), dim=-1).cpu()
             mass = torch.stack([probs[:, ids].sum(-1) for ids in letters], dim=-1)
-            rows.append((mass / mass.sum(-1, keepdim=True).clamp_min(1e-300)).numpy())
-        return np.concatenate(rows) if rows else np.zeros((0, len(options)))
+            out[part] = (mass / mass.sum(-1, keepdim=True).clamp_min(1e-300)).numpy()
+        return out
 
     def choice(
         self, images: Sequence[np.ndarray], question: str, options: Sequence[str]
     ) -> np.ndarray:
         return self.choice_batch([images], [question], options)[0]
+
+    def _plain_greedy(self) -> bool:
+        """Whether greedy decoding here needs nothing but argmax and the end tokens."""
+        config = getattr(self.model, "generation_config", None)
+        return all(
+            getattr(config, name, None) in allowed for name, allowed in GREEDY_CHANGERS.items()
+        )
+
+    def _end_ids(self) -> list[int]:
+        config = getattr(self.model, "generation_config", None)
+        eos = getattr(config, "eos_token_id", None)
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        if eos is None:
+            return []
+        return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
 
     @torch.inference_mode()
     def generate(
@@ -310,49 +603,62 @@ class HFLVLM:
         max_new_tokens: int = 64,
     ) -> list[str]:
         """Greedy decoding; returns only the newly generated text of each prompt."""
-        answers: list[str] = []
-        for part in self._chunks(len(prompts)):
-            inputs = self.build_inputs(images_per_prompt[part], prompts[part])
-            out = self.model.generate(
-                **inputs.tensors,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=self.tokenizer.pad_token_id,
-            )
-            new = out[:, inputs.input_ids.shape[1] :]
-            answers.extend(
-                t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)
-            )
+        if len(images_per_prompt) != len(prompts):
+            raise ValueError("one image list per prompt is required")
+        answers = [""] * len(prompts)
+        capped = self.capped(images_per_prompt)
+        for part in self._batches(capped):
+            inputs = self._processed([capped[i] for i in part], [prompts[i] for i in part])
+            texts = None
+            if self.reusing and self._plain_greedy():
+                with contextlib.suppress(_ReuseBlocked):
+                    texts = self._generate_reusing(inputs, max_new_tokens)
+            if texts is None:
+                texts = self._generate_plain(inputs, max_new_tokens)
+            for i, text in zip(part, texts, strict=True):
+                answers[i] = text
         return answers
+
+    def _generate_reusing(self, inputs: LVLMInputs, max_new_tokens: int) -> list[str]:
+        texts = [""] * inputs.input_ids.shape[0]
+        pad = self.tokenizer.pad_token_id
+        for segment in self.prefill(inputs):
+            ids = greedy_decode(
+                self.decoder(), segment, max_new_tokens, self._end_ids(), int(pad or 0)
+            )
+            for row, tokens in zip(segment.rows, ids, strict=True):
+                texts[row] = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
+        return texts
+
+    def _generate_plain(self, inputs: LVLMInputs, max_new_tokens: int) -> list[str]:
+        out = self.model.generate(
+            **inputs.tensors,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        new = out[:, inputs.input_ids.shape[1] :]
+        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
     # -- hooks for token selection -----------------------------------------------------------
     def language_model(self) -> Any:
         """The decoder stack that consumes `inputs_embeds` (without the LM head)."""
         return self.model.get_decoder()
 
-    @torch.inference_mode()
     def embed_inputs(self, inputs: LVLMInputs) -> EmbeddedInputs:
         """`inputs_embeds` with image features merged, exactly as the language model receives them.
 
-        Runs the multimodal model up to the entry of its language model and captures that call's
-        arguments, so each family's own feature extraction and merging (pixel shuffle, anyres
-        packing, projector) is used rather than a re-implementation.
+        With reuse the image features come from the cache (computed once per image set);
+        otherwise the multimodal model runs up to the entry of its language model and that
+        call's arguments are captured. Either way each family's own feature extraction and
+        merging (pixel shuffle, anyres packing, projector) is used, not a re-implementation.
         """
-        captured: dict[str, Any] = {}
-
-        def hook(_module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
-            captured.update(kwargs)
-            raise _Captured
-
-        handle = self.language_model().register_forward_pre_hook(hook, with_kwargs=True)
-        try:
-            with contextlib.suppress(_Captured):
-                self.model(**self._forward_kwargs(inputs))
-        finally:
-            handle.remove()
-        if captured.get("inputs_embeds") is None:
-            raise ModelError(f"{self.spec}: could not capture the language model's inputs_embeds")
+        if self.reusing and inputs.images is not None:
+            with contextlib.suppress(_ReuseBlocked):
+                return self._embed_cached(inputs)
+        captured = self._captured(inputs)
         keep = {"inputs_embeds", "attention_mask", "position_ids", "past_key_values", "use_cache"}
+        keep |= {"cache"}
         return EmbeddedInputs(
             inputs_embeds=captured["inputs_embeds"],
             attention_mask=inputs.attention_mask,

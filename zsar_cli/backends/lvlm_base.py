@@ -10,6 +10,8 @@ Three Protocols, because not every backend can do everything:
   `query-lvlm --tokens`, `classify --lvlm --self-res`) needs. Only backends that expose their
   internals (`zsar_cli.backends.hf_lvlm.HFLVLM`);
 - `TextGenerator`: text-only generation for `describe`.
+`yes_no_many`, `choice_many` and `generate_many` ask every question about every unit (a frame or
+a clip) in one call, which is how a backend can reuse a unit's image work across its questions.
 numpy only: no torch here (tensor types appear in annotations alone).
 """
 
@@ -81,6 +83,57 @@ class LVLM(Protocol):
         ...
 
 
+def _grid(
+    images_per_unit: Sequence[Sequence[np.ndarray]], questions: Sequence[str]
+) -> tuple[list[Sequence[np.ndarray]], list[str]]:
+    """Every question about every unit, unit-major: the prompts about one unit's images are
+    adjacent, and each unit's image list is the same object in all of them."""
+    images = [ims for ims in images_per_unit for _ in questions]
+    prompts = [q for _ in images_per_unit for q in questions]
+    return images, prompts
+
+
+def yes_no_many(
+    lvlm: LVLM, images_per_unit: Sequence[Sequence[np.ndarray]], questions: Sequence[str]
+) -> YesNoScores:
+    """Every question about every unit (a frame, or a clip's frames) in one call: arrays of
+    shape (units, questions). A backend that reuses work across prompts about the same images
+    (the `hf:` one) then runs each unit's images once, however many questions there are."""
+    images, prompts = _grid(images_per_unit, questions)
+    scores = lvlm.yes_no(images, prompts)
+    shape = (len(images_per_unit), len(questions))
+    return YesNoScores(
+        p_yes=np.asarray(scores.p_yes).reshape(shape),
+        yes_mass=np.asarray(scores.yes_mass).reshape(shape),
+        no_mass=np.asarray(scores.no_mass).reshape(shape),
+    )
+
+
+def choice_many(
+    lvlm: LVLM,
+    images_per_unit: Sequence[Sequence[np.ndarray]],
+    questions: Sequence[str],
+    options: Sequence[str],
+) -> np.ndarray:
+    """Option probabilities of every question about every unit: (units, questions, options)."""
+    images, prompts = _grid(images_per_unit, questions)
+    probs = np.asarray(lvlm.choice_batch(images, prompts, options))
+    return probs.reshape(len(images_per_unit), len(questions), len(options))
+
+
+def generate_many(
+    lvlm: LVLM,
+    images_per_unit: Sequence[Sequence[np.ndarray]],
+    questions: Sequence[str],
+    max_new_tokens: int,
+) -> list[list[str]]:
+    """Greedy answers to every question about every unit: one list per unit."""
+    images, prompts = _grid(images_per_unit, questions)
+    texts = lvlm.generate(images, prompts, max_new_tokens)
+    q = len(questions)
+    return [list(texts[u * q : (u + 1) * q]) for u in range(len(images_per_unit))]
+
+
 @dataclass
 class LVLMInputs:
     """A processed batch: the processor's tensors plus where the image tokens sit.
@@ -94,6 +147,9 @@ class LVLMInputs:
     tensors: dict[str, torch.Tensor]
     position_ids: torch.Tensor | None
     image_token_mask: torch.Tensor
+    images: list[list[np.ndarray]] | None = None
+    """Per prompt, the images as the processor received them (caps applied): what a backend
+    keys its cache of image features by. None where the batch was assembled otherwise."""
 
     @property
     def input_ids(self) -> torch.Tensor:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -138,66 +138,130 @@ def queries_key(queries: Sequence[Query], labels: Sequence[str]) -> str:
 
 
 @dataclass
+class _Frame:
+    """One row of the frames artifact, its image still encoded."""
+
+    frame_index: int
+    timestamp: float | None
+    segment: int | None
+    data: bytes | None
+    width: int
+    height: int
+    error: str | None
+
+
+@dataclass
 class _Unit:
-    """One thing asked about: a frame (frame level) or a group of frames (clip level)."""
+    """One thing asked about: a frame (frame level) or a group of frames (clip level). Its
+    images are decoded just before it is asked about and released right after, so a long
+    video's frames are never all in memory at once."""
 
     frame_index: int | None
     timestamp: float | None
     segment: int | None
-    images: list[np.ndarray]
-    error: str | None
+    members: list[_Frame]
+    error: str | None = None
+    images: list[np.ndarray] = field(default_factory=list)
 
 
-def _units(video: pa.Table, encoding: str, level: str, max_frames: int) -> list[_Unit]:
-    from zsar_cli.backends.lvlm_base import cap_frames
-
+def _frames(video: pa.Table) -> list[_Frame]:
     cols = video.to_pydict()
     n = video.num_rows
-    frames: list[_Unit] = []
-    for i in range(n):
-        error = cols["error"][i] if "error" in cols else None
-        image = None
-        if error is None:
-            data = cols["image"][i]
-            if data is None:
-                error = "frame has no image"
-            else:
-                try:
-                    image = decode_image(data, encoding, cols["width"][i], cols["height"][i])
-                except Exception as exc:  # PIL raises several types for corrupt bytes
-                    error = f"cannot decode frame image ({type(exc).__name__}: {exc})"
-        segment = cols.get("segment", [None] * n)[i]
-        frames.append(
-            _Unit(
-                cols["frame_index"][i],
-                cols["timestamp"][i],
-                segment,
-                [image] if image is not None else [],
-                error,
-            )
+    segments = cols.get("segment", [None] * n)
+    errors = cols.get("error", [None] * n)
+    return [
+        _Frame(
+            cols["frame_index"][i],
+            cols["timestamp"][i],
+            segments[i],
+            cols["image"][i],
+            cols["width"][i],
+            cols["height"][i],
+            errors[i],
         )
+        for i in range(n)
+    ]
+
+
+def _units(frames: Sequence[_Frame], level: str) -> list[_Unit]:
     if level == "frame":
-        return frames
+        return [_Unit(f.frame_index, f.timestamp, f.segment, [f], f.error) for f in frames]
     # Clip level: one unit per segment (or per video), from its decodable frames.
-    groups: dict[int | None, list[_Unit]] = {}
-    for unit in frames:
-        key = unit.segment if unit.segment is not None and unit.segment >= 0 else None
-        groups.setdefault(key, []).append(unit)
-    units = []
-    for segment, members in groups.items():
-        good = [m for m in members if m.error is None]
-        stamps = [m.timestamp for m in good if m.timestamp is not None]
-        error = None if good else (members[0].error or "no decodable frame")
-        units.append(
-            _Unit(
-                None,
-                float(np.mean(stamps)) if stamps else None,
-                segment if segment is not None else -1,
-                cap_frames([m.images[0] for m in good], max_frames),
-                error,
-            )
-        )
-    return units
+    groups: dict[int | None, list[_Frame]] = {}
+    for frame in frames:
+        key = frame.segment if frame.segment is not None and frame.segment >= 0 else None
+        groups.setdefault(key, []).append(frame)
+    return [
+        _Unit(None, None, segment if segment is not None else -1, members)
+        for segment, members in groups.items()
+    ]
+
+
+def _decode(frame: _Frame, encoding: str) -> tuple[np.ndarray | None, str | None]:
+    if frame.error is not None:
+        return None, frame.error
+    if frame.data is None:
+        return None, "frame has no image"
+    try:
+        return decode_image(frame.data, encoding, frame.width, frame.height), None
+    except Exception as exc:  # PIL raises several types for corrupt bytes
+        return None, f"cannot decode frame image ({type(exc).__name__}: {exc})"
+
+
+def _load(unit: _Unit, encoding: str, level: str, max_frames: int) -> None:
+    """Decode a unit's images (clip level: its decodable frames, capped to `max_frames`)."""
+    from zsar_cli.backends.lvlm_base import cap_frames
+
+    decoded = [(m, *_decode(m, encoding)) for m in unit.members]
+    if level == "frame":
+        _, image, error = decoded[0]
+        unit.error = error
+        unit.images = [image] if image is not None else []
+        return
+    good = [(m, image) for m, image, error in decoded if error is None and image is not None]
+    stamps = [m.timestamp for m, _ in good if m.timestamp is not None]
+    unit.timestamp = float(np.mean(stamps)) if stamps else None
+    unit.error = None if good else (decoded[0][2] or "no decodable frame")
+    unit.images = cap_frames([image for _, image in good], max_frames)
+
+
+def units_per_call(config: QueryConfig) -> int:
+    """Units decoded and asked about together: enough for the backend's batches, few enough
+    that their decoded frames stay small (a one-hour video at 1 fps is 3,600 frames)."""
+    return config.batch_size * (4 if config.level == "frame" else 1)
+
+
+def _ask(
+    lvlm: LVLM,
+    good: Sequence[_Unit],
+    queries: Sequence[Query],
+    labels: Sequence[str],
+    config: QueryConfig,
+) -> list[list[dict[str, Any]]]:
+    """Per unit, per query, the values of its answer row(s): every query about every unit of
+    the chunk in one call, so each unit's images are encoded once (`yes_no_many`)."""
+    from zsar_cli.backends.lvlm_base import choice_many, generate_many, yes_no_many
+
+    images = [u.images for u in good]
+    texts = [q.text for q in queries]
+    if config.mode == "yesno":
+        scores = yes_no_many(lvlm, images, texts)
+        return [
+            [
+                {
+                    "p_yes": float(scores.p_yes[u, q]),
+                    "yes_mass": float(scores.yes_mass[u, q]),
+                    "no_mass": float(scores.no_mass[u, q]),
+                }
+                for q in range(len(queries))
+            ]
+            for u in range(len(good))
+        ]
+    if config.mode == "choice":
+        probs = choice_many(lvlm, images, texts, labels)
+        return [[{"probs": probs[u, q]} for q in range(len(queries))] for u in range(len(good))]
+    answers = generate_many(lvlm, images, texts, config.max_new_tokens)
+    return [[{"answer": a} for a in row] for row in answers]
 
 
 def answer_video(
@@ -209,8 +273,10 @@ def answer_video(
     config: QueryConfig,
 ) -> pa.Table:
     """The `answers` rows of one video (all its frames or clips × all queries)."""
+    from zsar_cli.prompts import option_letters
+
     video_id = video.column("video_id")[0].as_py()
-    units = _units(video, encoding, config.level, config.max_frames)
+    units = _units(_frames(video), config.level)
     rows: dict[str, list[Any]] = {
         name: []
         for name in (
@@ -241,47 +307,35 @@ def answer_video(
             rows[name].append(values.get(name))
         rows["error"].append(unit.error)
 
-    good = [u for u in units if u.error is None]
-    results: dict[int, dict[int, dict[str, Any]]] = {}  # unit position → query position → values
-    if good:
-        images = [u.images for u in good]
-        for qi, query in enumerate(queries):
-            if config.mode == "yesno":
-                scores = lvlm.yes_no(images, [query.text] * len(good))
-                for ui in range(len(good)):
-                    results.setdefault(ui, {})[qi] = {
-                        "p_yes": float(scores.p_yes[ui]),
-                        "yes_mass": float(scores.yes_mass[ui]),
-                        "no_mass": float(scores.no_mass[ui]),
-                    }
-            elif config.mode == "choice":
-                option_probs = lvlm.choice_batch(images, [query.text] * len(good), labels)
-                for ui in range(len(good)):
-                    results.setdefault(ui, {})[qi] = {"probs": option_probs[ui]}
-            else:
-                texts = lvlm.generate(images, [query.text] * len(good), config.max_new_tokens)
-                for ui in range(len(good)):
-                    results.setdefault(ui, {})[qi] = {"answer": texts[ui]}
-    from zsar_cli.prompts import option_letters
-
-    position = {id(u): i for i, u in enumerate(good)}
-    for unit in units:
-        for qi, query in enumerate(queries):
-            values = results.get(position.get(id(unit), -1), {}).get(qi, {})
-            if config.mode == "choice":
-                letters = option_letters(len(labels))
-                probs = values.get("probs")
-                for li, label in enumerate(labels):
-                    add(
-                        unit,
-                        label,
-                        query.kind,
-                        query.text,
-                        p_yes=None if probs is None else float(probs[li]),
-                        answer=letters[li],
-                    )
-            else:
-                add(unit, query.label, query.kind, query.text, **values)
+    step = units_per_call(config)
+    for start in range(0, len(units), step):
+        chunk = units[start : start + step]
+        for unit in chunk:
+            _load(unit, encoding, config.level, config.max_frames)
+        good = [u for u in chunk if u.error is None]
+        answered: dict[int, list[dict[str, Any]]] = {}
+        if good:
+            asked = _ask(lvlm, good, queries, labels, config)
+            answered = {id(u): values for u, values in zip(good, asked, strict=True)}
+        for unit in chunk:
+            unit.images = []  # released: only one chunk's frames are decoded at a time
+            values_per_query = answered.get(id(unit))
+            for qi, query in enumerate(queries):
+                values = values_per_query[qi] if values_per_query is not None else {}
+                if config.mode == "choice":
+                    letters = option_letters(len(labels))
+                    probs = values.get("probs")
+                    for li, label in enumerate(labels):
+                        add(
+                            unit,
+                            label,
+                            query.kind,
+                            query.text,
+                            p_yes=None if probs is None else float(probs[li]),
+                            answer=letters[li],
+                        )
+                else:
+                    add(unit, query.label, query.kind, query.text, **values)
     return build_table("answers", rows, extra_fields=[SEGMENT_FIELD])
 
 

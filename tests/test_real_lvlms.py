@@ -1,0 +1,71 @@
+"""Real-size random-init LVLMs (scripts/build_real_lvlms.py): published sizes, reuse parity.
+
+Slow: each model is built on first use into `$ZSAR_CACHE_DIR/real-lvlms` (0.9-3.6 GB, 1-5
+minutes) and one frame costs seconds to tens of seconds on 2 CPU threads. Per model: the
+parameter count and image tokens per 640x360 frame of the published configuration, and the
+cached path's p_yes (image features once per frame, shared prefix per question) against the
+model's own forward (`reuse=False`), to 1e-5 in float32, on two frames of different sizes asked
+two questions of different lengths.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from scripts.build_real_lvlms import ensure
+from zsar_cli.backends import load_lvlm
+from zsar_cli.backends.lvlm_base import yes_no_many
+from zsar_cli.prompts import ZEAL_FRAME_PROMPT
+from zsar_cli.synthetic import random_object, render_frame
+
+pytestmark = pytest.mark.slow
+torch.set_num_threads(2)
+
+# name → (parameters in millions, image tokens of a 640x360 frame)
+PUBLISHED = {
+    "smolvlm2-256m": (256.5, 64),
+    "llava-onevision-0.5b": (893.7, 2052),
+    "qwen2.5-vl-3b-vision": (839.9, 299),
+}
+QUESTIONS = [
+    ZEAL_FRAME_PROMPT.format(
+        label="a red circle", question="Is the object just appearing at the edge of the frame?"
+    ),
+    "Is there any object in this frame?",
+]
+
+
+@pytest.fixture(scope="module", params=list(PUBLISHED))
+def real(request):
+    folder = ensure(request.param)
+    lvlm = load_lvlm(f"hf:{folder}", device="cpu", dtype="float32", batch_size=4)
+    return request.param, folder, lvlm
+
+
+def test_published_sizes(real):
+    import json
+
+    name, folder, lvlm = real
+    record = json.loads((folder / "BUILD.json").read_text())
+    params, tokens = PUBLISHED[name]
+    assert sum(p.numel() for p in lvlm.model.parameters()) / 1e6 == pytest.approx(params, abs=0.1)
+    assert record["image_tokens_640x360"] == tokens
+
+
+def test_reuse_parity_at_real_size(real):
+    _, _, lvlm = real
+    rng = np.random.default_rng(0)
+    frames = [
+        render_frame(640, 360, [random_object(rng, 640, 360)], rng=rng),
+        render_frame(480, 360, [random_object(rng, 480, 360)], rng=rng),
+    ]
+    lvlm.reuse = False
+    plain = yes_no_many(lvlm, [[f] for f in frames], QUESTIONS)
+    lvlm.reuse = True
+    lvlm.features.clear()
+    cached = yes_no_many(lvlm, [[f] for f in frames], QUESTIONS)
+    np.testing.assert_allclose(cached.p_yes, plain.p_yes, atol=1e-5)
+    assert lvlm.features.vision_runs == 2
+    assert lvlm.stats["shared_rows"] == 4  # every family here puts the images first
