@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from zsar_cli.backends.contract import check_lvlm_folder
 from zsar_cli.errors import ConfigError, ModelError
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -117,3 +118,21 @@ def load_processor_and_model(
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelError(f"hf:{rest}: cannot load the model ({first_line(exc)})") from None
     return processor, model
+
+
+BUILTIN_MODELS: dict[str, str] = {"world-lvlm": "world-lvlm"}
+REBUILD_HINT = "scripts/build_world_lvlm.sh"
+
+
+def builtin_spec(name: str) -> str:
+    """`world-lvlm` → `hf:<package>/models/world-lvlm` (loaded like any local model folder)."""
+    from zsar_cli.backends import MODELS_DIR
+
+    if name not in BUILTIN_MODELS:
+        known = ", ".join("builtin:" + n for n in BUILTIN_MODELS)
+        raise ModelError(f"unknown built-in LVLM {name!r}; known: {known}")
+    folder = MODELS_DIR / BUILTIN_MODELS[name]
+    if not (folder / "config.json").is_file():
+        raise ModelError(f"builtin:{name}: {folder} is missing; rebuild it with {REBUILD_HINT}")
+    check_lvlm_folder(folder, f"builtin:{name}", required=True)
+    return f"hf:{folder}"

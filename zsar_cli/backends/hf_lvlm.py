@@ -26,6 +26,16 @@ import numpy as np
 import torch
 
 from zsar_cli.backends.contract import check_lvlm_folder
+from zsar_cli.backends.hf_generation import GreedyGeneration
+from zsar_cli.backends.hf_hooks import SelectionHookMethods
+from zsar_cli.backends.hf_inputs import _image_token_id
+from zsar_cli.backends.hf_inputs import cap_pixels as cap_pixels
+from zsar_cli.backends.hf_inputs import chat_prompt as chat_prompt
+from zsar_cli.backends.hf_inputs import single_token_ids as single_token_ids
+from zsar_cli.backends.hf_inputs import writable as writable
+from zsar_cli.backends.hf_loading import BUILTIN_MODELS as BUILTIN_MODELS
+from zsar_cli.backends.hf_loading import REBUILD_HINT as REBUILD_HINT
+from zsar_cli.backends.hf_loading import builtin_spec as builtin_spec
 from zsar_cli.backends.hf_loading import (
     check_source,
     load_processor_and_model,
@@ -34,12 +44,14 @@ from zsar_cli.backends.hf_loading import (
 )
 from zsar_cli.backends.hf_reuse import (
     DEFAULT_CACHE_MB,
+    PLAIN_DECODER_ARGS,
+    Captured,
     Decoder,
     FeatureCache,
     Group,
+    ReuseBlocked,
     Row,
     Segment,
-    greedy_decode,
     images_key,
     plan_groups,
     prefill,
@@ -59,69 +71,11 @@ from zsar_cli.prompts import OPTION_LETTERS as OPTION_LETTERS
 from zsar_cli.prompts import YES_SPELLINGS as YES_SPELLINGS
 from zsar_cli.prompts import format_choice_prompt as format_choice_prompt
 from zsar_cli.prompts import option_letters as option_letters
-from zsar_cli.prompts import user_turn
 
 DEFAULT_SPEC = "hf:HuggingFaceTB/SmolVLM2-256M-Video-Instruct"
-BUILTIN_MODELS: dict[str, str] = {"world-lvlm": "world-lvlm"}
-REBUILD_HINT = "scripts/build_world_lvlm.sh"
 # Families whose rotary positions are computed by the model itself from the image grid
 # (multimodal RoPE); passing plain 1-D position ids would break them.
 MODEL_COMPUTES_POSITIONS = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v"})
-
-
-def builtin_spec(name: str) -> str:
-    """`world-lvlm` → `hf:<package>/models/world-lvlm` (loaded like any local model folder)."""
-    from zsar_cli.backends import MODELS_DIR
-
-    if name not in BUILTIN_MODELS:
-        known = ", ".join("builtin:" + n for n in BUILTIN_MODELS)
-        raise ModelError(f"unknown built-in LVLM {name!r}; known: {known}")
-    folder = MODELS_DIR / BUILTIN_MODELS[name]
-    if not (folder / "config.json").is_file():
-        raise ModelError(f"builtin:{name}: {folder} is missing; rebuild it with {REBUILD_HINT}")
-    check_lvlm_folder(folder, f"builtin:{name}", required=True)
-    return f"hf:{folder}"
-
-
-# ---------------------------------------------------------------------------------------------
-# Prompts and images as this backend's processor wants them
-
-
-def chat_prompt(processor: Any, num_images: int, text: str) -> str:
-    """One user turn (the images first, then the text) rendered with the processor's template."""
-    messages = user_turn(num_images, text)
-    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-
-
-def single_token_ids(tokenizer: Any, spellings: Sequence[str]) -> dict[str, int]:
-    """spelling → token id, for every spelling the tokenizer encodes as exactly one token."""
-    found: dict[str, int] = {}
-    for spelling in spellings:
-        ids = tokenizer.encode(spelling, add_special_tokens=False)
-        # Decoding back guards against the unknown token and case-folding normalisers, which
-        # would otherwise count "YES" as a spelling of yes through an unrelated id.
-        if len(ids) == 1 and tokenizer.decode(ids).strip() == spelling.strip():
-            found[spelling] = int(ids[0])
-    return found
-
-
-def cap_pixels(image: np.ndarray, max_pixels: int | None) -> np.ndarray:
-    """Downscale (keeping aspect) so width×height ≤ max_pixels; a large frame cannot exhaust RAM."""
-    height, width = image.shape[:2]
-    if not max_pixels or height * width <= max_pixels:
-        return image
-    from PIL import Image
-
-    scale = (max_pixels / (height * width)) ** 0.5
-    size = (max(1, int(width * scale)), max(1, int(height * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
-
-
-def writable(image: np.ndarray) -> np.ndarray:
-    """A contiguous array torch can wrap without a warning: frames decoded from Arrow buffers
-    are read-only, and the image processors' `torch.from_numpy` warns about those."""
-    image = np.ascontiguousarray(image)
-    return image if image.flags.writeable else image.copy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,50 +127,7 @@ def load_hf_lvlm(
 # The backend
 
 
-class _Captured(Exception):
-    """Raised by the language-model pre-hook to stop a forward pass once its inputs are known."""
-
-
-class _ReuseBlocked(Exception):
-    """Raised when a model turns out to need more than image features to re-enter its language
-    model (`HFLVLM.reuse_blocked` says what); the call then runs the model's own forward."""
-
-
-# Arguments the multimodal model hands its language model besides `inputs_embeds` that carry no
-# image information; anything else (Qwen3-VL's deepstack features) makes features unreusable.
-PLAIN_DECODER_ARGS = frozenset(
-    {
-        "inputs_embeds",
-        "attention_mask",
-        "position_ids",
-        "cache",
-        "past_key_values",
-        "use_cache",
-        "return_dict",
-        "output_attentions",
-        "output_hidden_states",
-        "cache_position",
-        "input_ids",
-    }
-)
-# Generation settings that change greedy decoding; a model whose generation config sets one
-# generates through transformers' `generate` (without reuse), which applies them.
-GREEDY_CHANGERS: dict[str, tuple[object, ...]] = {
-    "repetition_penalty": (None, 1.0),
-    "no_repeat_ngram_size": (None, 0),
-    "bad_words_ids": (None,),
-    "suppress_tokens": (None,),
-    "begin_suppress_tokens": (None,),
-    "forced_bos_token_id": (None,),
-    "forced_eos_token_id": (None,),
-    "min_length": (None, 0),
-    "min_new_tokens": (None, 0),
-    "sequence_bias": (None,),
-    "exponential_decay_length_penalty": (None,),
-}
-
-
-class HFLVLM:
+class HFLVLM(GreedyGeneration, SelectionHookMethods):
     """A loaded transformers image-text-to-text model with its processor (implements `LVLM` and
     `SelectionHooks`).
 
@@ -362,11 +273,11 @@ class HFLVLM:
 
         def hook(_module: Any, _args: Any, kwargs: dict[str, Any]) -> None:
             captured.update(kwargs)
-            raise _Captured
+            raise Captured
 
         handle = self.language_model().register_forward_pre_hook(hook, with_kwargs=True)
         try:
-            with contextlib.suppress(_Captured):
+            with contextlib.suppress(Captured):
                 self.model(**self._forward_kwargs(inputs))
         finally:
             handle.remove()
@@ -412,7 +323,7 @@ class HFLVLM:
                 self.reuse_blocked = (
                     f"the model passes {', '.join(sorted(extra))} to its language model"
                 )
-                raise _ReuseBlocked
+                raise ReuseBlocked
             embeds = captured["inputs_embeds"]
             for b, (key, _) in enumerate(part):
                 features = embeds[b][sub.image_token_mask[b]].clone()
@@ -508,7 +419,7 @@ class HFLVLM:
     def next_token_logits(self, inputs: LVLMInputs) -> torch.Tensor:
         """B×V float32 logits at the last position (one forward pass, no generation)."""
         if self.reusing and inputs.images is not None:
-            with contextlib.suppress(_ReuseBlocked):
+            with contextlib.suppress(ReuseBlocked):
                 segments = self.prefill(inputs)
                 logits = torch.empty(
                     (inputs.input_ids.shape[0], segments[0].logits.shape[-1]),
@@ -578,137 +489,3 @@ class HFLVLM:
         self, images: Sequence[np.ndarray], question: str, options: Sequence[str]
     ) -> np.ndarray:
         return self.choice_batch([images], [question], options)[0]
-
-    def _plain_greedy(self) -> bool:
-        """Whether greedy decoding here needs nothing but argmax and the end tokens."""
-        config = getattr(self.model, "generation_config", None)
-        return all(
-            getattr(config, name, None) in allowed for name, allowed in GREEDY_CHANGERS.items()
-        )
-
-    def _end_ids(self) -> list[int]:
-        config = getattr(self.model, "generation_config", None)
-        eos = getattr(config, "eos_token_id", None)
-        if eos is None:
-            eos = self.tokenizer.eos_token_id
-        if eos is None:
-            return []
-        return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
-
-    @torch.inference_mode()
-    def generate(
-        self,
-        images_per_prompt: Sequence[Sequence[np.ndarray]],
-        prompts: Sequence[str],
-        max_new_tokens: int = 64,
-    ) -> list[str]:
-        """Greedy decoding; returns only the newly generated text of each prompt."""
-        if len(images_per_prompt) != len(prompts):
-            raise ValueError("one image list per prompt is required")
-        answers = [""] * len(prompts)
-        capped = self.capped(images_per_prompt)
-        for part in self._batches(capped):
-            inputs = self._processed([capped[i] for i in part], [prompts[i] for i in part])
-            texts = None
-            if self.reusing and self._plain_greedy():
-                with contextlib.suppress(_ReuseBlocked):
-                    texts = self._generate_reusing(inputs, max_new_tokens)
-            if texts is None:
-                texts = self._generate_plain(inputs, max_new_tokens)
-            for i, text in zip(part, texts, strict=True):
-                answers[i] = text
-        return answers
-
-    def _generate_reusing(self, inputs: LVLMInputs, max_new_tokens: int) -> list[str]:
-        texts = [""] * inputs.input_ids.shape[0]
-        pad = self.tokenizer.pad_token_id
-        for segment in self.prefill(inputs):
-            ids = greedy_decode(
-                self.decoder(), segment, max_new_tokens, self._end_ids(), int(pad or 0)
-            )
-            for row, tokens in zip(segment.rows, ids, strict=True):
-                texts[row] = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
-        return texts
-
-    def _generate_plain(self, inputs: LVLMInputs, max_new_tokens: int) -> list[str]:
-        out = self.model.generate(
-            **inputs.tensors,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            pad_token_id=self.tokenizer.pad_token_id,
-        )
-        new = out[:, inputs.input_ids.shape[1] :]
-        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
-
-    # -- hooks for token selection -----------------------------------------------------------
-    def language_model(self) -> Any:
-        """The decoder stack that consumes `inputs_embeds` (without the LM head)."""
-        return self.model.get_decoder()
-
-    def embed_inputs(self, inputs: LVLMInputs) -> EmbeddedInputs:
-        """`inputs_embeds` with image features merged, exactly as the language model receives them.
-
-        With reuse the image features come from the cache (computed once per image set);
-        otherwise the multimodal model runs up to the entry of its language model and that
-        call's arguments are captured. Either way each family's own feature extraction and
-        merging (pixel shuffle, anyres packing, projector) is used, not a re-implementation.
-        """
-        if self.reusing and inputs.images is not None:
-            with contextlib.suppress(_ReuseBlocked):
-                return self._embed_cached(inputs)
-        captured = self._captured(inputs)
-        keep = {"inputs_embeds", "attention_mask", "position_ids", "past_key_values", "use_cache"}
-        keep |= {"cache"}
-        return EmbeddedInputs(
-            inputs_embeds=captured["inputs_embeds"],
-            attention_mask=inputs.attention_mask,
-            position_ids=captured.get("position_ids", inputs.position_ids),
-            image_token_mask=inputs.image_token_mask,
-            extra={k: v for k, v in captured.items() if k not in keep},
-        )
-
-    @torch.inference_mode()
-    def run_language_model(
-        self,
-        embedded: EmbeddedInputs,
-        output_attentions: bool = False,
-        output_hidden_states: bool = False,
-        logits_to_keep: int = 1,
-    ) -> Any:
-        """Run the language model + LM head on `embedded.inputs_embeds`.
-
-        Returns an object with `logits` (B×logits_to_keep×V), `hidden_states` (embeddings + one
-        per layer, each B×L×H) and `attentions` (one B×heads×L×L per layer) when asked. Attention
-        weights need the eager implementation; the model is switched to it on first request.
-        """
-        if output_attentions and getattr(self.model.config, "_attn_implementation", "") != "eager":
-            self.model.set_attn_implementation("eager")
-        kwargs: dict[str, Any] = dict(embedded.extra)
-        kwargs.update(
-            inputs_embeds=embedded.inputs_embeds,
-            attention_mask=embedded.attention_mask,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            use_cache=False,
-        )
-        if embedded.position_ids is not None:
-            kwargs["position_ids"] = embedded.position_ids
-        out = self.language_model()(**kwargs)
-        hidden = (
-            out.last_hidden_state[:, -logits_to_keep:] if logits_to_keep else out.last_hidden_state
-        )
-        out.logits = self.model.get_output_embeddings()(hidden).float()
-        return out
-
-
-def _image_token_id(model: Any, processor: Any) -> int:
-    for owner, name in (
-        (model.config, "image_token_id"),
-        (model.config, "image_token_index"),
-        (processor, "image_token_id"),
-    ):
-        value = getattr(owner, name, None)
-        if isinstance(value, int):
-            return value
-    token = getattr(processor, "image_token", "<image>")
-    return int(processor.tokenizer.convert_tokens_to_ids(token))

@@ -95,6 +95,34 @@ class FeatureCache:
 # Rows and groups
 
 
+# Arguments the multimodal model hands its language model besides `inputs_embeds` that carry no
+# image information; anything else (Qwen3-VL's deepstack features) makes features unreusable.
+PLAIN_DECODER_ARGS = frozenset(
+    {
+        "inputs_embeds",
+        "attention_mask",
+        "position_ids",
+        "cache",
+        "past_key_values",
+        "use_cache",
+        "return_dict",
+        "output_attentions",
+        "output_hidden_states",
+        "cache_position",
+        "input_ids",
+    }
+)
+
+
+class Captured(Exception):
+    """Raised by the language-model pre-hook to stop a forward pass once its inputs are known."""
+
+
+class ReuseBlocked(Exception):
+    """Raised when a model turns out to need more than image features to re-enter its language
+    model (`HFLVLM.reuse_blocked` says what); the call then runs the model's own forward."""
+
+
 @dataclass
 class Row:
     """One prompt without padding: embeds (n × hidden), positions (n) or (3 × n) for multimodal

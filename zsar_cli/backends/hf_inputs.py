@@ -1,0 +1,62 @@
+"""Prompts and images as the transformers backend's processor wants them: the chat turn, which
+yes/no spellings are single tokens, the pixel cap, writable arrays. No model is loaded here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from zsar_cli.prompts import user_turn
+
+
+def chat_prompt(processor: Any, num_images: int, text: str) -> str:
+    """One user turn (the images first, then the text) rendered with the processor's template."""
+    messages = user_turn(num_images, text)
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+
+def single_token_ids(tokenizer: Any, spellings: Sequence[str]) -> dict[str, int]:
+    """spelling → token id, for every spelling the tokenizer encodes as exactly one token."""
+    found: dict[str, int] = {}
+    for spelling in spellings:
+        ids = tokenizer.encode(spelling, add_special_tokens=False)
+        # Decoding back guards against the unknown token and case-folding normalisers, which
+        # would otherwise count "YES" as a spelling of yes through an unrelated id.
+        if len(ids) == 1 and tokenizer.decode(ids).strip() == spelling.strip():
+            found[spelling] = int(ids[0])
+    return found
+
+
+def cap_pixels(image: np.ndarray, max_pixels: int | None) -> np.ndarray:
+    """Downscale (keeping aspect) so width×height ≤ max_pixels; a large frame cannot exhaust RAM."""
+    height, width = image.shape[:2]
+    if not max_pixels or height * width <= max_pixels:
+        return image
+    from PIL import Image
+
+    scale = (max_pixels / (height * width)) ** 0.5
+    size = (max(1, int(width * scale)), max(1, int(height * scale)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+
+
+def writable(image: np.ndarray) -> np.ndarray:
+    """A contiguous array torch can wrap without a warning: frames decoded from Arrow buffers
+    are read-only, and the image processors' `torch.from_numpy` warns about those."""
+    image = np.ascontiguousarray(image)
+    return image if image.flags.writeable else image.copy()
+
+
+def _image_token_id(model: Any, processor: Any) -> int:
+    for owner, name in (
+        (model.config, "image_token_id"),
+        (model.config, "image_token_index"),
+        (processor, "image_token_id"),
+    ):
+        value = getattr(owner, name, None)
+        if isinstance(value, int):
+            return value
+    token = getattr(processor, "image_token", "<image>")
+    return int(processor.tokenizer.convert_tokens_to_ids(token))
