@@ -17,6 +17,7 @@ No artifacts are read or written here; the module is torch/numpy-free (`zsar --h
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -190,6 +191,9 @@ class ConfigBase:
 
 def _check_value(flag: str, meta: Opt, value: Any) -> None:
     for item in value if isinstance(value, tuple) else (value,):
+        # inf and nan pass a one-sided range (inf > 0) and then overflow deep inside a stage.
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ConfigError(f"{flag} must be a finite number (got {item!r})")
         if meta.choices is not None and item not in meta.choices:
             raise ConfigError(f"{flag} {item!r}: choose one of {', '.join(meta.choices)}")
         if (

@@ -25,8 +25,13 @@ class ExtractConfig(ConfigBase):
         flags=("--num-frames", "-n"),
         min=1,
     )
+    # At most 1000: no video has more frames a second, and a larger rate only multiplies the
+    # sampling plan (1e308 overflowed it).
     fps: float | None = opt(
-        None, "Frames per second (first frame at or after each 1/F tick; ZEAL uses 1).", gt=0
+        None,
+        "Frames per second (first frame at or after each 1/F tick; ZEAL uses 1).",
+        gt=0,
+        max=1000,
     )
     segments: int | None = opt(None, "Dense sampling for Self-ReS: R segments ...", min=1)
     frames_per_segment: int | None = opt(
