@@ -72,6 +72,8 @@ def _lines(path: Path, what: str) -> list[tuple[int, str]]:
     note_input(path)
     try:
         text = path.read_text(encoding="utf-8")
+    except PermissionError:
+        raise InputError(f"{path}: cannot read the {what} file: permission denied") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: cannot read {what} file ({exc})") from None
     out = []
@@ -192,6 +194,8 @@ def load_descriptions(path: str | Path) -> dict[str, Description]:
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
+        except PermissionError:
+            raise InputError(f"{path}: cannot read it: permission denied") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InputError(f"{path}: not a readable JSON descriptions file ({exc})") from None
         if isinstance(data, dict):
@@ -247,12 +251,14 @@ def build_prompts(
     descriptions: dict[str, Description] | None = None,
     random_descriptor_count: int = 0,
     seed: int = 0,
+    descriptions_source: str = "descriptions",
 ) -> list[Prompt]:
     """Every prompt to encode, label by label, in label order.
 
     The core phrase of a label is its name, or one phrase per descriptor ("{label}, which has
     {descriptor}") when descriptions (or random descriptors) are given; templates, if any, wrap
-    each core phrase.
+    each core phrase. `descriptions_source` names the descriptions in errors (the option and
+    file they came from).
     """
     labels = check_labels(labels)
     wrap = resolve_templates(templates)
@@ -263,13 +269,13 @@ def build_prompts(
         missing = [label for label in labels if label not in descriptions]
         if missing:
             raise InputError(
-                f"descriptions lack label(s) {', '.join(map(repr, missing[:5]))}"
-                + (" ..." if len(missing) > 5 else "")
+                f"{descriptions_source}: no description for label(s) "
+                f"{', '.join(map(repr, missing[:5]))}" + (" ..." if len(missing) > 5 else "")
             )
         for label in labels:
             descs = descriptions[label].descriptors
             if not descs:
-                raise InputError(f"descriptions: label {label!r} has no descriptors")
+                raise InputError(f"{descriptions_source}: label {label!r} has no descriptors")
             cores[label] = [(descriptor_phrase(label, d), "descriptor") for d in descs]
     elif random_descriptor_count:
         rand = random_descriptors(labels, random_descriptor_count, seed)

@@ -225,7 +225,9 @@ def records_from_file(
     wanted = list(labels) if labels is not None else list(loaded)
     missing = [label for label in wanted if label not in loaded]
     if missing:
-        raise InputError(f"{path}: no description for label(s) {', '.join(map(repr, missing[:5]))}")
+        raise InputError(
+            f"--from {path}: no description for label(s) {', '.join(map(repr, missing[:5]))}"
+        )
     out = []
     for label in wanted:
         d = loaded[label]

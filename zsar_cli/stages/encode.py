@@ -241,7 +241,14 @@ def prompts_for(labels: Sequence[str], prompts: PromptConfig) -> list[Prompt]:
     descriptions: dict[str, Description] | None = None
     if cfg.descriptions is not None:
         descriptions = load_descriptions(cfg.descriptions)
-    return build_prompts(labels, cfg.templates, descriptions, cfg.random_descriptors, cfg.seed)
+    return build_prompts(
+        labels,
+        cfg.templates,
+        descriptions,
+        cfg.random_descriptors,
+        cfg.seed,
+        descriptions_source=f"--descriptions {cfg.descriptions}",
+    )
 
 
 def encode_prompts(encoder: Any, prompts: Sequence[Prompt]) -> np.ndarray:

@@ -111,14 +111,16 @@ def build_queries(config: QueryConfig) -> tuple[list[Query], list[str]]:
         missing = [lab for lab in wanted if lab not in descriptions]
         if missing:
             raise InputError(
-                f"{config.descriptions_file}: no description for label(s) "
+                f"--descriptions {config.descriptions_file}: no description for label(s) "
                 + ", ".join(map(repr, missing[:5]))
             )
         for lab in wanted:
             desc = descriptions[lab]
             for kind, question in (("start", desc.start_question), ("end", desc.end_question)):
                 if not question:
-                    raise InputError(f"{config.descriptions_file}: {lab!r} has no {kind}_question")
+                    raise InputError(
+                        f"--descriptions {config.descriptions_file}: {lab!r} has no {kind}_question"
+                    )
                 text = config.frame_prompt.format(label=lab, question=question)
                 queries.append(Query(lab, kind, text))
     return queries, labels
