@@ -173,10 +173,9 @@ def _create_from_checkpoint(
     try:
         open_clip.load_checkpoint(model, str(path), strict=True, weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
         raise ModelError(
             f"checkpoint {path}: not a loadable {arch} checkpoint (safetensors or a torch "
-            f"state dict of tensors): {first}"
+            f"state dict of tensors): {_load_failure(exc)}"
         ) from None
     return model, preprocess, tokenizer, str(path)
 
@@ -218,8 +217,23 @@ def _create_hub(name: str, device: str, precision: str) -> tuple[Any, ...]:
     except Exception as exc:
         if name.startswith("hf-hub:"):
             raise _offline_hint(name, exc) from None
-        raise ModelError(f"{name}: cannot load ({exc})") from None
+        raise ModelError(f"{name}: cannot load ({_load_failure(exc)})") from None
     return model, preprocess, tokenizer, name
+
+
+def _load_failure(exc: BaseException) -> str:
+    """Why open_clip could not load weights, in a few words (its messages run to pages: every
+    missing key, or torch's whole weights_only explanation)."""
+    import pickle
+
+    if isinstance(exc, pickle.UnpicklingError):
+        return (
+            "the weights file holds pickled objects other than tensors, which zsar never "
+            "unpickles (weights_only); save the state dict as .safetensors"
+        )
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else type(exc).__name__
+    return first if len(first) <= 200 else first[:197] + "..."
 
 
 def parse_rest(rest: str) -> tuple[str, str | None, str | None, str | None]:
