@@ -29,7 +29,7 @@ from zsar_cli.artifact_specs import SPECS as SPECS
 from zsar_cli.artifact_specs import ArtifactSpec as ArtifactSpec
 from zsar_cli.artifact_specs import get_spec as get_spec
 from zsar_cli.errors import ArtifactError, CacheMismatchError, InputError, ZsarError
-from zsar_cli.outputs import check_output_path, note_input, output_lock, temp_path
+from zsar_cli.outputs import check_output_path, make_folder, note_input, output_lock, temp_path
 from zsar_cli.provenance import META_PREFIX as META_PREFIX
 from zsar_cli.provenance import ArtifactMeta as ArtifactMeta
 from zsar_cli.provenance import build_table as build_table
@@ -182,12 +182,12 @@ class ArtifactWriter:
         if self.path == STDIO:
             self._writer = ipc.new_stream(sys.stdout.buffer, schema)
             return
-        target = Path(self.path)
         if not self.internal:
-            check_output_path(target)
+            check_output_path(self.path)  # the string: Path("") would be "." (a folder)
+        target = Path(self.path)
         if target.is_dir():
             raise InputError(f"{target}: is a folder; give a file name for the output")
-        target.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(target.parent, target)
         if not self.internal:
             self._lock = contextlib.ExitStack()
             self._lock.enter_context(output_lock(target))
@@ -305,6 +305,13 @@ def _part_files(folder: Path) -> list[Path]:
     return parts
 
 
+def _unreadable(source: str | os.PathLike[str], exc: BaseException) -> ZsarError:
+    """The error for a Parquet file that would not open: refused access is not corruption."""
+    if isinstance(exc, PermissionError):
+        return InputError(f"{source}: cannot read it: permission denied")
+    return ArtifactError(f"{source}: not a readable Parquet artifact ({exc})")
+
+
 def _validate(schema: pa.Schema, source: str, kinds: Sequence[str]) -> ArtifactMeta:
     meta = ArtifactMeta.from_schema(schema, source)
     if kinds and meta.kind not in kinds:
@@ -346,7 +353,7 @@ def read_meta(
     try:
         schema = pq.read_schema(p)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise ArtifactError(f"{path}: not a readable Parquet artifact ({exc})") from None
+        raise _unreadable(path, exc) from None
     return _validate(schema, str(path), _kinds(kind))
 
 
@@ -385,7 +392,7 @@ def read_artifact(
         try:
             pf = pq.ParquetFile(f)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise ArtifactError(f"{f}: not a readable Parquet artifact ({exc})") from None
+            raise _unreadable(f, exc) from None
         m = _validate(pf.schema_arrow, str(f), kinds)
         if meta is not None and (m.kind, m.config) != (meta.kind, meta.config):
             raise ArtifactError(f"{f}: part made with other settings than {files[0].name}")
@@ -440,7 +447,7 @@ def iter_batches(
         try:
             pf = pq.ParquetFile(f)
         except (pa.ArrowInvalid, OSError) as exc:
-            raise ArtifactError(f"{f}: not a readable Parquet artifact ({exc})") from None
+            raise _unreadable(f, exc) from None
         metas.append(_validate(pf.schema_arrow, str(f), kinds))
         handles.append(pf)
 

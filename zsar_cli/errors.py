@@ -14,6 +14,11 @@ class InputError(ZsarError):
     """A missing, unreadable or malformed input path or file."""
 
 
+class OutputError(ZsarError):
+    """An output that cannot be written where asked (permissions, a read-only file system, a
+    file where its folder should be)."""
+
+
 class VideoError(ZsarError):
     """A video that cannot be probed or decoded, or is too short for the sampling asked."""
 

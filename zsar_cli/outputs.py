@@ -17,9 +17,11 @@ the rules hold everywhere instead of per command:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import os
+import re
 import secrets
 import sys
 import threading
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from zsar_cli.errors import CacheMismatchError, ConfigError, InputError
+from zsar_cli.errors import CacheMismatchError, ConfigError, InputError, OutputError
 
 STDIO = "-"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -102,6 +104,72 @@ def check_output_path(output: str | os.PathLike[str], option: str = "-o") -> Pat
 
 
 # ---------------------------------------------------------------------------------------------
+# What the file system refused, in one line
+
+
+def file_in_the_way(path: str | os.PathLike[str]) -> str | None:
+    """The first part of `path` that exists and is not a folder (what ENOTDIR, or mkdir's
+    EEXIST, is about: mkdir names the file, not the output that wanted a folder there)."""
+    parts = os.path.normpath(os.fspath(path)).split(os.sep)
+    for i in range(1, len(parts) + 1):
+        prefix = os.sep.join(parts[:i]) or os.sep
+        if os.path.lexists(prefix) and not os.path.isdir(prefix):
+            return prefix
+    return None
+
+
+_HIDDEN_RE = re.compile(r"^\.(.+?)(?:\.lock|\.tmp-\d+-[0-9a-f]+)$")
+
+
+def output_of(path: str | os.PathLike[str]) -> str | None:
+    """The output that a hidden `.NAME.lock` or `.NAME.tmp-PID-HEX` beside it belongs to."""
+    head, tail = os.path.split(os.fspath(path))
+    match = _HIDDEN_RE.match(tail)
+    return os.path.join(head, match.group(1)) if match else None
+
+
+def os_refusal(exc: OSError, output: str | os.PathLike[str] | None = None) -> str:
+    """One line for an OSError: the file it is about (the output, never the hidden lock or temp
+    file beside it) and, for the usual refusals (permissions, a read-only file system, a file
+    where a folder should be, a full disk), why in plain words."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is None and output is None:
+        return reason
+    name = os.fsdecode(exc.filename) if exc.filename is not None else os.fspath(output or "")
+    hidden = output_of(name)
+    writing = hidden is not None or output is not None
+    shown = os.fspath(output) if output is not None else hidden or name
+    folder = os.path.dirname(shown) or "."
+    code = exc.errno
+    if code in (errno.EACCES, errno.EPERM):
+        if writing:
+            return f"{shown}: cannot write it: permission denied in folder {folder}"
+        return f"{shown}: permission denied (check the permissions of the file and its folders)"
+    if code == errno.EROFS:
+        return f"{shown}: cannot write it: folder {folder} is on a read-only file system"
+    if code in (errno.ENOTDIR, errno.EEXIST):
+        blocker = file_in_the_way(name)
+        if blocker is not None:
+            if blocker == shown:
+                return f"{shown}: is a file, not a folder"
+            return f"{shown}: {blocker} is a file, not a folder"
+    if code == errno.ENOSPC:
+        return f"{shown}: no space left on the device of folder {folder}"
+    if code == errno.EISDIR:
+        return f"{shown}: is a folder, not a file"
+    target = f" → {exc.filename2}" if exc.filename2 is not None else ""
+    return f"{shown}{target}: {reason.lower() if exc.strerror else reason}"
+
+
+def make_folder(folder: str | os.PathLike[str], output: str | os.PathLike[str]) -> None:
+    """`mkdir -p` of the folder an output goes into, refused in one line naming the output."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(os_refusal(exc, output)) from None
+
+
+# ---------------------------------------------------------------------------------------------
 # Locks
 
 
@@ -150,7 +218,7 @@ def output_lock(target: str | os.PathLike[str]) -> Iterator[None]:
         yield
         return
     path = Path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent, path)
     lock = lock_path(path)
     key = (_real(lock), threading.get_ident())
     with _HELD_GUARD:

@@ -34,7 +34,7 @@ from zsar_cli.artifacts import (
     read_meta,
 )
 from zsar_cli.errors import ConfigError, InputError
-from zsar_cli.outputs import OutputPlan, note_input, plan_output, scoped
+from zsar_cli.outputs import OutputPlan, make_folder, note_input, plan_output, scoped
 
 T = TypeVar("T")
 
@@ -91,7 +91,7 @@ def shard_output(output: str, shard: Shard | None) -> str:
     folder = Path(output)
     if folder.suffix == ".parquet":
         raise ConfigError(f"--shard: -o {output} must be a folder for the part files")
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder, folder)
     return str(folder / shard.part_name())
 
 
@@ -146,7 +146,7 @@ class Checkpoint:
 
     def writer(self, position: int) -> ArtifactWriter:
         """A streaming writer for one video's rows; the file counts as done once it is closed."""
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_folder(self.folder, self._file(position))
         return ArtifactWriter(
             self._file(position),
             self.kind,

@@ -72,7 +72,9 @@ def boundary() -> Iterator[None]:
     except OSError as exc:  # the file system said no (permissions, read-only, full disk, ...)
         if debug_enabled():
             raise
-        fail(_escape(_one_line(_os_message(exc))))
+        from zsar_cli.outputs import os_refusal
+
+        fail(_escape(_one_line(os_refusal(exc))))
     except Exception as exc:  # a bug: one line that says so, and an exit code that says so
         if debug_enabled():
             raise
@@ -81,14 +83,6 @@ def boundary() -> Iterator[None]:
             "ZSAR_DEBUG=1 and report it",
             INTERNAL_ERROR,
         )
-
-
-def _os_message(exc: OSError) -> str:
-    reason = exc.strerror or str(exc) or type(exc).__name__
-    if exc.filename is None:
-        return reason
-    target = f" → {exc.filename2}" if exc.filename2 is not None else ""
-    return f"{exc.filename}{target}: {reason.lower() if exc.strerror else reason}"
 
 
 def _escape(text: str) -> str:
@@ -118,7 +112,10 @@ SHARD_OPTION = typer.Option(
 FORCE_OPTION = typer.Option(
     "--force", help="Overwrite an existing output made with other settings."
 )
-LABELS_OPTION = typer.Option("--labels", "-l", help="Labels file: one label per line, # comments.")
+# readable=False: an unreadable file is zsar's one-line error (exit 1), not a usage error.
+LABELS_OPTION = typer.Option(
+    "--labels", "-l", help="Labels file: one label per line, # comments.", readable=False
+)
 # zsar_cli.engines.ENGINES as a type, so a bad --engine is a usage error listing them.
 EngineName = Literal["local", "ray"]
 

@@ -33,6 +33,7 @@ def extract_frames(
             help="Video files, folders (searched recursively) or list files "
             "(.txt/.csv: one path per line, or 'video,label').",
             show_default=False,
+            readable=False,  # an unreadable video is its error row, not a usage error
         ),
     ],
     output: Annotated[

@@ -40,7 +40,8 @@ def query_lvlm(
         Path | None,
         typer.Option(
             help="Answer from Self-ReS tokens (a tokens artifact of `zsar select-tokens` made "
-            "from FRAMES): one clip-level answer per video, yesno or choice mode."
+            "from FRAMES): one clip-level answer per video, yesno or choice mode.",
+            readable=False,  # zsar's own one-line error when it cannot be read
         ),
     ] = None,
     shard: Annotated[str | None, SHARD_OPTION] = None,

@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 
 from zsar_cli.errors import CacheMismatchError, InputError
-from zsar_cli.outputs import check_output_path, output_lock, scoped, write_text_atomic
+from zsar_cli.outputs import (
+    check_output_path,
+    make_folder,
+    output_lock,
+    scoped,
+    write_text_atomic,
+)
 from zsar_cli.stages.report_config import ReportConfig as ReportConfig
 from zsar_cli.stages.score import (
     AnomalyReport,
@@ -351,6 +357,7 @@ def run(
     `outdir` changes, and the report's lock keeps two runs from interleaving their figures.
     """
     config = config.validated()
+    check_output_path(outdir)  # before Path(): Path("") is the current folder
     out = Path(outdir)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")
@@ -358,7 +365,7 @@ def run(
     rep, _fmt, _src = evaluate(pred, gt_path, config.score)
     page = out / "report.html"
     check_output_path(page)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, out)
     with output_lock(page):
         staging = Path(tempfile.mkdtemp(prefix=".report-staging-", dir=out))
         try:
