@@ -16,6 +16,7 @@ import torch
 
 from zsar_cli.backends.contract import check_lvlm_folder
 from zsar_cli.errors import ConfigError, ModelError
+from zsar_cli.quiet import quiet_libraries
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 HUB_HINT = (
@@ -94,6 +95,19 @@ def load_processor_and_model(
 ) -> tuple[Any, Any]:
     """AutoProcessor + AutoModelForImageTextToText, refusing processors that cannot make
     image-text prompts (no image processor, no tokenizer, no chat template)."""
+
+    # transformers draws a "Loading weights" bar on every load, terminal or not (issue 16).
+    with quiet_libraries():
+        return _load_processor_and_model(rest, source, kwargs, torch_dtype, attn_implementation)
+
+
+def _load_processor_and_model(
+    rest: str,
+    source: str,
+    kwargs: dict[str, Any],
+    torch_dtype: Any,
+    attn_implementation: str | None,
+) -> tuple[Any, Any]:
     import transformers
 
     try:

@@ -26,6 +26,7 @@ from zsar_cli.backends.hf_lvlm import HFLVLM, load_hf_lvlm
 from zsar_cli.backends.hub import offline_if_unreachable
 from zsar_cli.backends.lvlm_base import TextGenerator
 from zsar_cli.errors import ModelError
+from zsar_cli.quiet import quiet_libraries
 
 
 class HFTextGenerator:
@@ -94,7 +95,7 @@ def load_text_generator(
     if not local:
         check_source(rest)
     transformers.logging.set_verbosity_error()
-    with contextlib.nullcontext() if local else offline_if_unreachable():
+    with quiet_libraries(), contextlib.nullcontext() if local else offline_if_unreachable():
         return _load_text_generator(spec, rest, path, local, device, dtype, trust_remote_code)
 
 

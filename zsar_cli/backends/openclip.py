@@ -32,6 +32,7 @@ import torch
 from zsar_cli.backends.contract import check_clip_folder
 from zsar_cli.backends.hub import offline_if_unreachable
 from zsar_cli.errors import ConfigError, ModelError
+from zsar_cli.quiet import quiet_libraries
 
 DEFAULT_SPEC = "openclip:ViT-B-32/laion2b_s34b_b79k"
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
@@ -71,7 +72,10 @@ def _quiet_open_clip() -> Iterator[None]:
     for log in loggers:
         log.setLevel(logging.CRITICAL)
     try:
-        yield
+        # torch's weights_only unpickler warns about the pickle protocol of a file it may then
+        # refuse anyway; the refusal is our one line (ZSAR_VERBOSE=1 shows library warnings).
+        with quiet_libraries():
+            yield
     finally:
         for log, level in zip(loggers, levels, strict=True):
             log.setLevel(level)

@@ -51,9 +51,11 @@ def boundary() -> Iterator[None]:
     outputs may never overwrite.
     """
     from zsar_cli.outputs import io_scope
+    from zsar_cli.quiet import quiet_libraries
 
     try:
-        with io_scope():
+        # Library warnings and bars stay out of zsar's stderr (ZSAR_VERBOSE=1 lets them through).
+        with io_scope(), quiet_libraries():
             yield
     except ZsarError as exc:
         if debug_enabled():
