@@ -16,7 +16,10 @@ are added with `register_scheme` (the tests' deterministic `fake:` backend is on
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import importlib
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -96,6 +99,101 @@ def builtin_lvlm_spec(name: str) -> str:
     return builtin_spec(name)
 
 
+# ---------------------------------------------------------------------------------------------
+# Built-in models in provenance
+#
+# An artifact made with a built-in model records `builtin:NAME` and the SHA-256 of the model's
+# files (`model_sha256`), never the folder the package happens to be installed in: the same
+# model in another checkout or site-packages is the same model, and a rebuilt one is not.
+
+
+_DIGESTS: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
+
+
+def builtin_digest(name: str) -> str:
+    """`sha256:HEX` of a built-in model's files (relative names and contents, in name order)."""
+    folder = MODELS_DIR / name
+    if not folder.is_dir():
+        raise ModelError(f"builtin:{name}: {folder} is missing")
+    # Hidden files (.DS_Store, editor swap files) are not part of the model.
+    files = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+    stamp = tuple((p.relative_to(folder).as_posix(), *_size_and_mtime(p)) for p in files)
+    key = (str(folder), stamp)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        for path in files:
+            digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes())
+            digest.update(b"\0")
+        _DIGESTS[key] = f"sha256:{digest.hexdigest()}"
+    return _DIGESTS[key]
+
+
+def _size_and_mtime(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def canonical_spec(spec: str) -> str:
+    """The spec as provenance records and compares it: a spec that names a built-in model's
+    files by path (`openclip:ARCH@<models>/world-clip/...`, `hf:<models>/world-lvlm`) is
+    `builtin:NAME`; any other spec is returned as given."""
+    scheme, _, rest = spec.partition(":")
+    if scheme == "builtin" or not rest:
+        return spec
+    if scheme == "openclip":
+        path = rest.split("@", 1)[1] if "@" in rest else rest.removeprefix("local-dir:")
+    elif scheme == "hf":
+        path = rest
+    else:
+        return spec
+    try:
+        real = Path(os.path.realpath(os.path.expanduser(path)))
+        models = Path(os.path.realpath(MODELS_DIR))
+        inside = real.relative_to(models)
+    except (ValueError, OSError):
+        return spec
+    if not inside.parts or not (models / inside.parts[0]).is_dir():
+        return spec
+    return f"builtin:{inside.parts[0]}"
+
+
+def model_record(spec: str) -> dict[str, str]:
+    """What an artifact records about the model of `spec`: `model_spec`, and for a built-in
+    model `builtin:NAME` with the `model_sha256` of its files."""
+    canonical = canonical_spec(spec)
+    if not canonical.startswith("builtin:"):
+        return {"model_spec": spec}
+    return {"model_spec": canonical, "model_sha256": builtin_digest(canonical.partition(":")[2])}
+
+
+def check_recorded_model(spec: str, recorded_sha256: str | None, source: str) -> str:
+    """The spec an artifact recorded, to load again: a built-in one must still be the model
+    that made the artifact (same files), else one line saying to remake it."""
+    canonical = canonical_spec(spec)
+    if not canonical.startswith("builtin:") or not recorded_sha256:
+        return canonical
+    installed = builtin_digest(canonical.partition(":")[2])
+    if installed != recorded_sha256:
+        raise ModelError(
+            f"{source}: made with {canonical} {recorded_sha256[:19]}, but the installed "
+            f"{canonical} is {installed[:19]} (rebuilt since); remake {source} with this zsar"
+        )
+    return canonical
+
+
+def _as_builtin(loaded: Any, name: str) -> Any:
+    """The loaded backend object under its built-in name (a shallow copy: the backend may cache
+    the object under the path spec it was loaded from)."""
+    named = copy.copy(loaded)
+    named.spec = f"builtin:{name}"
+    return named
+
+
 def _known(kind: Kind) -> str:
     package = PACKAGE_SCHEMES[kind]
     return ", ".join([*package, "builtin", *(s for s in SCHEMES[kind] if s not in package)])
@@ -123,7 +221,8 @@ def _load(kind: Kind, spec: str, options: dict[str, Any]) -> Any:
     from zsar_cli.backends.lvlm_base import missing_members
 
     scheme, rest = _split(spec, kind)
-    if scheme == "builtin":
+    builtin = rest if scheme == "builtin" else None
+    if builtin is not None:
         spec = builtin_encoder_spec(rest) if kind == "encoder" else builtin_lvlm_spec(rest)
         scheme, rest = _split(spec, kind)
     loaded = _resolve(SCHEMES[kind][scheme])(rest, **options)
@@ -135,7 +234,7 @@ def _load(kind: Kind, spec: str, options: dict[str, Any]) -> Any:
             f"{spec}: the {scheme}: backend returned a {type(loaded).__name__}, which is not an "
             f"{NAMES[kind]} (lacks {missing})"
         )
-    return loaded
+    return loaded if builtin is None else _as_builtin(loaded, builtin)
 
 
 def load_encoder(spec: str, **options: Any) -> Encoder:

@@ -296,9 +296,14 @@ class OpenClipEncoder:
 
     # -- facts for metadata
     def describe(self) -> dict[str, object]:
+        from zsar_cli.backends import model_record
+
+        # A built-in model is `builtin:NAME` and the hash of its files, not its install path.
+        record = model_record(self.spec) if self.spec.startswith("builtin:") else {}
         return {
             "model_spec": self.spec,
-            "pretrained": self.pretrained,
+            **record,
+            "pretrained": record.get("model_sha256", self.pretrained),
             "preprocess": " | ".join(str(t).replace("\n", " ") for t in self.preprocess.transforms),
             "embedding_dim": self.dim,
             "logit_scale": self.logit_scale,

@@ -67,7 +67,7 @@ def _support_stream(
     decode = ClassifyConfig(
         num_frames=cfg.num_frames, size=cfg.size, batch_size=cfg.batch_size, workers=cfg.workers
     )
-    spec = cfg.model or DEFAULT_MODEL
+    spec = resolved_spec(cfg.model or DEFAULT_MODEL)  # builtin:NAME, never its install path
     if not is_artifact_input(inputs):
         from zsar_cli.stages.extract_frames import resolve_inputs
 
@@ -89,7 +89,7 @@ def _support_stream(
         raise ConfigError(
             f"{inputs[0]}: embeddings were made with {made_with}, not --model {cfg.model}"
         )
-    spec = made_with or spec
+    spec = resolved_spec(made_with) if made_with else spec
     scale = meta.extra_json("logit_scale")
     if not isinstance(scale, (int, float)) or scale <= 0:
         # Only the prototypes' scale needs the model; an artifact of `zsar encode` records it.

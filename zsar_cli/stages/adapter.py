@@ -128,12 +128,11 @@ def read_adapter(path: str) -> Adapter:
 
 
 def resolved_spec(spec: str) -> str:
-    """A spec as the registry resolves it (builtin:world-clip → its openclip:ARCH@PATH)."""
-    if spec.startswith("builtin:"):
-        from zsar_cli.backends import builtin_encoder_spec
+    """A spec as provenance compares it: builtin:NAME for a built-in model however spelled
+    (zsar_cli.backends.canonical_spec), never the path it is installed at."""
+    from zsar_cli.backends import canonical_spec
 
-        return builtin_encoder_spec(spec.partition(":")[2])
-    return spec
+    return canonical_spec(spec)
 
 
 def check_model(adapter: Adapter, spec: str | None, what: str) -> None:

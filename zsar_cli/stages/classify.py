@@ -35,12 +35,12 @@ from zsar_cli.artifacts import (
     iter_batches,
     iter_video_groups,
 )
+from zsar_cli.backends import canonical_spec, check_recorded_model
 from zsar_cli.errors import ConfigError, InputError, ZsarError
 from zsar_cli.images import decode_image, image_encoding
 from zsar_cli.labels import Prompt, label_weights, read_labels
 from zsar_cli.outputs import check_output_path, scoped
 from zsar_cli.stages.adapter import align, check_model, read_adapter
-from zsar_cli.stages.adapter import resolved_spec as _resolved
 
 # Re-exported: the config lives in a light module so the CLI can import it cheaply.
 from zsar_cli.stages.classify_config import POOLINGS as POOLINGS
@@ -408,14 +408,20 @@ def classify(
     if output is not None:
         check_output_path(output)  # before a model is loaded or a video decoded
     adapter = read_adapter(cfg.adapter) if cfg.adapter is not None else None
-    spec = config.model or (adapter.model_spec if adapter is not None else DEFAULT_MODEL)
+    # Compared and recorded as provenance spells it: builtin:NAME, never its install path.
+    spec = canonical_spec(
+        config.model or (adapter.model_spec if adapter is not None else DEFAULT_MODEL)
+    )
     if is_artifact_input(inputs):
         meta, batches = iter_batches(inputs[0], ("embeddings", "frames"))
         made_with = (meta.extra.get("model_spec") or "").strip('"')
         if output is not None:
             check_output_path(output)
         if meta.kind == "embeddings" and made_with:
-            if config.model is not None and _resolved(config.model) != _resolved(made_with):
+            made_with = check_recorded_model(
+                made_with, meta.extra.get("model_sha256"), str(inputs[0])
+            )
+            if config.model is not None and canonical_spec(config.model) != made_with:
                 raise ConfigError(
                     f"{inputs[0]}: embeddings were made with {made_with}, not --model "
                     f"{config.model}; text and image embeddings must come from one model"

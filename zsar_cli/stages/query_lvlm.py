@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 
 from zsar_cli.artifacts import build_table
+from zsar_cli.backends import model_record
 from zsar_cli.errors import InputError
 from zsar_cli.images import decode_image, image_encoding
 from zsar_cli.outputs import scoped
@@ -397,7 +398,11 @@ def run(
         upstream=[input_key, queries_key(queries, labels)],
         units=units,
         work=work,
-        extra_metadata={"model_spec": cfg.model, "mode": cfg.mode, "level": cfg.level},
+        extra_metadata={
+            **model_record(cfg.model or DEFAULT_MODEL),
+            "mode": cfg.mode,
+            "level": cfg.level,
+        },
         shard=shard,
         force=force,
         on_unit=None if on_video is None else lambda unit, _rows: on_video(unit.video_id or ""),

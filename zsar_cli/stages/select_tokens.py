@@ -34,6 +34,7 @@ from zsar_cli.artifacts import (
     ArtifactMeta,
     build_table,
 )
+from zsar_cli.backends import check_recorded_model, model_record
 from zsar_cli.errors import InputError
 from zsar_cli.images import decode_image, image_encoding
 from zsar_cli.outputs import check_output_path, scoped
@@ -423,14 +424,15 @@ def run(
                 spec = str(meta.extra_json("model_spec") or "")
                 if not spec:
                     raise InputError(f"{inputs}: embeddings do not say which model made them")
+                spec = check_recorded_model(spec, meta.extra.get("model_sha256"), str(inputs))
                 encoder = load_encoder(spec, cfg.device, "fp32", 32)
             text_embeddings = np.asarray(encoder.encode_texts([q for _, q in prompts]), np.float32)
-            extra.update(token_space="clip", patch_grid=grid, model_spec=encoder.spec)
+            extra.update(token_space="clip", patch_grid=grid, **model_record(encoder.spec))
         else:
             if lvlm is None:
                 lvlm = load_model(cfg)
             check_family(lvlm)
-            extra.update(token_space="lvlm", model_spec=lvlm.spec)
+            extra.update(token_space="lvlm", **model_record(lvlm.spec))
         prepared.append(True)
         return extra
 

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from zsar_cli.artifacts import build_table
+from zsar_cli.backends import canonical_spec, check_recorded_model, model_record
 from zsar_cli.backends.lvlm_base import EmbeddedInputs
 from zsar_cli.errors import ConfigError, InputError, ModelError
 from zsar_cli.outputs import scoped
@@ -194,14 +195,6 @@ def answer_choice(
 # query-lvlm --tokens
 
 
-def _resolve_spec(spec: str) -> str:
-    if spec.startswith("builtin:"):
-        from zsar_cli.backends import builtin_lvlm_spec
-
-        return builtin_lvlm_spec(spec.partition(":")[2])
-    return spec
-
-
 # The runner's summary: videos, failed, rows, resumed_videos, cache_key, skipped.
 TokensSummary = RunSummary
 
@@ -242,8 +235,12 @@ def run_from_tokens(
                 f"{tokens}: its tokens were not selected from {frames} (cache keys differ)"
             )
     selected_with = str(meta.extra_json("model_spec") or "")
-    spec = config.model or selected_with or q.DEFAULT_MODEL
-    if selected_with and _resolve_spec(spec) != selected_with:
+    if selected_with:
+        selected_with = check_recorded_model(
+            selected_with, meta.extra.get("model_sha256"), str(tokens)
+        )
+    spec = canonical_spec(config.model or selected_with or q.DEFAULT_MODEL)
+    if selected_with and spec != selected_with:
         raise ConfigError(
             f"{tokens}: tokens were selected with {selected_with}, not --model {spec}; the "
             "final pass must use the model whose input space they are in (omit --model)"
@@ -267,7 +264,7 @@ def run_from_tokens(
         upstream=[key, q.queries_key(queries, labels)],
         units=units,
         work=work,
-        extra_metadata={"model_spec": cfg.model, "mode": cfg.mode, "level": "tokens"},
+        extra_metadata={**model_record(cfg.model or spec), "mode": cfg.mode, "level": "tokens"},
         shard=shard,
         force=force,
         on_unit=None if on_video is None else lambda unit, _rows: on_video(unit.video_id or ""),
