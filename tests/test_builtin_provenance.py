@@ -29,6 +29,7 @@ from zsar_cli.errors import ModelError
 def builtin_digest(name: str) -> str:
     return zsar_cli.backends.builtin_digest(name)
 
+
 CLIP = "builtin:world-clip"
 LVLM = "builtin:world-lvlm"
 QUESTION = "Is there {label}?"
