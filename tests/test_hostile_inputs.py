@@ -483,3 +483,38 @@ def test_read_only_file_system_is_its_own_line(chain, tmp_path):
     )
     line = _check_one_line(proc, f"{mount_point}/e.parquet", "read-only file system")
     assert ".lock" not in line
+
+
+# ---------------------------------------------------------------------------------------------
+# Names from the user's files on the terminal
+
+
+def test_brackets_and_control_characters_in_names_reach_the_terminal_as_text(
+    chain, runner, tmp_path
+):
+    """A video named "clip[/x].mp4" crashed the status line (rich markup: internal error, exit
+    70); "[draft]" vanished from it; escape sequences from ground truth went to the terminal."""
+    (tmp_path / "clip[").mkdir()
+    broken = tmp_path / "clip[" / "x][draft].mp4"  # the message shows ".../clip[/x][draft].mp4"
+    broken.write_bytes(b"not a video")
+    out = tmp_path / "f.parquet"
+    result = run(runner, "extract-frames", broken, "-n", "1", "-o", out)
+    assert result.exit_code == 1, result.output
+    assert "clip[/x][draft].mp4" in result.stderr and "internal error" not in result.stderr
+    gt = tmp_path / "gt.csv"
+    gt.write_text(
+        "video,label\nv\x1b[31m1.mp4,a red circle\n"
+        + "".join(
+            f"{vid},{label}\n"
+            for vid, label in zip(read_pred_ids(chain["pred"]), ["a red circle"] * 3, strict=False)
+        )
+    )
+    result = run(runner, "score", chain["pred"], "--gt", gt)
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.output and "v?[31m1" in result.stderr
+
+
+def read_pred_ids(path: Path) -> list[str]:
+    from zsar_cli.artifacts import read_artifact
+
+    return sorted(set(read_artifact(path).table.column("video_id").to_pylist()))

@@ -18,6 +18,7 @@ from zsar_cli.cli.common import (
     LABELS_OPTION,
     dump_json,
     err_console,
+    esc,
     fail,
     finish_batch,
     out_console,
@@ -98,7 +99,11 @@ def classify(
         )
     for res in summary.results:
         if res.error is not None:
-            err_console.print(f"[red]failed:[/] {res.video_id}: {res.error}", soft_wrap=True)
+            err_console.print(
+                f"[red]failed:[/] {esc(res.video_id)}: {esc(res.error)}",
+                markup=True,
+                soft_wrap=True,
+            )
     if json_out:
         dump_json(
             {

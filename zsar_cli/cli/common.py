@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import unicodedata
 from collections.abc import Iterator
 from typing import Any, Literal, NoReturn
 
@@ -18,9 +19,51 @@ from rich.console import Console
 
 from zsar_cli.errors import ZsarError
 
+
+def printable(text: str) -> str:
+    """`text` safe for a terminal: control characters (an escape sequence, a NUL, a carriage
+    return that rewrites the line) become "?"; line and paragraph separators a space."""
+    out = []
+    for ch in text:
+        category = unicodedata.category(ch)
+        if ch in "\n\t":
+            out.append(ch)
+        elif category == "Cc":
+            out.append("?")
+        elif category in ("Zl", "Zp"):
+            out.append(" ")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def esc(value: object) -> str:
+    """A value (a path, a video id, a label, a message) inside a line with markup: printable,
+    and its brackets escaped, so "[draft]" is shown and "[/x]" cannot break the line."""
+    from rich.markup import escape
+
+    return escape(printable(str(value)))
+
+
+class SafeConsole(Console):
+    """A rich console for text that holds names from the user's files.
+
+    Markup is off unless a call asks for it (`markup=True`, values passed through `esc`): a
+    label or path with brackets is printed as written, never parsed. Control characters in
+    the strings printed are replaced (see `printable`).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("markup", False)  # also for table cells, which hold labels
+        super().__init__(**kwargs)
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        super().print(*(printable(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
 # Status and progress go to stderr; stdout is reserved for data (`-o -`, `--json`).
-err_console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False)
+err_console = SafeConsole(stderr=True, highlight=False)
+out_console = SafeConsole(highlight=False)
 
 
 def debug_enabled() -> bool:
@@ -96,7 +139,9 @@ def finish_batch(total: int, failed: int, strict: bool, what: str = "videos") ->
     if failed == 0:
         return
     ok = total - failed
-    err_console.print(f"[yellow]warning:[/] {failed} of {total} {what} failed (error rows written)")
+    err_console.print(
+        f"[yellow]warning:[/] {failed} of {total} {what} failed (error rows written)", markup=True
+    )
     if strict or ok == 0:
         raise typer.Exit(1)
 

@@ -13,6 +13,7 @@ from zsar_cli.cli.common import (
     SHARD_OPTION,
     EngineName,
     err_console,
+    esc,
     finish_batch,
     report_up_to_date,
     show_progress,
@@ -70,7 +71,9 @@ def extract_frames(
     if summary.skipped:
         report_up_to_date(output)
     for video_id, message in summary.errors:
-        err_console.print(f"[red]failed:[/] {video_id}: {message}", markup=True, soft_wrap=True)
+        err_console.print(
+            f"[red]failed:[/] {esc(video_id)}: {esc(message)}", markup=True, soft_wrap=True
+        )
     err_console.print(
         f"{summary.frames} frames from {summary.videos - summary.failed}/{summary.videos} videos"
         + (f" → {output}" if output != "-" else "")

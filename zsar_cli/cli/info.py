@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from zsar_cli.cli.common import dump_json, out_console
+from zsar_cli.cli.common import dump_json, esc, out_console
 
 
 def register(app: typer.Typer) -> None:
@@ -27,4 +27,4 @@ def info(
         dump_json(summary)
         return
     for key, value in summary.items():
-        out_console.print(f"[bold]{key}[/]: {value}")
+        out_console.print(f"[bold]{key}[/]: {esc(value)}", markup=True)

@@ -17,6 +17,7 @@ from zsar_cli.cli.common import (
     FORCE_OPTION,
     SHARD_OPTION,
     err_console,
+    esc,
     finish_batch,
     report_up_to_date,
 )
@@ -100,9 +101,9 @@ def localize(
         return
     shown = 20
     for note in result.notes[:shown]:
-        err_console.print(f"[yellow]note:[/] {note}", markup=True, soft_wrap=True)
+        err_console.print(f"[yellow]note:[/] {esc(note)}", markup=True, soft_wrap=True)
     if len(result.notes) > shown:
-        err_console.print(f"[yellow]note:[/] ... and {len(result.notes) - shown} more")
+        err_console.print(f"[yellow]note:[/] ... and {len(result.notes) - shown} more", markup=True)
     produced = (
         f"{result.frame_scores.num_rows} frame scores, " if result.frame_scores is not None else ""
     )
@@ -112,5 +113,5 @@ def localize(
         + (f" → {output}" if output and output != "-" else "")
     )
     if output is None:
-        err_console.print("[yellow]warning:[/] no -o given: nothing written")
+        err_console.print("[yellow]warning:[/] no -o given: nothing written", markup=True)
     finish_batch(result.videos, result.failed, strict)

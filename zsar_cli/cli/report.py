@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from zsar_cli.cli.build import Fields, config_command
-from zsar_cli.cli.common import FORCE_OPTION, err_console
+from zsar_cli.cli.common import FORCE_OPTION, err_console, esc
 from zsar_cli.stages.report_config import ReportConfig
 
 SCORE_FIELDS = ("score.gt_format", "score.tiou", "score.compat", "score.label")
@@ -42,7 +42,7 @@ def report(
 
     result = run(pred, gt, output, config.validated(), force=force)
     for warning in result.report.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] {esc(warning)}", markup=True, soft_wrap=True)
     err_console.print(
         f"wrote {len(result.figures)} figure(s) and {result.html}", soft_wrap=True, highlight=False
     )

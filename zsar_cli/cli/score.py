@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from zsar_cli.cli.build import config_command
-from zsar_cli.cli.common import FORCE_OPTION, dump_json, err_console, fail, out_console
+from zsar_cli.cli.common import FORCE_OPTION, dump_json, err_console, esc, fail, out_console
 from zsar_cli.stages.score_config import ScoreConfig
 
 PRED_HELP = (
@@ -44,7 +44,7 @@ def score(
 
     report = run(pred, gt, output, config.validated(), force=force)
     for warning in report.warnings:
-        err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+        err_console.print(f"[yellow]warning:[/] {esc(warning)}", markup=True, soft_wrap=True)
     if json_out:
         dump_json(report.summary())
         return

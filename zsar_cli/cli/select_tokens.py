@@ -15,6 +15,7 @@ from zsar_cli.cli.common import (
     FORCE_OPTION,
     SHARD_OPTION,
     err_console,
+    esc,
     finish_batch,
     report_up_to_date,
 )
@@ -47,7 +48,9 @@ def select_tokens(
 
     def report(video_id: str, error: str | None) -> None:
         if error is not None:
-            err_console.print(f"[red]failed:[/] {video_id}: {error}", soft_wrap=True)
+            err_console.print(
+                f"[red]failed:[/] {esc(video_id)}: {esc(error)}", markup=True, soft_wrap=True
+            )
 
     summary = stage.run(
         frames,
