@@ -166,7 +166,7 @@ def test_descriptor_prompts(tmp_path):
     ]
     wrapped = build_prompts(["a blue square"], "video", descs)
     assert wrapped[0].text == "a video of a blue square, which has four corners."
-    with pytest.raises(InputError, match="^descriptions: no description for label"):
+    with pytest.raises(InputError, match=r"^descriptions: no description for label"):
         build_prompts(["a green triangle"], "none", descs)
 
 

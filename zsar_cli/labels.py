@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,8 @@ def _lines(path: Path, what: str) -> list[tuple[int, str]]:
         raise InputError(f"{path}: no such {what} file")
     note_input(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: the byte-order mark some editors write is not part of the first label.
+        text = path.read_text(encoding="utf-8-sig")
     except PermissionError:
         raise InputError(f"{path}: cannot read the {what} file: permission denied") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -80,6 +82,14 @@ def _lines(path: Path, what: str) -> list[tuple[int, str]]:
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if line and not line.startswith("#"):
+            # A label is printed in status lines and reports: a control character (an escape
+            # sequence, a NUL) would reach the terminal or hide in an HTML page.
+            odd = next((ch for ch in line if unicodedata.category(ch) == "Cc"), None)
+            if odd is not None:
+                raise InputError(
+                    f"{path}:{number}: {line!r} holds the control character {odd!r}; "
+                    f"a {what} file holds printable text"
+                )
             out.append((number, line))
     return out
 
@@ -172,15 +182,20 @@ def _description(record: object, where: str, label: str | None = None) -> Descri
     name = record.get("label", label)
     if not isinstance(name, str) or not name.strip():
         raise InputError(f"{where}: record without a 'label'")
-    descriptors = record.get("descriptors") or ()
-    if isinstance(descriptors, str) or not all(isinstance(d, str) for d in descriptors):
+    descriptors = record.get("descriptors")
+    descriptors = [] if descriptors is None else descriptors
+    if not isinstance(descriptors, list) or not all(isinstance(d, str) for d in descriptors):
         raise InputError(f"{where}: 'descriptors' of {name!r} must be a list of strings")
+    texts = {}
+    for key in ("description", "start_question", "end_question"):
+        value = record.get(key)
+        if value is not None and not isinstance(value, str):
+            raise InputError(f"{where}: {key!r} of {name!r} must be a string")
+        texts[key] = value or ""
     return Description(
         label=name.strip(),
-        description=str(record.get("description") or ""),
         descriptors=tuple(d.strip() for d in descriptors if d.strip()),
-        start_question=str(record.get("start_question") or ""),
-        end_question=str(record.get("end_question") or ""),
+        **texts,
     )
 
 
@@ -193,22 +208,20 @@ def load_descriptions(path: str | Path) -> dict[str, Description]:
     records: list[Description] = []
     if path.suffix.lower() == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
         except PermissionError:
             raise InputError(f"{path}: cannot read it: permission denied") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InputError(f"{path}: not a readable JSON descriptions file ({exc})") from None
-        if isinstance(data, dict):
-            items = data.get("descriptions", data) if "descriptions" in data else data
-            if isinstance(items, list):
-                data = items
-            else:
-                records = [
-                    _description(rec, f"{path}[{key!r}]", str(key)) for key, rec in items.items()
-                ]
+        except RecursionError:  # [[[[...: json's recursion, not ours
+            raise InputError(f"{path}: JSON nested too deeply for a descriptions file") from None
+        if isinstance(data, dict) and "descriptions" in data:
+            data = data["descriptions"]
         if isinstance(data, list):
             records = [_description(rec, f"{path}[{i}]") for i, rec in enumerate(data)]
-        elif not records:
+        elif isinstance(data, dict):
+            records = [_description(rec, f"{path}[{key!r}]", key) for key, rec in data.items()]
+        else:
             raise InputError(f"{path}: expected a JSON list of records or {{label: record}}")
     else:
         from zsar_cli.artifacts import read_artifact
