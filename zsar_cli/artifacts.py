@@ -198,7 +198,11 @@ class ArtifactWriter:
                 raise
         clean_stale_temps(target)
         self._tmp = temp_path(target)
-        self._writer = pq.ParquetWriter(str(self._tmp), schema, compression="zstd")
+        # Page checksums: a flipped byte in a data page is refused on read instead of read as
+        # another number (zstd alone let such a page decode; found by tests/test_fuzz.py).
+        self._writer = pq.ParquetWriter(
+            str(self._tmp), schema, compression="zstd", write_page_checksum=True
+        )
 
     def _check_existing(self, target: Path) -> None:
         """An existing output is replaced only by the same settings, or with --force."""
@@ -390,7 +394,7 @@ def read_artifact(
     meta: ArtifactMeta | None = None
     for f in files:
         try:
-            pf = pq.ParquetFile(f)
+            pf = pq.ParquetFile(f, page_checksum_verification=True)
         except (pa.ArrowInvalid, OSError) as exc:
             raise _unreadable(f, exc) from None
         m = _validate(pf.schema_arrow, str(f), kinds)
@@ -445,7 +449,7 @@ def iter_batches(
     handles = []
     for f in files:
         try:
-            pf = pq.ParquetFile(f)
+            pf = pq.ParquetFile(f, page_checksum_verification=True)
         except (pa.ArrowInvalid, OSError) as exc:
             raise _unreadable(f, exc) from None
         metas.append(_validate(pf.schema_arrow, str(f), kinds))

@@ -105,7 +105,10 @@ class ArtifactMeta:
 
     @classmethod
     def from_schema(cls, schema: pa.Schema, source: str) -> ArtifactMeta:
-        raw = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+        try:
+            raw = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+        except UnicodeDecodeError:  # a damaged footer (found by tests/test_fuzz.py)
+            raise ArtifactError(f"{source}: corrupt zsar metadata (not UTF-8)") from None
         if "zsar.kind" not in raw:
             raise ArtifactError(f"{source}: not a zsar artifact (no zsar.kind in its metadata)")
         known = {"zsar.kind", "zsar.schema_version", "zsar.version", "zsar.config"}

@@ -93,9 +93,13 @@ def read_thumos14(path: str | Path) -> LocalizationGT:
 
 def _load_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:  # was an internal error (found by tests/test_fuzz.py)
+        raise InputError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
 
