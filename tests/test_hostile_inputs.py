@@ -518,3 +518,87 @@ def read_pred_ids(path: Path) -> list[str]:
     from zsar_cli.artifacts import read_artifact
 
     return sorted(set(read_artifact(path).table.column("video_id").to_pylist()))
+
+
+# ---------------------------------------------------------------------------------------------
+# What tests/test_fuzz.py found (each was an internal error, exit 70, or a silent wrong answer)
+
+
+def test_activitynet_json_that_is_not_utf8_or_nests_too_deep(chain, runner, tmp_path):
+    gt = tmp_path / "gt.json"
+    gt.write_bytes(b'{"database": {"v\xff1": {}}}')
+    result = run(runner, "score", chain["intervals"], "--gt", gt)
+    assert "not UTF-8" in assert_one_line(result, str(gt))
+    gt.write_text("[" * 100_000 + "]" * 100_000)
+    result = run(runner, "score", chain["intervals"], "--gt", gt)
+    assert "nested too deeply" in assert_one_line(result, str(gt))
+
+
+def test_descriptions_json_of_the_wrong_shape(chain, runner, tmp_path):
+    """A number for 'descriptors' or for the 'descriptions' list was iterated (TypeError)."""
+    desc = tmp_path / "d.json"
+    argv = ["encode-text", "-l", chain["labels"], "--descriptions", desc, "-m", CLIP]
+    for doc, words in (
+        ('{"descriptions": 5}', "expected a JSON list"),
+        ('[{"label": "a red circle", "descriptors": 5}]', "list of strings"),
+        ('[{"label": "a red circle", "description": {"a": 1}}]', "must be a string"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ):
+        desc.write_text(doc)
+        line = assert_one_line(run(runner, *argv, "-o", tmp_path / "t.parquet"), str(desc))
+        assert words in line, line
+    assert not (tmp_path / "t.parquet").exists()
+
+
+def test_artifact_metadata_that_is_not_utf8(chain, runner, tmp_path):
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(chain["pred"])
+    meta = {**table.schema.metadata, b"zsar.config": b"\xba\xff"}
+    bad = tmp_path / "pred.parquet"
+    pq.write_table(table.replace_schema_metadata(meta), bad)
+    assert "corrupt zsar metadata" in assert_one_line(run(runner, "score", bad), str(bad))
+
+
+def test_a_flipped_byte_in_a_data_page_is_refused_not_read(chain, runner, tmp_path):
+    """zstd decoded a page with a flipped byte into another score, and `score` answered with
+    exit 0; artifacts now carry page checksums, verified on read."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(chain["pred"]).metadata
+    names = [meta.row_group(0).column(i).path_in_schema for i in range(meta.num_columns)]
+    column = meta.row_group(0).column(names.index("score"))
+    data = bytearray(chain["pred"].read_bytes())
+    start = column.dictionary_page_offset if column.has_dictionary_page else None
+    end = (start or column.data_page_offset) + column.total_compressed_size
+    refused = 0
+    for offset in range(end - 24, end):  # the page's compressed bytes, past its header
+        mutated = bytearray(data)
+        mutated[offset] ^= 0x01
+        bad = tmp_path / f"p{offset}.parquet"
+        bad.write_bytes(bytes(mutated))
+        result = run(runner, "score", bad, "--json")
+        if result.exit_code == 0:
+            assert json.loads(result.stdout) == json.loads(
+                run(runner, "score", chain["pred"], "--json").stdout
+            )
+            raise AssertionError(f"a flipped byte at {offset} was read as data")
+        assert_one_line(result, bad.name)
+        refused += 1
+    assert refused == 24
+
+
+def test_labels_file_with_a_bom_or_control_characters(chain, runner, tmp_path):
+    """A BOM became part of the first label ("\\ufeffa red circle" then matched nothing); an
+    escape sequence in a label went into prompts and status lines."""
+    from zsar_cli.artifacts import read_artifact
+
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes(b"\xef\xbb\xbfa red circle\na blue square\n")
+    out = tmp_path / "t.parquet"
+    ok(runner, "encode-text", "-l", labels, "-m", CLIP, "--templates", "none", "-o", out)
+    assert read_artifact(out).meta.extra_json("labels") == ["a red circle", "a blue square"]
+    labels.write_bytes(b"a red circle\na \x1b[31mblue\x1b[0m square\n")
+    result = run(runner, "encode-text", "-l", labels, "-m", CLIP, "-o", tmp_path / "u.parquet")
+    assert "control character" in assert_one_line(result, f"{labels}:2")
+    assert not (tmp_path / "u.parquet").exists()
