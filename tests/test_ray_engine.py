@@ -208,3 +208,101 @@ def test_missing_ray_says_how_to_install(runner, local_frames, tmp_path, monkeyp
     result = runner.invoke(app, ["encode", str(local_frames), "-o", out, "--engine", "ray"])
     assert result.exit_code == 1
     assert "zsar[ray]" in result.output and "Traceback" not in result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile input through the Ray engine (issue 16): the same one-line errors as the local engine
+
+
+def _one_line(result, *names: str) -> str:
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "internal error" not in lines[0] and "Traceback" not in result.output
+    for name in names:
+        assert name in lines[0], (name, lines[0])
+    return lines[0]
+
+
+@pytest.mark.parametrize("damage", ["page", "footer"])
+def test_ray_damaged_frames_are_one_line_naming_the_file(
+    ray_local, runner, local_frames, tmp_path, damage
+):
+    from tests.test_hostile_inputs import corrupt_footer, corrupt_page
+
+    bad = tmp_path / "in" / "frames.parquet"
+    bad.parent.mkdir()
+    (corrupt_page if damage == "page" else corrupt_footer)(local_frames, bad)
+    out = tmp_path / "out" / "emb.parquet"
+    args = ["encode", str(bad), "-o", str(out), "-m", MODEL, "--device", "cpu", "--engine", "ray"]
+    _one_line(runner.invoke(app, args), str(bad))
+    assert not out.exists()
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []
+
+
+def test_ray_unusable_outputs_are_refused_before_work(
+    ray_local, runner, videos, local_frames, tmp_path, monkeypatch
+):
+    """An output under a file was refused only after every frame was encoded."""
+
+    def no_work(*_args, **_kwargs):
+        raise AssertionError("Ray work started for an output that cannot be written")
+
+    monkeypatch.setattr(ray_local.data, "from_items", no_work)
+    monkeypatch.setattr(ray_local, "remote", no_work)
+    ray_args = ["--engine", "ray"]
+    result = runner.invoke(app, ["encode", str(local_frames), "-o", "", *ray_args])
+    _one_line(result, "-o ''")
+    result = runner.invoke(app, ["extract-frames", videos[0], "-n", "1", "-o", "", *ray_args])
+    _one_line(result, "-o ''")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = blocker / "emb.parquet"
+    result = runner.invoke(
+        app, ["encode", str(local_frames), "-o", str(out), "-m", MODEL, *ray_args]
+    )
+    assert "is a file, not a folder" in _one_line(result, str(blocker))
+    result = runner.invoke(app, ["extract-frames", *videos, "--fps", "inf", "-o", "x", *ray_args])
+    _one_line(result, "--fps")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+@pytest.mark.slow
+def test_ray_run_prints_only_zsar_lines(local_frames, tmp_path):
+    """Ray's own start-up lines, Ray Data's plans and its C++ core's warning about actor
+    arguments (on stderr, not a terminal) stay out of zsar's stderr (issue 16.7)."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    pytest.importorskip("ray")
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "emb.parquet"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZSAR_", "RAY_ADDRESS"))}
+    env.update(PYTHONPATH=str(root), COLUMNS="1000")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "zsar_cli",
+            "encode",
+            str(local_frames),
+            "-o",
+            str(out),
+            "-m",
+            MODEL,
+            "--device",
+            "cpu",
+            "--engine",
+            "ray",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f"10 frame rows from 4 videos → {out}",
+        "warning: 1 of 4 videos failed (error rows written)",  # the file that is not a video
+    ], proc.stderr

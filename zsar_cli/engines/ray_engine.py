@@ -26,7 +26,9 @@ Ray is imported inside functions only: zsar works without it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,6 +38,8 @@ import pyarrow as pa
 
 from zsar_cli.artifacts import STDIO, ArtifactWriter, read_artifact
 from zsar_cli.errors import ConfigError, InputError, ModelError, ZsarError
+from zsar_cli.outputs import output_lock
+from zsar_cli.quiet import bars_wanted, verbose
 from zsar_cli.stages.encode_config import EncodeConfig
 from zsar_cli.stages.extract_frames_config import ExtractConfig
 
@@ -76,15 +80,41 @@ def ray_session(
     options: dict[str, Any] = {"log_to_driver": not quiet_workers}
     if address is None and not os.environ.get("RAY_ADDRESS"):
         options.update(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False)
+    if not verbose():  # "Started a local Ray instance", Ray Data's plans and hints (issue 16.7)
+        options.update(logging_level=logging.ERROR)
+    with _native_stderr_quiet():
+        try:
+            ray.init(address=address, **options)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            where = address or os.environ.get("RAY_ADDRESS") or "a local instance"
+            raise ConfigError(f"--ray-address {where}: cannot start or reach Ray ({exc})") from None
+        try:
+            yield ray
+        finally:
+            ray.shutdown()
+
+
+@contextlib.contextmanager
+def _native_stderr_quiet() -> Iterator[None]:
+    """Ray's C++ core writes its warnings (e.g. about actor constructor arguments that Ray Data
+    itself puts in the object store) straight to file descriptor 2, past Python's logging. When
+    nobody watches stderr (not a terminal, no ZSAR_VERBOSE) that descriptor points at the null
+    device while Ray runs; zsar's own lines are printed after the run."""
+    if bars_wanted() or verbose():
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
     try:
-        ray.init(address=address, **options)
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        where = address or os.environ.get("RAY_ADDRESS") or "a local instance"
-        raise ConfigError(f"--ray-address {where}: cannot start or reach Ray ({exc})") from None
-    try:
-        yield ray
+        yield
     finally:
-        ray.shutdown()
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _zsar_cause(exc: BaseException, ray: Any) -> ZsarError | None:
@@ -109,8 +139,17 @@ def _ray_run(ray: Any, progress: bool) -> Iterator[None]:
     saved = (ctx.execution_options.preserve_order, ctx.enable_progress_bars)
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = progress
+    loggers = contextlib.ExitStack()
+    if not verbose():
+        # Ray Data logs its plan, hints and, for a failed task, the whole traceback; zsar
+        # reports the failure itself, in one line (issue 16.7).
+        for name in ("ray", "ray.data"):
+            logger = logging.getLogger(name)
+            loggers.callback(logger.setLevel, logger.level)
+            logger.setLevel(logging.CRITICAL)
     try:
-        yield
+        with loggers:
+            yield
     except Exception as exc:
         # A remote ZsarError arrives as a RayTaskError subclass of it whose text is a traceback.
         cause = _zsar_cause(exc, ray)
@@ -265,54 +304,56 @@ def encode_with_ray(
     upstream = [upstream_key]
     provenance = cfg.provenance()
     target = str(output)
-    plan = plan_output(target, "embeddings", provenance, upstream, force)
-    if plan.up_to_date:
-        tally = _Tally.of(target, "embeddings")
+    # The output's lock is held for the whole run, as the local engine holds it: a folder
+    # that cannot take the output is refused before any work, and a second run waits.
+    with output_lock(target):
+        plan = plan_output(target, "embeddings", provenance, upstream, force)
+        if plan.up_to_date:
+            tally = _Tally.of(target, "embeddings")
+            return EncodeSummary(
+                len(tally.frames), len(tally.errors), tally.rows, plan.cache_key, Timings(), True
+            )
+        encoding = image_encoding(meta.extra)
+        rows = max(cfg.batch_size, MIN_ENCODE_ROWS)
+        tally = _Tally()
+        with ray_session(address, num_cpus, quiet_workers=target == STDIO) as ray:
+            gpus = _gpus_per_actor(ray, cfg.device, num_gpus_per_actor)
+            # Inside an actor Ray exposes only its own GPU(s), so the device is plain "cuda".
+            actor_cfg = replace(cfg, device="cuda" if gpus else "cpu")
+            if concurrency is None:
+                concurrency = _default_actors(ray, gpus, num_cpus_per_actor)
+            resources_each = {"num_cpus": num_cpus_per_actor, "num_gpus": gpus or None}
+            with _ray_run(ray, progress):
+                # One task first: checks the model spec before any actor starts, and gives the
+                # output's metadata from the hardware the actors will use.
+                facts = ray.remote(_encoder_facts).options(**resources_each).remote(actor_cfg)
+                extra = ray.get(facts)
+                parts = [{"file": f} for f in files]
+                dataset = ray.data.from_items(parts, override_num_blocks=len(parts)).map_batches(
+                    _read_frames,
+                    fn_kwargs={"rows": rows},
+                    batch_size=1,
+                    batch_format="pyarrow",
+                    num_cpus=READ_CPUS,
+                )
+                dataset = dataset.map_batches(
+                    EncodeActor,
+                    fn_constructor_kwargs={"config": actor_cfg, "encoding": encoding},
+                    batch_size=rows,
+                    batch_format="pyarrow",
+                    compute=ray.data.ActorPoolStrategy(size=concurrency),
+                    **resources_each,
+                )
+                with ArtifactWriter(target, "embeddings", provenance, upstream, extra) as writer:
+                    for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+                        tally.add(table)
+                        writer.write(table)
         return EncodeSummary(
-            len(tally.frames), len(tally.errors), tally.rows, plan.cache_key, Timings(), True
+            len(tally.frames), len(tally.errors), tally.rows, writer.cache_key, Timings()
         )
-    encoding = image_encoding(meta.extra)
-    rows = max(cfg.batch_size, MIN_ENCODE_ROWS)
-    tally = _Tally()
-    with ray_session(address, num_cpus, quiet_workers=target == STDIO) as ray:
-        gpus = _gpus_per_actor(ray, cfg.device, num_gpus_per_actor)
-        # Inside an actor Ray exposes only its own GPU(s), so the device is plain "cuda".
-        actor_cfg = replace(cfg, device="cuda" if gpus else "cpu")
-        if concurrency is None:
-            concurrency = _default_actors(ray, gpus, num_cpus_per_actor)
-        resources_each = {"num_cpus": num_cpus_per_actor, "num_gpus": gpus or None}
-        with _ray_run(ray, progress):
-            # One task first: checks the model spec before any actor starts, and gives the
-            # output's metadata from the hardware the actors will use.
-            facts = ray.remote(_encoder_facts).options(**resources_each).remote(actor_cfg)
-            extra = ray.get(facts)
-            parts = [{"file": f} for f in files]
-            dataset = ray.data.from_items(parts, override_num_blocks=len(parts)).map_batches(
-                _read_frames,
-                fn_kwargs={"rows": rows},
-                batch_size=1,
-                batch_format="pyarrow",
-                num_cpus=READ_CPUS,
-            )
-            dataset = dataset.map_batches(
-                EncodeActor,
-                fn_constructor_kwargs={"config": actor_cfg, "encoding": encoding},
-                batch_size=rows,
-                batch_format="pyarrow",
-                compute=ray.data.ActorPoolStrategy(size=concurrency),
-                **resources_each,
-            )
-            with ArtifactWriter(target, "embeddings", provenance, upstream, extra) as writer:
-                for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-                    tally.add(table)
-                    writer.write(table)
-    return EncodeSummary(
-        len(tally.frames), len(tally.errors), tally.rows, writer.cache_key, Timings()
-    )
 
-
-# ---------------------------------------------------------------------------------------------
-# extract-frames
+    # ---------------------------------------------------------------------------------------------
+    # extract-frames
 
 
 def _extract_videos(batch: pa.Table, config: ExtractConfig) -> Iterator[pa.Table]:
@@ -351,39 +392,42 @@ def extract_with_ray(
     provenance = cfg.provenance()
     extra = {"image_encoding": cfg.image_format}
     target = str(output)
-    plan = plan_output(target, "frames", provenance, upstream, force)
+    # The output's lock is held for the whole run, as the local engine holds it: a folder
+    # that cannot take the output is refused before any work, and a second run waits.
+    with output_lock(target):
+        plan = plan_output(target, "frames", provenance, upstream, force)
 
-    def summary(tally: _Tally, key: str, skipped: bool = False) -> ExtractSummary:
-        errors = [
-            (v.video_id, tally.errors[v.video_id]) for v in videos if v.video_id in tally.errors
-        ]
-        frames = sum(tally.frames.values())
-        return ExtractSummary(len(videos), len(errors), frames, errors, key, skipped)
+        def summary(tally: _Tally, key: str, skipped: bool = False) -> ExtractSummary:
+            errors = [
+                (v.video_id, tally.errors[v.video_id]) for v in videos if v.video_id in tally.errors
+            ]
+            frames = sum(tally.frames.values())
+            return ExtractSummary(len(videos), len(errors), frames, errors, key, skipped)
 
-    if plan.up_to_date:
-        return summary(_Tally.of(target, "frames"), plan.cache_key, skipped=True)
-    tally = _Tally()
-    if not videos:
-        with ArtifactWriter(target, "frames", provenance, upstream, extra) as writer:
-            pass
+        if plan.up_to_date:
+            return summary(_Tally.of(target, "frames"), plan.cache_key, skipped=True)
+        tally = _Tally()
+        if not videos:
+            with ArtifactWriter(target, "frames", provenance, upstream, extra) as writer:
+                pass
+            return summary(tally, writer.cache_key)
+        items = [{"path": str(v.path), "video_id": v.video_id, "label": v.label} for v in videos]
+        with (
+            ray_session(address, num_cpus, quiet_workers=target == STDIO) as ray,
+            _ray_run(ray, progress),
+        ):
+            # One block per video, so each map task decodes one video.
+            dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+                _extract_videos,
+                fn_kwargs={"config": cfg},
+                batch_size=1,
+                batch_format="pyarrow",
+                num_cpus=1,
+                # Without a cap Ray runs as many tasks as the cluster has CPUs.
+                **({"concurrency": concurrency} if concurrency else {}),
+            )
+            with ArtifactWriter(target, "frames", provenance, upstream, extra) as writer:
+                for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+                    tally.add(table)
+                    writer.write(table)
         return summary(tally, writer.cache_key)
-    items = [{"path": str(v.path), "video_id": v.video_id, "label": v.label} for v in videos]
-    with (
-        ray_session(address, num_cpus, quiet_workers=target == STDIO) as ray,
-        _ray_run(ray, progress),
-    ):
-        # One block per video, so each map task decodes one video.
-        dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
-            _extract_videos,
-            fn_kwargs={"config": cfg},
-            batch_size=1,
-            batch_format="pyarrow",
-            num_cpus=1,
-            # Without a cap Ray runs as many tasks as the cluster has CPUs.
-            **({"concurrency": concurrency} if concurrency else {}),
-        )
-        with ArtifactWriter(target, "frames", provenance, upstream, extra) as writer:
-            for table in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-                tally.add(table)
-                writer.write(table)
-    return summary(tally, writer.cache_key)
