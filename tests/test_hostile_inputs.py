@@ -521,7 +521,8 @@ def read_pred_ids(path: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# What tests/test_fuzz.py found (each was an internal error, exit 70, or a silent wrong answer)
+# Malformed files that were internal errors (exit 70) or silent wrong answers; most were found
+# by tests/test_fuzz.py (non-UTF-8 JSON and metadata, a flipped byte in a data page)
 
 
 def test_activitynet_json_that_is_not_utf8_or_nests_too_deep(chain, runner, tmp_path):
