@@ -603,3 +603,27 @@ def test_labels_file_with_a_bom_or_control_characters(chain, runner, tmp_path):
     result = run(runner, "encode-text", "-l", labels, "-m", CLIP, "-o", tmp_path / "u.parquet")
     assert "control character" in assert_one_line(result, f"{labels}:2")
     assert not (tmp_path / "u.parquet").exists()
+
+
+def test_a_damaged_page_header_is_refused_not_read_as_no_rows(chain, runner, tmp_path):
+    """A page header (which page checksums do not cover) whose page type byte changed made
+    pyarrow skip the page without an error: `classify` then answered exit 0 with other
+    predictions (found by tests/test_fuzz.py). Rows read are now checked against the footer."""
+    import pyarrow.parquet as pq
+
+    source = chain["emb"]
+    argv = ["classify", "-l", chain["labels"], "-m", CLIP, "--json"]
+    intact = json.loads(run(runner, argv[0], source, *argv[1:]).stdout)
+    meta = pq.ParquetFile(source).metadata.row_group(0)
+    data = source.read_bytes()
+    for i in range(meta.num_columns):
+        column = meta.column(i)
+        mutated = bytearray(data)
+        mutated[column.data_page_offset + 1] = 2  # page type 1 (an index page): skipped
+        bad = tmp_path / f"emb{i}.parquet"
+        bad.write_bytes(bytes(mutated))
+        result = run(runner, argv[0], bad, *argv[1:])
+        if result.exit_code == 0:
+            assert json.loads(result.stdout) == intact, column.path_in_schema
+        else:
+            assert_one_line(result, bad.name)
