@@ -627,3 +627,33 @@ def test_a_damaged_page_header_is_refused_not_read_as_no_rows(chain, runner, tmp
             assert json.loads(result.stdout) == intact, column.path_in_schema
         else:
             assert_one_line(result, bad.name)
+
+
+def test_a_full_disk_names_the_output(chain, tmp_path):
+    """pyarrow's "Error writing bytes to file. Detail: [errno 28] No space left on device"
+    named no file, and left an empty checkpoint folder."""
+    unshare = shutil.which("unshare")
+    small = tmp_path / "small"
+    small.mkdir()
+    if unshare is None:
+        pytest.skip("no unshare to mount a small file system")
+    probe = subprocess.run(
+        [unshare, "-rm", "sh", "-c", f"mount -t tmpfs -o size=16k tmpfs {small}"],
+        capture_output=True,
+    )
+    if probe.returncode:
+        pytest.skip("cannot mount a tmpfs in a user namespace here")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), ZSAR_NO_PROGRESS="1", COLUMNS="1000")
+    script = (
+        f"mount -t tmpfs -o size=16k tmpfs {small} && {sys.executable} -m zsar_cli "
+        f"extract-frames {chain['videos']} -n 8 -o {small}/f.parquet; code=$?; "
+        f"ls -A {small}; exit $code"
+    )
+    proc = subprocess.run(
+        [unshare, "-rm", "sh", "-c", script], capture_output=True, text=True, env=env, timeout=300
+    )
+    line = _check_one_line(proc, f"{small}/f.parquet", "no space left")
+    assert "errno" not in line.lower()
+    # No output, no temp file, no empty checkpoint folder (16 kB: no video fits, so there is
+    # nothing a rerun could resume).
+    assert proc.stdout == "", proc.stdout

@@ -28,8 +28,16 @@ from zsar_cli.artifact_specs import FRAME_KEYS as FRAME_KEYS
 from zsar_cli.artifact_specs import SPECS as SPECS
 from zsar_cli.artifact_specs import ArtifactSpec as ArtifactSpec
 from zsar_cli.artifact_specs import get_spec as get_spec
-from zsar_cli.errors import ArtifactError, CacheMismatchError, InputError, ZsarError
-from zsar_cli.outputs import check_output_path, make_folder, note_input, output_lock, temp_path
+from zsar_cli.errors import ArtifactError, CacheMismatchError, InputError, OutputError, ZsarError
+from zsar_cli.outputs import (
+    check_output_path,
+    make_folder,
+    note_input,
+    os_refusal,
+    output_lock,
+    output_of,
+    temp_path,
+)
 from zsar_cli.provenance import META_PREFIX as META_PREFIX
 from zsar_cli.provenance import ArtifactMeta as ArtifactMeta
 from zsar_cli.provenance import build_table as build_table
@@ -144,6 +152,12 @@ class ArtifactWriter:
             else:
                 with contextlib.suppress(BrokenPipeError):
                     sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            self.abort()
+            raise
+        except OSError as exc:
+            self.abort()
+            raise self._refused(exc) from None
         except BaseException:
             self.abort()
             raise
@@ -160,6 +174,11 @@ class ArtifactWriter:
                 self._tmp.unlink()
             self._tmp = None
         self._release()
+
+    def _refused(self, exc: OSError) -> OutputError:
+        """A full disk or a quota while writing: one line naming the output (of a checkpoint
+        file: the output it belongs to), not pyarrow's "Error writing bytes to file"."""
+        return OutputError(os_refusal(exc, output_of(self.path) or self.path))
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -200,9 +219,13 @@ class ArtifactWriter:
         self._tmp = temp_path(target)
         # Page checksums: a flipped byte in a data page is refused on read instead of read as
         # another number (zstd alone let such a page decode; found by tests/test_fuzz.py).
-        self._writer = pq.ParquetWriter(
-            str(self._tmp), schema, compression="zstd", write_page_checksum=True
-        )
+        try:
+            self._writer = pq.ParquetWriter(
+                str(self._tmp), schema, compression="zstd", write_page_checksum=True
+            )
+        except OSError as exc:
+            self.abort()
+            raise self._refused(exc) from None
 
     def _check_existing(self, target: Path) -> None:
         """An existing output is replaced only by the same settings, or with --force."""
@@ -244,7 +267,10 @@ class ArtifactWriter:
             for batch in table.to_batches():
                 self._writer.write_batch(batch)
         else:
-            self._writer.write_table(table, row_group_size=max(1, table.num_rows))
+            try:
+                self._writer.write_table(table, row_group_size=max(1, table.num_rows))
+            except OSError as exc:
+                raise self._refused(exc) from None
         self.rows_written += table.num_rows
 
 

@@ -119,13 +119,20 @@ def file_in_the_way(path: str | os.PathLike[str]) -> str | None:
 
 
 _HIDDEN_RE = re.compile(r"^\.(.+?)(?:\.lock|\.tmp-\d+-[0-9a-f]+)$")
+_CHECKPOINTS_RE = re.compile(r"^\.(.+?)\.ckpt-[0-9a-f]+$")
 
 
 def output_of(path: str | os.PathLike[str]) -> str | None:
-    """The output that a hidden `.NAME.lock` or `.NAME.tmp-PID-HEX` beside it belongs to."""
+    """The output that a hidden `.NAME.lock` or `.NAME.tmp-PID-HEX` beside it, or a file in its
+    checkpoint folder `.NAME.ckpt-KEY/`, belongs to."""
     head, tail = os.path.split(os.fspath(path))
     match = _HIDDEN_RE.match(tail)
-    return os.path.join(head, match.group(1)) if match else None
+    if match:
+        inner = os.path.join(head, match.group(1))
+        return output_of(inner) or inner  # the temp file of a checkpoint: its output
+    parent, folder = os.path.split(head)
+    checkpoints = _CHECKPOINTS_RE.match(folder)
+    return os.path.join(parent, checkpoints.group(1)) if checkpoints else None
 
 
 def os_refusal(exc: OSError, output: str | os.PathLike[str] | None = None) -> str:

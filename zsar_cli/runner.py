@@ -317,6 +317,7 @@ def _run(
     except BaseException:
         for _, part, _ in open_part:
             part.abort()
+        checkpoint.discard_if_empty()
         raise
     for unit in listed:  # a unit that produced no rows still counts as done
         if not checkpoint.done(unit.position):

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -166,6 +167,12 @@ class Checkpoint:
             _, batches = iter_batches(self._file(position), self.kind, batch_size=256)
             for batch in batches:
                 yield pa.Table.from_batches([batch])
+
+    def discard_if_empty(self) -> None:
+        """After a failed run: a checkpoint folder with no finished unit has nothing to resume,
+        and is not left behind (rmdir refuses a folder that holds one)."""
+        with contextlib.suppress(OSError):
+            self.folder.rmdir()
 
     def remove(self) -> None:
         """Called once the output is final: its checkpoints, of any settings, are obsolete."""
