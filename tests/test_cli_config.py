@@ -90,11 +90,11 @@ def test_engine_choice_is_the_engines():
 
 def test_choice_lists_match_the_modules_that_act_on_them():
     from zsar_cli import datasets, metrics, options
-    from zsar_cli.backends import hf_lvlm, openclip
+    from zsar_cli.backends import hf_loading, openclip
     from zsar_cli.stages import score_config
 
     assert options.PRECISIONS == openclip.PRECISIONS
-    assert ("auto", *hf_lvlm.DTYPES) == options.LVLM_DTYPES
+    assert ("auto", *hf_loading.DTYPES) == options.LVLM_DTYPES
     assert score_config.GT_FORMATS == datasets.GT_FORMATS
     assert score_config.FILL_MODES == metrics.FILL_MODES
 
@@ -230,7 +230,7 @@ CACHE_KEYS = {
 
 
 def test_cache_keys_did_not_move(monkeypatch):
-    from zsar_cli import artifacts
+    from zsar_cli import provenance
     from zsar_cli.artifacts import compute_cache_key as key
     from zsar_cli.stages.classify_config import ClassifyConfig
     from zsar_cli.stages.describe import DescribeConfig
@@ -242,7 +242,7 @@ def test_cache_keys_did_not_move(monkeypatch):
     from zsar_cli.stages.score_config import ScoreConfig
     from zsar_cli.stages.select_tokens_config import LVLMChoiceConfig, SelectTokensConfig
 
-    monkeypatch.setattr(artifacts, "__version__", "pinned")
+    monkeypatch.setattr(provenance, "__version__", "pinned")
     clip = ClassifyConfig().provenance()
     keys = {
         "encode": key("embeddings", EncodeConfig().validated().provenance()),
