@@ -264,6 +264,27 @@ def test_random_init_llm_writes_valid_records_for_50_labels_first_try(tiny_lm, t
     assert time.perf_counter() - start < 5
 
 
+def test_records_are_pure_greedy_and_prefix_sharing_changes_nothing(tiny_lm):
+    """The shared-prompt-prefix KV reuse gives the plain path's records; sampling and penalties
+    in the model's generation_config.json are ignored (answers depend on weights and prompt)."""
+    from zsar_cli.backends import load_text_generator
+
+    gen = load_text_generator(f"hf:{tiny_lm}", device="cpu")
+    schema = record_schema(8)
+    prompts = [prompt_for(label, 8) for label in ("riding horse", "cutting bread", "x")]
+    shared = gen.generate_records(prompts, schema, 48)
+    assert gen._prefix is not None and gen._prefix[0].endswith('cars?"}\n\n')
+    assert gen.generate_records(prompts[:1], schema, 48) == shared[:1]  # cached prefix, 1 row
+    gen.share_prefix = False
+    assert gen.generate_records(prompts, schema, 48) == shared
+    own = gen.model.generation_config
+    own.do_sample, own.temperature, own.repetition_penalty, own.no_repeat_ngram_size = (
+        True, 2.0, 3.0, 2,
+    )  # fmt: skip
+    assert gen.generate_records(prompts, schema, 48) == shared
+    assert gen.model.generation_config is own
+
+
 def test_builtin_world_model_writes_valid_records(tmp_path):
     """The world LVLM's language model (a different family and tokenizer) through `builtin:`."""
     from zsar_cli.backends import load_text_generator

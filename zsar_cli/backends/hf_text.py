@@ -190,20 +190,27 @@ class HFTextGenerator:
             raise ModelError(f"{self.spec}: cannot constrain decoding ({exc})") from None
         processor = RecordLogitsProcessor(machine, len(prompts))
         pad = self.tokenizer.pad_token_id
-        # A fresh config: pure greedy, whatever sampling or penalties the model's own
-        # generation_config.json suggests, so answers depend on the weights and prompt only.
         config = GenerationConfig(
             max_new_tokens=max_new_tokens,
             do_sample=False,
+            num_beams=1,
             eos_token_id=eos,
             pad_token_id=pad if pad is not None else eos[0],
         )
         inputs = self._shared_prefix_inputs(prompts) if self.share_prefix else None
-        self.model.generate(
-            **(inputs or self._inputs(prompts)),
-            generation_config=config,
-            logits_processor=LogitsProcessorList([processor]),
-        )
+        # Pure greedy whatever the model's generation_config.json suggests: generate() fills
+        # every setting left unset from model.generation_config (repetition penalties, n-gram
+        # bans, suppressed tokens...), so the model's own is swapped out for a blank one here.
+        own = self.model.generation_config
+        self.model.generation_config = GenerationConfig()
+        try:
+            self.model.generate(
+                **(inputs or self._inputs(prompts)),
+                generation_config=config,
+                logits_processor=LogitsProcessorList([processor]),
+            )
+        finally:
+            self.model.generation_config = own
         return processor.texts()
 
 
