@@ -222,6 +222,19 @@ def test_batches_of_similar_length_cached_as_they_finish(tmp_path):
     assert (rerun.cached, rerun.generated) == (4, 6)
 
 
+def test_hundreds_of_labels_in_batches(tmp_path):
+    """K600-sized label sets: 600 labels in batches of 32, cached, then all from the cache."""
+    labels = [f"action number {i}" for i in range(600)]
+    gen = ScriptedGenerator([good("action number")] * 600)
+    result = describe_labels(labels, gen, config(batch_size=32), tmp_path)
+    assert gen.batches == [32] * 18 + [24]
+    assert result.generated == 600 and [r["label"] for r in result.rows] == labels
+    assert (
+        describe_labels(labels, ScriptedGenerator([]), config(batch_size=32), tmp_path).cached
+        == 600
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # Real constrained generation
 

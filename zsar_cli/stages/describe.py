@@ -239,7 +239,7 @@ def stem(word: str) -> str:
 
 
 def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+", text.lower())
+    return re.findall(r"[^\W_]+", text.lower())
 
 
 def subject_words(label: str) -> tuple[str, ...]:
