@@ -298,6 +298,28 @@ def test_records_are_pure_greedy_and_prefix_sharing_changes_nothing(tiny_lm):
     assert gen.model.generation_config is own
 
 
+def test_sliding_window_model_decodes_without_prefix_sharing(tiny_lm):
+    """A cache that cannot continue from a padded prefix (sliding window) turns sharing off."""
+    import torch
+    from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM
+
+    from zsar_cli.backends.hf_text import HFTextGenerator
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm)
+    tokenizer.padding_side = "left"
+    config = MistralConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, sliding_window=64,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    gen = HFTextGenerator("hf:random/mistral", MistralForCausalLM(config).eval(), tokenizer)
+    schema = record_schema(8)
+    answers = gen.generate_records([prompt_for(x, 8) for x in ("riding horse", "x")], schema, 48)
+    assert not gen.share_prefix
+    assert all(schema.parse(a) for a in answers)
+
+
 def test_builtin_world_model_writes_valid_records(tmp_path):
     """The world LVLM's language model (a different family and tokenizer) through `builtin:`."""
     from zsar_cli.backends import load_text_generator

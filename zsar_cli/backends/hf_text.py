@@ -88,8 +88,9 @@ class HFTextGenerator:
         every row. The rows are [shared prefix][padding][own suffix] with the padding masked;
         generate() derives positions from the attention mask, so each row sees the same
         positions as unpadded. The prefix is cut at a line start, where tokenizers' pre-splitting
-        does not merge across the cut. Causal LMs only (an LVLM's processor lays out its own
-        inputs).
+        does not merge across the cut. Causal LMs whose cache is full attention only (an LVLM's
+        processor lays out its own inputs; sliding-window and linear-attention caches do not
+        continue from a prefix with padding after it).
         """
         if self.lvlm is None and len(prompts) > 0:
             texts = self._chat_texts(prompts)
@@ -107,12 +108,18 @@ class HFTextGenerator:
         return None
 
     @torch.inference_mode()
-    def _prefixed(self, prefix: str, suffixes: list[str]) -> dict[str, Any]:
+    def _prefixed(self, prefix: str, suffixes: list[str]) -> dict[str, Any] | None:
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+
         tok = self.tokenizer
         if self._prefix is None or self._prefix[0] != prefix:
             ids = tok(prefix, return_tensors="pt", add_special_tokens=False)["input_ids"]
             out = self.model(input_ids=ids.to(self.device), use_cache=True)
-            cache = getattr(out, "cache", None) or out.past_key_values
+            cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+            layers = getattr(cache, "layers", None) or [None]
+            if type(cache) is not DynamicCache or any(type(x) is not DynamicLayer for x in layers):
+                self.share_prefix = False  # decided once per model, from its cache's layers
+                return None
             self._prefix = (prefix, ids[0].tolist(), cache)
         _, prefix_ids, prefix_cache = self._prefix
         tails = [tok(s, add_special_tokens=False)["input_ids"] for s in suffixes]
