@@ -402,9 +402,10 @@ def test_backend_without_records_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-def test_smollm2_360m_size_random_init_50_labels(tmp_path):
+def test_smollm2_360m_size_random_init_50_labels():
     """SmolLM2-360M's published sizes (362 M parameters, vocab 49,152), random weights: 50
-    labels, every answer a valid record on the first try; prints labels/s on this CPU."""
+    labels' first answers are all valid records; prints labels/s on this CPU. (Regeneration and
+    repair run the same decoding and are tested with the shrunk model.)"""
     import torch
 
     from zsar_cli.backends.hf_text import HFTextGenerator
@@ -416,13 +417,15 @@ def test_smollm2_360m_size_random_init_50_labels(tmp_path):
     model = build_model("smollm2-360m", tokenizer)
     assert model.get_output_embeddings().weight.shape[0] == 49152
     gen = HFTextGenerator("hf:random/smollm2-360m", model, tokenizer, revision="seed0")
-    cfg = DescribeConfig(model=gen.spec, batch_size=25, max_new_tokens=96)
-    result = describe_labels(labels_50(), gen, cfg, tmp_path)
-    assert (result.generated, result.first_try_valid) == (50, 50)
+    schema = record_schema(8)
+    prompts = [prompt_for(label, 8) for label in labels_50()]
+    start, cpu = time.perf_counter(), time.process_time()
+    answers = [a for i in (0, 25) for a in gen.generate_records(prompts[i : i + 25], schema, 64)]
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    assert all(schema.parse(a) for a in answers) and len(answers) == 50
     print(
-        f"\nSmolLM2-360M size, random init, {torch.get_num_threads()} threads: "
-        f"{result.generated / result.seconds:.3f} labels/s ({result.seconds:.0f} s, "
-        f"{result.regenerated} regenerated, {result.repaired} repaired)"
+        f"\nSmolLM2-360M size, random init, {torch.get_num_threads()} threads, batch 25, 64 new "
+        f"tokens: {50 / wall:.3f} labels/s ({wall:.0f} s wall, {cpu / 50:.1f} CPU-s per label)"
     )
 
 
