@@ -221,7 +221,8 @@ CACHE_KEYS = {
     "classify-lvlm": "d9d3314db85acfd15fc8dbbece553c99",
     "query-lvlm": "09c7a88c68d1852f34b2fc09b3b41123",
     "select-tokens": "3b0d619d91fe15c3d47524192e98e8ef",
-    "describe": "33fa8824dc8422ce288ddb0ebe64e5a0",
+    # moved on purpose when describe began decoding under a schema (provenance prompt_version 2)
+    "describe": "c13f164d6f63880953f14d62049df384",
     "describe-from": "2e8dd35172c40889671e0b3085e83642",
     "localize": "a189e25fd1bc0f39e5d699106218d935",
     "score": "636e426e5e9ca7121699c10e4358682f",
@@ -284,6 +285,7 @@ def test_provenance_leaves_out_run_only_fields():
     assert with_adapter["adapter"] == "a.parquet" and with_adapter["adapter_weight"] == 0.0
     assert set(dataclasses.asdict(DescribeConfig())) - set(DescribeConfig().provenance()) == {
         "device",
+        "batch_size",
         "cache_dir",
     }
 

@@ -101,6 +101,12 @@ _register(
             _f("descriptors", pa.list_(pa.string())),
             _f("start_question", pa.string()),
             _f("end_question", pa.string()),
+            # What describe's quality guards did (absent in older or hand-made files): status
+            # ok / regenerated / repaired / given, model answers used, notes on each rejection
+            # and repair.
+            _f("status", pa.string()),
+            _f("attempts", pa.int32()),
+            _f("notes", pa.list_(pa.string())),
         ),
         ("label", "description", "descriptors", "start_question", "end_question"),
         "one row per label: description, attribute keywords, start/end yes-no questions",

@@ -6,7 +6,7 @@ Specs are `scheme:name[/tag][@path]`:
   `builtin:world-clip`;
 - vision-language models (`lvlm_base.LVLM`): `hf:HuggingFaceTB/SmolVLM2-256M-Video-Instruct`,
   `hf:/local/dir`, `builtin:world-lvlm`;
-- text generators (`lvlm_base.TextGenerator`, for `describe`): `hf:...`, `builtin:world-lvlm`.
+- text generators (`text_base.RecordGenerator`, for `describe`): `hf:...`, `builtin:world-lvlm`.
 
 This module imports nothing heavy: each backend module imports torch/open_clip/transformers
 itself, and is imported only when a spec of its scheme is loaded. An unknown spec fails with an
@@ -27,7 +27,8 @@ from zsar_cli.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:  # the Protocol modules import numpy; this one stays free of it
     from zsar_cli.backends.base import Encoder
-    from zsar_cli.backends.lvlm_base import LVLM, TextGenerator
+    from zsar_cli.backends.lvlm_base import LVLM
+    from zsar_cli.backends.text_base import RecordGenerator
 
 Kind = Literal["encoder", "lvlm", "text"]
 
@@ -51,7 +52,7 @@ PACKAGE_SCHEMES: dict[str, tuple[str, ...]] = {kind: tuple(d) for kind, d in SCH
 PROTOCOLS: dict[str, str] = {
     "encoder": "zsar_cli.backends.base:Encoder",
     "lvlm": "zsar_cli.backends.lvlm_base:LVLM",
-    "text": "zsar_cli.backends.lvlm_base:TextGenerator",
+    "text": "zsar_cli.backends.text_base:RecordGenerator",
 }
 NAMES: dict[str, str] = {"encoder": "encoder", "lvlm": "LVLM", "text": "text-model"}
 # Built-in models shipped inside the package (zsar_cli/models/), resolved to a real spec of the
@@ -249,7 +250,7 @@ def load_lvlm(spec: str, **options: Any) -> LVLM:
     return lvlm
 
 
-def load_text_generator(spec: str, **options: Any) -> TextGenerator:
-    """Load a text generator for `describe` (see `zsar_cli.backends.lvlm_base.TextGenerator`)."""
-    generator: TextGenerator = _load("text", spec, options)
+def load_text_generator(spec: str, **options: Any) -> RecordGenerator:
+    """Load a text generator for `describe` (see `zsar_cli.backends.text_base.RecordGenerator`)."""
+    generator: RecordGenerator = _load("text", spec, options)
     return generator

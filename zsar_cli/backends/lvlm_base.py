@@ -9,7 +9,8 @@ Three Protocols, because not every backend can do everything:
   language model run on `inputs_embeds`, which token selection (Self-ReS, `select-tokens`,
   `query-lvlm --tokens`, `classify --lvlm --self-res`) needs. Only backends that expose their
   internals (`zsar_cli.backends.hf_lvlm.HFLVLM`);
-- `TextGenerator`: text-only generation for `describe`.
+- `TextGenerator`: free text-only generation (`describe` asks for records through
+  `zsar_cli.backends.text_base.RecordGenerator`).
 `yes_no_many`, `choice_many` and `generate_many` ask every question about every unit (a frame or
 a clip) in one call, which is how a backend can reuse a unit's image work across its questions.
 numpy only: no torch here (tensor types appear in annotations alone).
