@@ -15,7 +15,7 @@ import contextlib
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ from zsar_cli.provenance import build_table as build_table
 from zsar_cli.provenance import compute_cache_key as compute_cache_key
 from zsar_cli.provenance import config_json as config_json
 from zsar_cli.provenance import empty_table as empty_table
+from zsar_cli.provenance import iter_video_groups as iter_video_groups
 from zsar_cli.provenance import provenance_metadata as provenance_metadata
 
 STDIO = "-"
@@ -506,27 +507,6 @@ def iter_batches(
             _check_rows(f, rows, pf, cols)
 
     return metas[0], gen_files()
-
-
-def iter_video_groups(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
-    """Regroup a stream of batches sorted by video_id into one table per video."""
-    pending: list[pa.Table] = []
-    current: str | None = None
-    for batch in batches:
-        table = pa.Table.from_batches([batch])
-        ids = table.column("video_id").to_pylist()
-        start = 0
-        for i in range(1, len(ids) + 1):
-            if i == len(ids) or ids[i] != ids[start]:
-                chunk = table.slice(start, i - start)
-                if current is not None and ids[start] != current:
-                    yield pa.concat_tables(pending)
-                    pending = []
-                current = ids[start]
-                pending.append(chunk)
-                start = i
-    if pending:
-        yield pa.concat_tables(pending)
 
 
 def describe(path: str | os.PathLike[str]) -> dict[str, Any]:

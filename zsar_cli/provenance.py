@@ -9,7 +9,7 @@ import dataclasses
 import enum
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,3 +166,24 @@ def build_table(
 
 def empty_table(kind: str) -> pa.Table:
     return get_spec(kind).schema.empty_table()
+
+
+def iter_video_groups(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.Table]:
+    """Regroup a stream of batches sorted by video_id into one table per video."""
+    pending: list[pa.Table] = []
+    current: str | None = None
+    for batch in batches:
+        table = pa.Table.from_batches([batch])
+        ids = table.column("video_id").to_pylist()
+        start = 0
+        for i in range(1, len(ids) + 1):
+            if i == len(ids) or ids[i] != ids[start]:
+                chunk = table.slice(start, i - start)
+                if current is not None and ids[start] != current:
+                    yield pa.concat_tables(pending)
+                    pending = []
+                current = ids[start]
+                pending.append(chunk)
+                start = i
+    if pending:
+        yield pa.concat_tables(pending)
