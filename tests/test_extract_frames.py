@@ -236,8 +236,9 @@ def test_sampling_plan_is_pure_and_checks_length(awkward_clips):
     plan = plan_sampling(info, num_frames=3)
     assert isinstance(plan, SamplingPlan)
     assert plan.targets() == pytest.approx([0.5, 1.5, 2.5])
-    with pytest.raises(VideoError, match="fewer than the 500 requested"):
-        plan_sampling(info, num_frames=500)
+    # Fewer frames than asked for: all of them, at most the count asked (issue #16).
+    short = plan_sampling(info, num_frames=500)
+    assert (short.mode, short.count, short.exact_count) == ("all", 500, True)
     with pytest.raises(VideoError, match="empty time window"):
         plan_sampling(info, fps=1, start=10)
 

@@ -73,14 +73,12 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         ],
         check=True,
     )
-    tiny = make_clip(tmp_path / "tiny.mp4", duration=0.2, rate="10")
     return {
         "missing": (tmp_path / "missing.mp4", "no such file"),
         "empty": (empty, "empty file"),
         "text": (text, "not a readable video"),
         "truncated": (truncated, "truncated"),
         "audio": (audio, "no video stream"),
-        "tiny": (tiny, "fewer than the 8 requested"),
     }
 
 

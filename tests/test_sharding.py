@@ -106,9 +106,9 @@ def test_checkpoint_resumes_finished_videos(clips, tmp_path, monkeypatch):
     decoded = []
     real = stage.decode_frames
 
-    def counting(video, cfg):
+    def counting(video, cfg, *report):
         decoded.append(video.video_id)
-        return real(video, cfg)
+        return real(video, cfg, *report)
 
     monkeypatch.setattr(stage, "decode_frames", counting)
     summary = run(clips, out, config)

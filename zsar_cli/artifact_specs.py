@@ -63,9 +63,13 @@ _register(
             _f("height", pa.int32()),
             _f("image", pa.binary()),
             _f("error", pa.string()),
+            # Seconds the container claims, and how much of it the file holds (less when the
+            # file is cut short); per video, on each of its rows.
+            _f("duration", pa.float64()),
+            _f("decoded_duration", pa.float64()),
         ),
         ("video_id", "path", "frame_index", "timestamp", "segment", "image", "error"),
-        "one row per sampled frame (image bytes: see zsar.image_encoding)",
+        "one row per sampled frame (image bytes: see zsar.image_encoding; decoder: zsar.decoder)",
     )
 )
 _register(

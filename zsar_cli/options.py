@@ -2,11 +2,11 @@
 
 A stage's frozen `<Stage>Config` dataclass declares each field with `opt(default, help, ...)`:
 its help text, flags, choices, numeric range, whether it only changes how a run executes
-(`run_only`: kept out of the cache key; `omit_unset`: kept out while None) and whether it is an
-option at all (`cli`). From that one declaration `ConfigBase.validated()` checks values (one-line
-`ConfigError` naming the option), `ConfigBase.provenance()` picks what goes into the cache key,
-and `zsar_cli.cli.build` makes the typer options, so each default, help text and range lives
-in one place.
+(`run_only`: kept out of the cache key; `omit_unset`: kept out while None; `keyed_if_set`: in
+it only when not the default) and whether it is an option at all (`cli`). From that one
+declaration `ConfigBase.validated()` checks values (one-line `ConfigError` naming the option),
+`ConfigBase.provenance()` picks what goes into the cache key, and `zsar_cli.cli.build` makes the
+typer options, so each default, help text and range lives in one place.
 
 The factories at the end (`device()`, `batch_size()`, `strict()`, ...) are the options that recur
 across stages, written once; a dataclass field cannot be shared between classes, hence functions.
@@ -52,6 +52,9 @@ class Opt:
     # Left out of the cache key while None, so an option added later (e.g. `--adapter`) moves
     # no key of the runs that do not use it.
     omit_unset: bool = False
+    # In the cache key only when it differs from the default: an option added later keeps the
+    # keys of artifacts made before it (their content is what the default gives).
+    keyed_if_set: bool = False
     cli: bool = True
     # The command line must give it (the library default stays for other callers).
     required: bool = False
@@ -101,6 +104,7 @@ def opt(
     lt: float | None = None,
     run_only: bool = False,
     omit_unset: bool = False,
+    keyed_if_set: bool = False,
     cli: bool = True,
     required: bool = False,
     metavar: str | None = None,
@@ -118,6 +122,7 @@ def opt(
         lt=lt,
         run_only=run_only,
         omit_unset=omit_unset,
+        keyed_if_set=keyed_if_set,
         cli=cli,
         required=required,
         metavar=metavar,
@@ -184,6 +189,8 @@ class ConfigBase:
             meta = option_of(field)
             value = getattr(self, field.name)
             if meta is not None and (meta.run_only or (meta.omit_unset and value is None)):
+                continue
+            if meta is not None and meta.keyed_if_set and value == field.default:
                 continue
             out[field.name] = value.provenance() if isinstance(value, ConfigBase) else value
         return out

@@ -1,39 +1,59 @@
-"""Video access through the real ffmpeg/ffprobe binaries: metadata, sampling plans, decoding,
-encoding.
+"""Video access: the decoder chosen for a run, probing, decoding a sampling plan, encoding.
 
-Input: a video file. Output: `VideoInfo` (ffprobe), a `SamplingPlan` (pure, no I/O), and decoded
-frames as (presentation time, H×W×3 uint8 RGB) pairs streamed from an ffmpeg rawvideo pipe.
-The other way round, `write_video` encodes H×W×3 uint8 RGB frames fed on ffmpeg's stdin into a
-video file and `loop_video` lengthens one by stream copy, so this is the only module that runs
-ffmpeg.
+Input: a video file. Output: a `VideoReader` (its `VideoInfo`, then (presentation time,
+H×W×3 uint8 RGB) pairs for a `SamplingPlan`, the frame number of each and where a cut-off file's
+data ends), and the other way round, video files encoded from RGB frames (`write_video`,
+`loop_video`).
 
-ffmpeg-python builds the command lines; the ffmpeg binary does all decoding, rotation (display
-matrix) and resizing, so a frame never exists in Python at full resolution unless asked for.
-Timestamps are the decoded frames' real presentation times as ffmpeg's `showinfo` filter reports
-them with `-copyts` (the same values `ffprobe -show_frames` gives), never a nominal `i / fps`.
+Decoders (`--decoder`, recorded in the frames artifact's metadata):
+- `pyav` (default): FFmpeg's libraries in process, as the PyAV wheel bundles them, so
+  `pip install` is the whole set-up (`zsar_cli.video_pyav`). Chosen by measurement: no program
+  start-up per video, one open for the probe and every sample (docs/benchmarks.md).
+- `ffmpeg`: the ffmpeg/ffprobe programs on PATH; ffmpeg-python builds the command lines, the
+  ffmpeg binary does all decoding, rotation (display matrix) and resizing, and timestamps are the
+  decoded frames' real presentation times as its `showinfo` filter reports them with `-copyts`
+  (the same values `ffprobe -show_frames` gives), never a nominal `i / fps`.
+- `--decode-device cuda`: NVDEC through torchcodec (`zsar_cli.video_cuda`).
+Every decoder keeps the same frames for a plan (`zsar_cli.sampling.FramePicker`'s rule), reads
+inputs as plain local files (no playlists unless allowed) and refuses frames over the pixel cap
+(`DecodeLimits`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import queue
 import re
+import shutil
 import subprocess
 import tempfile
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from zsar_cli.errors import VideoError
+from zsar_cli.errors import ConfigError, VideoError
+from zsar_cli.probe import DECODE_DEVICES as DECODE_DEVICES
+from zsar_cli.probe import DECODERS as DECODERS
+from zsar_cli.probe import DecodeLimits as DecodeLimits
 from zsar_cli.probe import VideoInfo as VideoInfo
-from zsar_cli.probe import _ff_path, _last_line
-from zsar_cli.probe import probe as probe
+from zsar_cli.probe import (
+    _ff_path,
+    _last_line,
+    binary_input_options,
+    playlist_refusal,
+    probe_binary,
+)
+from zsar_cli.sampling import EPS, short_end
+from zsar_cli.sampling import SEEK_MIN_GAP_S as SEEK_MIN_GAP_S
+from zsar_cli.sampling import SamplingPlan as SamplingPlan
+from zsar_cli.sampling import output_size as output_size
+from zsar_cli.sampling import plan_sampling as plan_sampling
 
 VIDEO_EXTENSIONS: frozenset[str] = frozenset(
     {
@@ -54,109 +74,118 @@ VIDEO_EXTENSIONS: frozenset[str] = frozenset(
         ".ogv",
     }
 )
-# Samples further apart than this are fetched by seeking (one short decode per sample) rather than
-# by decoding the whole stream: typical GOPs are 1-10 s, so below ~2 s a sequential decode reads
-# about as many frames as the seeks would and avoids their start-up cost.
-SEEK_MIN_GAP_S = 2.0
 # Seeks of one video run this many ffmpeg processes at once (each is mostly start-up latency).
 SEEK_CONCURRENCY = 4
 _SHOWINFO_RE = re.compile(r"\bn:\s*(\d+)\s+pts:\s*(-?\d+)\s+pts_time:\s*(-?[0-9.eE+-]+|nan)")
 
 
-# ---------------------------------------------------------------------------------------------
-# Sampling plans (pure)
+class VideoReader(Protocol):
+    """One open video, whatever decodes it. `frames` is called once; then `decoded_end`."""
+
+    decoder: str
+    info: VideoInfo
+
+    def frames(
+        self, plan: SamplingPlan, size: int | None = None
+    ) -> Iterator[tuple[float, np.ndarray]]: ...
+
+    def frame_index(self) -> Callable[[float], int]: ...
+
+    def decoded_end(self) -> float | None: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> VideoReader: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
-@dataclass(frozen=True)
-class SamplingPlan:
-    """Which frames to take from a window [t0, t1) of a video.
-
-    mode "grid": the first decoded frame at or after each of `count` times origin + k·step
-    (decoded sequentially, selection inside ffmpeg); "seek": the same rule, one seek per target;
-    "all": every frame in the window. `frames_per_segment` > 0 assigns segment = i // S.
-    """
-
-    mode: str
-    t0: float
-    t1: float
-    origin: float = 0.0
-    step: float = 0.0
-    count: int | None = None
-    exact_count: bool = False
-    frames_per_segment: int = 0
-
-    def targets(self) -> list[float]:
-        if self.count is None:
-            return []
-        return [self.origin + k * self.step for k in range(self.count)]
-
-
-def plan_sampling(
-    info: VideoInfo,
+def open_video(
+    path: Path,
     *,
-    num_frames: int | None = None,
-    fps: float | None = None,
-    segments: int | None = None,
-    frames_per_segment: int | None = None,
-    all_frames: bool = False,
-    start: float | None = None,
-    end: float | None = None,
-    seek_min_gap: float = SEEK_MIN_GAP_S,
-) -> SamplingPlan:
-    """Turn sampling options into a plan for one video (raises VideoError if it cannot be met)."""
-    t0 = info.start_time + (start or 0.0)
-    t_end = info.start_time + info.duration
-    t1 = t_end if end is None else min(t_end, info.start_time + end)
-    window = t1 - t0
-    if window <= 0:
-        raise VideoError(
-            f"{info.path}: empty time window (video is {info.duration:.3f} s, "
-            f"--start {start or 0} --end {end if end is not None else 'end'})"
-        )
-    available = math.floor(window * info.fps + 1e-6) if info.fps else 0
-    if all_frames:
-        return SamplingPlan("all", t0, t1)
-    if fps is not None:
-        count = max(1, math.floor(window * fps + 1e-9))
-        return SamplingPlan("grid", t0, t1, origin=t0, step=1.0 / fps, count=count)
-    per_segment = 0
-    if segments is not None:
-        assert frames_per_segment is not None
-        num_frames = segments * frames_per_segment
-        per_segment = frames_per_segment
-    assert num_frames is not None and num_frames > 0
-    if available and num_frames > available:
-        raise VideoError(
-            f"{info.path}: clip has about {available} frames in the window, fewer than the "
-            f"{num_frames} requested"
-        )
-    step = window / num_frames
-    origin = t0 + step / 2  # segment midpoints
-    mode = "seek" if step >= seek_min_gap else "grid"
-    return SamplingPlan(
-        mode,
-        t0,
-        t1,
-        origin=origin,
-        step=step,
-        count=num_frames,
-        exact_count=True,
-        frames_per_segment=per_segment,
-    )
+    decoder: str = "pyav",
+    device: str = "cpu",
+    limits: DecodeLimits | None = None,
+    threads: int = 0,
+) -> VideoReader:
+    """Open a video with the chosen decoder (VideoError with one reason if it cannot be read).
+
+    `threads`: decoder threads per video (0: one per core; 1 when several videos decode at once).
+    """
+    limits = limits or DecodeLimits()
+    if device == "cuda":
+        from zsar_cli.video_cuda import TorchcodecCudaReader
+
+        return TorchcodecCudaReader(path, limits)
+    if decoder == "ffmpeg":
+        return FFmpegReader(path, limits)
+    if decoder == "pyav":
+        from zsar_cli.video_pyav import PyAVReader
+
+        return PyAVReader(path, limits, threads=threads)
+    raise ConfigError(f"--decoder {decoder!r}: choose one of {', '.join(DECODERS)}")
+
+
+def check_decoder(decoder: str, device: str) -> None:
+    """ConfigError, once per run, when the chosen decoder cannot run here."""
+    if device == "cuda":
+        if decoder != "pyav":
+            raise ConfigError(
+                f"--decode-device cuda decodes with torchcodec; --decoder {decoder} is for the CPU"
+            )
+        from zsar_cli.video_cuda import check_cuda
+
+        check_cuda()
+    elif decoder == "ffmpeg":
+        from zsar_cli.probe import _require_binaries
+
+        _require_binaries()
+    elif decoder == "pyav":
+        try:
+            import av  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                "--decoder pyav: PyAV is not installed (pip install av), or use --decoder ffmpeg"
+            ) from None
+
+
+@functools.lru_cache(maxsize=8)
+def decoder_version(decoder: str = "pyav", device: str = "cpu") -> str:
+    """Which decoder and version decode a run, as the frames artifact's metadata records it."""
+    if device == "cuda":
+        from zsar_cli.video_cuda import version
+
+        return version()
+    if decoder == "ffmpeg":
+        exe = shutil.which("ffmpeg") or "ffmpeg"
+        done = subprocess.run([exe, "-version"], capture_output=True, text=True, check=False)
+        first = done.stdout.splitlines()[0] if done.stdout else "ffmpeg ?"
+        number = first.split()[2] if first.startswith("ffmpeg version") else "?"
+        return f"ffmpeg {number} ({exe})"
+    from zsar_cli.video_pyav import version
+
+    return version()
+
+
+def probe(path: Path, decoder: str = "pyav", limits: DecodeLimits | None = None) -> VideoInfo:
+    """A video's facts (display orientation), through the chosen decoder."""
+    if decoder == "ffmpeg":
+        return probe_binary(path, limits)
+    from zsar_cli.video_pyav import probe as probe_pyav
+
+    return probe_pyav(path, limits)
+
+
+def decode(
+    info: VideoInfo, plan: SamplingPlan, size: int | None = None, decoder: str = "pyav"
+) -> Iterator[tuple[float, np.ndarray]]:
+    """Stream (pts seconds, RGB frame) for a plan, in presentation order."""
+    with open_video(info.path, decoder=decoder) as reader:
+        yield from reader.frames(plan, size)
 
 
 # ---------------------------------------------------------------------------------------------
-# Decoding
-
-
-def output_size(info: VideoInfo, size: int | None) -> tuple[int, int]:
-    """Display size with the shorter side scaled to `size` (aspect kept), as (width, height)."""
-    w, h = info.width, info.height
-    if not size:
-        return w, h
-    if w <= h:
-        return size, max(1, round(h * size / w))
-    return max(1, round(w * size / h)), size
+# Decoding with the ffmpeg program (--decoder ffmpeg)
 
 
 class _StderrReader(threading.Thread):
@@ -201,11 +230,13 @@ def _command(
     seek: float | None,
     read_duration: float | None,
     max_frames: int | None,
+    limits: DecodeLimits,
     threads: int | None = None,
 ) -> list[str]:
     import ffmpeg
 
-    input_kwargs: dict[str, object] = {"copyts": None}
+    input_kwargs: dict[str, object] = {"copyts": None, **binary_input_options(limits)}
+    input_kwargs["max_pixels"] = limits.max_frame_pixels
     if threads is not None:
         # A one-frame decode gains nothing from frame threads, which only add start-up latency.
         input_kwargs["threads"] = threads
@@ -272,6 +303,8 @@ def _run_pipe(
         returncode = proc.wait()
         reader.join(timeout=5)
         if returncode != 0:
+            if any("not on whitelist" in line for line in reader.tail):
+                raise playlist_refusal(path)
             raise VideoError(f"{path}: decoding failed ({reader.reason()})")
     finally:
         if proc.poll() is None:
@@ -282,77 +315,125 @@ def _run_pipe(
             proc.stderr.close()
 
 
-def decode(
-    info: VideoInfo, plan: SamplingPlan, size: int | None = None
-) -> Iterator[tuple[float, np.ndarray]]:
-    """Stream (pts seconds, RGB frame) for a plan, in presentation order."""
-    out = output_size(info, size)
-    margin = 2.0 / info.fps if info.fps else 0.1
-    window_start = plan.t0 - info.start_time
-    if plan.mode == "seek":
-        yield from _decode_seeks(info, plan, out)
-        return
-    if plan.mode == "all":
-        select = f"gte(t,{plan.t0!r}-1e-6)*lt(t,{plan.t1!r}-1e-6)"
-        max_frames = None
-    else:
-        select = _grid_select(plan.origin, plan.step)
-        max_frames = plan.count
-    read_duration = (
-        plan.t1 - plan.t0 + margin if plan.t1 < info.start_time + info.duration else None
-    )
-    cmd = _command(
-        info,
-        out,
-        select,
-        seek=window_start if window_start > 0 else None,
-        read_duration=read_duration,
-        max_frames=max_frames,
-    )
-    for pts, rgb in _run_pipe(cmd, out, info.path):
-        if plan.mode == "all" or pts < plan.t1 + 1e-6:
+class FFmpegReader:
+    """A video probed by ffprobe and decoded by ffmpeg processes (one per plan, or per seek)."""
+
+    decoder = "ffmpeg"
+
+    def __init__(self, path: Path, limits: DecodeLimits | None = None) -> None:
+        self.limits = limits or DecodeLimits()
+        self.info = probe_binary(path, self.limits)
+        self._last_pts: float | None = None
+        self._short = False  # frames stopped before the plan's window was served
+
+    def __enter__(self) -> FFmpegReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        pass
+
+    def frames(
+        self, plan: SamplingPlan, size: int | None = None
+    ) -> Iterator[tuple[float, np.ndarray]]:
+        """Stream (pts seconds, RGB frame) for a plan, in presentation order."""
+        info = self.info
+        out = output_size(info, size)
+        kept = 0
+        for pts, rgb in self._frames(plan, out):
+            self._last_pts = pts
+            kept += 1
             yield pts, rgb
+        self._short = plan.mode == "all" or kept < (plan.count or 0)
 
-
-def _decode_seeks(
-    info: VideoInfo, plan: SamplingPlan, out: tuple[int, int]
-) -> Iterator[tuple[float, np.ndarray]]:
-    """One short ffmpeg run per target; a few run at once, since each is mostly process start-up
-    and a partial GOP decode (latency, not throughput). Results keep target order."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    def one(target: float) -> tuple[float, np.ndarray] | None:
+    def _frames(
+        self, plan: SamplingPlan, out: tuple[int, int]
+    ) -> Iterator[tuple[float, np.ndarray]]:
+        info = self.info
+        margin = 2.0 / info.fps if info.fps else 0.1
+        window_start = plan.t0 - info.start_time
+        if plan.mode == "seek":
+            yield from self._seeks(plan, out)
+            return
+        if plan.mode == "all":
+            select = f"gte(t,{plan.t0!r}-1e-6)*lt(t,{plan.t1!r}-1e-6)"
+            max_frames = plan.count
+        else:
+            select = _grid_select(plan.origin, plan.step)
+            max_frames = plan.count
+        read_duration = (
+            plan.t1 - plan.t0 + margin if plan.t1 < info.start_time + info.duration else None
+        )
         cmd = _command(
             info,
             out,
-            None,
-            seek=target - info.start_time,
-            read_duration=None,
-            max_frames=1,
-            threads=1,
+            select,
+            seek=window_start if window_start > 0 else None,
+            read_duration=read_duration,
+            max_frames=max_frames,
+            limits=self.limits,
         )
-        got = list(_run_pipe(cmd, out, info.path))
-        return got[0] if got else None
+        for pts, rgb in _run_pipe(cmd, out, info.path):
+            if plan.mode == "all" or pts < plan.t1 + EPS:
+                yield pts, rgb
 
-    targets = plan.targets()
-    last = -math.inf
-    with ThreadPoolExecutor(max_workers=min(SEEK_CONCURRENCY, len(targets))) as pool:
-        for got in pool.map(one, targets):
-            if got is None:
-                continue
-            pts, rgb = got
-            if pts <= last + 1e-9:  # two targets landed on one frame: keep it once
-                continue
-            last = pts
-            yield pts, rgb
+    def _seeks(
+        self, plan: SamplingPlan, out: tuple[int, int]
+    ) -> Iterator[tuple[float, np.ndarray]]:
+        """One short ffmpeg run per target; a few run at once, since each is mostly process
+        start-up and a partial GOP decode (latency, not throughput). Results keep target order."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        info = self.info
+
+        def one(target: float) -> tuple[float, np.ndarray] | None:
+            cmd = _command(
+                info,
+                out,
+                None,
+                seek=target - info.start_time,
+                read_duration=None,
+                max_frames=1,
+                limits=self.limits,
+                threads=1,
+            )
+            got = list(_run_pipe(cmd, out, info.path))
+            return got[0] if got else None
+
+        targets = plan.targets()
+        last = -math.inf
+        with ThreadPoolExecutor(max_workers=min(SEEK_CONCURRENCY, len(targets))) as pool:
+            for got in pool.map(one, targets):
+                if got is None:
+                    continue
+                pts, rgb = got
+                if pts <= last + 1e-9 or pts >= plan.t1 + EPS:
+                    continue  # two targets landed on one frame: keep it once
+                last = pts
+                yield pts, rgb
+
+    def decoded_end(self) -> float | None:
+        """Where the frames stopped short of the window's end (a cut-off file), else None."""
+        if not self._short or self._last_pts is None:
+            return None
+        return short_end(self.info, self._last_pts)
+
+    def frame_index(self) -> Callable[[float], int]:
+        return FrameIndexer(self.info)
 
 
-def packet_times(path: Path) -> np.ndarray:
-    """Sorted presentation times of every video packet (demux only, no decoding)."""
+def packet_times(path: Path, limits: DecodeLimits | None = None) -> np.ndarray:
+    """Sorted presentation times of every video packet (demux only, no decoding), by ffprobe."""
+    opts: list[str] = []
+    for key, value in binary_input_options(limits or DecodeLimits()).items():
+        opts += [f"-{key}", value]
     cmd = [
         "ffprobe",
         "-v",
         "error",
+        *opts,
         "-select_streams",
         "v:0",
         "-show_entries",

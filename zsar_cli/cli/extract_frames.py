@@ -51,7 +51,8 @@ def extract_frames(
     engine: Annotated[EngineName, ENGINE_OPTION] = "local",
     ray_address: Annotated[str | None, RAY_ADDRESS_OPTION] = None,
 ) -> None:
-    """Sample frames from videos with the real ffmpeg; real presentation timestamps."""
+    """Sample frames from videos (FFmpeg in process, or the ffmpeg program); real presentation
+    timestamps."""
     from zsar_cli.sharding import parse_shard
     from zsar_cli.stages import extract_frames as stage
 
@@ -74,11 +75,19 @@ def extract_frames(
         err_console.print(
             f"[red]failed:[/] {esc(video_id)}: {esc(message)}", markup=True, soft_wrap=True
         )
+    for _video_id, message in summary.warnings:
+        err_console.print(f"[yellow]warning:[/] {esc(message)}", markup=True, soft_wrap=True)
     err_console.print(
         f"{summary.frames} frames from {summary.videos - summary.failed}/{summary.videos} videos"
         + (f" → {output}" if output != "-" else "")
     )
     finish_batch(summary.videos, summary.failed, config.strict)
+    if config.strict and summary.cut_short:
+        err_console.print(
+            f"[red]error:[/] --strict: {len(summary.cut_short)} of {summary.videos} videos are "
+            "cut short (see the warnings; their decoded_duration < duration)"
+        )
+        raise typer.Exit(1)
 
 
 def _run_with_progress(stage, videos, output, config, shard, force):  # type: ignore[no-untyped-def]

@@ -383,14 +383,19 @@ def extract_with_ray(
     is an error row, exactly as with the local engine.
     """
     from zsar_cli.sharding import plan_output
-    from zsar_cli.stages.extract_frames import ExtractSummary, inputs_fingerprint, resolve_inputs
+    from zsar_cli.stages.extract_frames import (
+        ExtractSummary,
+        frames_metadata,
+        inputs_fingerprint,
+        resolve_inputs,
+    )
 
     # Ray's tasks are the parallelism: each decodes one video on its own.
     cfg = replace(config.validated(), workers=1)
     videos = list(videos) if videos is not None else resolve_inputs(inputs)
     upstream = [inputs_fingerprint(videos)]
     provenance = cfg.provenance()
-    extra = {"image_encoding": cfg.image_format}
+    extra = frames_metadata(cfg)
     target = str(output)
     # The output's lock is held for the whole run, as the local engine holds it: a folder
     # that cannot take the output is refused before any work, and a second run waits.

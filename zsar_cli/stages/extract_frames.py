@@ -19,20 +19,27 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from zsar_cli.artifacts import build_table
+from zsar_cli.artifacts import STDIO, build_table, read_artifact
 from zsar_cli.errors import InputError, VideoError, ZsarError
 from zsar_cli.images import encode_image
 from zsar_cli.outputs import note_input, scoped
 from zsar_cli.runner import Unit, run_stage
 from zsar_cli.sharding import Shard
 from zsar_cli.stages.extract_frames_config import ExtractConfig
-from zsar_cli.video import VIDEO_EXTENSIONS, FrameIndexer, decode, plan_sampling, probe
+from zsar_cli.video import (
+    VIDEO_EXTENSIONS,
+    DecodeLimits,
+    check_decoder,
+    decoder_version,
+    open_video,
+    plan_sampling,
+)
 
 LIST_EXTENSIONS = frozenset({".txt", ".csv", ".lst", ".list", ".tsv"})
 CHUNK_FRAMES = 32  # frames per written batch: small enough to keep memory flat for long videos
@@ -173,37 +180,106 @@ def inputs_fingerprint(videos: Sequence[VideoInput]) -> str:
 # Decoding one video
 
 
-def decode_frames(video: VideoInput, config: ExtractConfig) -> Iterator[DecodedFrame]:
-    """Sample and decode one video's frames (raises VideoError with a clear reason)."""
-    cfg = config.validated()
-    info = probe(video.path)
-    plan = plan_sampling(
-        info,
-        num_frames=cfg.num_frames,
-        fps=cfg.fps,
-        segments=cfg.segments,
-        frames_per_segment=cfg.frames_per_segment,
-        all_frames=cfg.all_frames,
-        start=cfg.start,
-        end=cfg.end,
+@dataclass
+class VideoReport:
+    """What decoding one video found besides its frames: the duration its container claims, how
+    much of it the file holds, and warnings (a clip too short, a file cut short)."""
+
+    duration: float | None = None
+    decoded_duration: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def cut_short_warning(path: object, decoded: float, claimed: float) -> str:
+    return (
+        f"{path}: the file holds {decoded:.1f} s of the {claimed:.1f} s its container claims "
+        "(cut short?); frames after that are missing"
     )
-    indexer = FrameIndexer(info)
-    per_segment = plan.frames_per_segment
-    count = 0
-    for pts, rgb in decode(info, plan, cfg.size):
-        segment = count // per_segment if per_segment else -1
-        yield DecodedFrame(indexer(pts), pts, segment, rgb)
-        count += 1
+
+
+def short_clip_warning(path: object, count: int, requested: int) -> str:
+    return (
+        f"{path}: {count} distinct frames for the {requested} requested (clip too short for "
+        "this sampling); keeping those"
+    )
+
+
+def requested_frames(cfg: ExtractConfig) -> int | None:
+    """How many frames an exact-count sampling asks of each video (None for rate sampling)."""
+    if cfg.segments is not None and cfg.frames_per_segment is not None:
+        return cfg.segments * cfg.frames_per_segment
+    return cfg.num_frames
+
+
+def is_cut_short(duration: float | None, decoded_duration: float | None) -> bool:
+    return duration is not None and decoded_duration is not None and decoded_duration < duration
+
+
+def decode_limits(cfg: ExtractConfig) -> DecodeLimits:
+    return DecodeLimits(max_frame_pixels=cfg.max_frame_pixels, allow_playlists=cfg.allow_playlists)
+
+
+def decode_frames(
+    video: VideoInput, config: ExtractConfig, report: VideoReport | None = None
+) -> Iterator[DecodedFrame]:
+    """Sample and decode one video's frames (raises VideoError with a clear reason).
+
+    `report`, when given, is filled as decoding goes (the durations are known once the video is
+    open, and final when the last frame is out).
+    """
+    cfg = config.validated()
+    report = report if report is not None else VideoReport()
+    # One video at a time: the decoder's frame threads use the cores; several: one thread each.
+    threads = 0 if cfg.workers <= 1 else 1
+    with open_video(
+        video.path,
+        decoder=cfg.decoder,
+        device=cfg.decode_device,
+        limits=decode_limits(cfg),
+        threads=threads,
+    ) as reader:
+        info = reader.info
+        plan = plan_sampling(
+            info,
+            num_frames=cfg.num_frames,
+            fps=cfg.fps,
+            segments=cfg.segments,
+            frames_per_segment=cfg.frames_per_segment,
+            all_frames=cfg.all_frames,
+            start=cfg.start,
+            end=cfg.end,
+        )
+        report.duration = info.duration
+
+        def note_end() -> None:
+            end = reader.decoded_end()
+            report.decoded_duration = (
+                info.duration if end is None else max(0.0, end - info.start_time)
+            )
+
+        note_end()
+        index = reader.frame_index()
+        per_segment = plan.frames_per_segment
+        count = 0
+        for pts, rgb in reader.frames(plan, cfg.size):
+            segment = count // per_segment if per_segment else -1
+            yield DecodedFrame(index(pts), pts, segment, rgb)
+            count += 1
+        note_end()
+    if is_cut_short(report.duration, report.decoded_duration):
+        assert report.decoded_duration is not None
+        report.warnings.append(
+            cut_short_warning(video.path, report.decoded_duration, info.duration)
+        )
     if count == 0:
         raise VideoError(f"{video.path}: no frames decoded in the requested window")
     if plan.exact_count and plan.count is not None and count < plan.count:
-        raise VideoError(
-            f"{video.path}: only {count} distinct frames for the {plan.count} requested "
-            "(clip too short for this sampling)"
-        )
+        report.warnings.append(short_clip_warning(video.path, count, plan.count))
 
 
-def _frames_table(video: VideoInput, frames: list[DecodedFrame], cfg: ExtractConfig) -> pa.Table:
+def _frames_table(
+    video: VideoInput, frames: list[DecodedFrame], cfg: ExtractConfig, report: VideoReport
+) -> pa.Table:
     return build_table(
         "frames",
         {
@@ -217,11 +293,13 @@ def _frames_table(video: VideoInput, frames: list[DecodedFrame], cfg: ExtractCon
             "height": [f.rgb.shape[0] for f in frames],
             "image": [encode_image(f.rgb, cfg.image_format, cfg.quality) for f in frames],
             "error": [None] * len(frames),
+            "duration": [report.duration] * len(frames),
+            "decoded_duration": [report.decoded_duration] * len(frames),
         },
     )
 
 
-def error_row(video: VideoInput, message: str) -> pa.Table:
+def error_row(video: VideoInput, message: str, report: VideoReport | None = None) -> pa.Table:
     return build_table(
         "frames",
         {
@@ -235,34 +313,39 @@ def error_row(video: VideoInput, message: str) -> pa.Table:
             "height": [None],
             "image": [None],
             "error": [message],
+            "duration": [report.duration if report else None],
+            "decoded_duration": [report.decoded_duration if report else None],
         },
     )
 
 
-def _video_tables(video: VideoInput, cfg: ExtractConfig) -> Iterator[pa.Table]:
+def _video_tables(
+    video: VideoInput, cfg: ExtractConfig, report: VideoReport | None = None
+) -> Iterator[pa.Table]:
     """One video's rows in chunks; an error becomes a final error row.
 
-    Exact-count plans (num-frames, segments) are held until complete, so a clip too short for
-    them yields only its error row; rate-based plans stream, and a failure part-way is recorded
-    as an error row after the frames that did decode.
+    Exact-count plans (num-frames, segments) are held until complete, so a video that fails
+    yields only its error row; rate-based plans stream, and a failure part-way is recorded as an
+    error row after the frames that did decode.
     """
+    report = report if report is not None else VideoReport()
     chunk: list[DecodedFrame] = []
     hold = cfg.num_frames is not None or cfg.segments is not None
     try:
-        for frame in decode_frames(video, cfg):
+        for frame in decode_frames(video, cfg, report):
             chunk.append(frame)
             if not hold and len(chunk) >= CHUNK_FRAMES:
-                yield _frames_table(video, chunk, cfg)
+                yield _frames_table(video, chunk, cfg, report)
                 chunk = []
     except ZsarError as exc:
         if hold:
             chunk = []
         if chunk:
-            yield _frames_table(video, chunk, cfg)
-        yield error_row(video, str(exc))
+            yield _frames_table(video, chunk, cfg, report)
+        yield error_row(video, str(exc), report)
         return
     if chunk:
-        yield _frames_table(video, chunk, cfg)
+        yield _frames_table(video, chunk, cfg, report)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,6 +357,8 @@ class VideoResult:
     video: VideoInput
     frames: int
     error: str | None
+    warnings: list[str] = field(default_factory=list)
+    cut_short: bool = False
 
 
 _DONE = object()
@@ -287,7 +372,9 @@ def iter_frame_tables(
     """Rows for all videos in input order; `workers` videos decode concurrently."""
     cfg = config.validated()
 
-    def finish(video: VideoInput, tables: list[pa.Table]) -> None:
+    reports = [VideoReport() for _ in videos]
+
+    def finish(i: int, tables: list[pa.Table]) -> None:
         if on_video is None:
             return
         errors = [
@@ -296,15 +383,19 @@ def iter_frame_tables(
             if t.num_rows == 1 and t.column("error")[0].is_valid
         ]
         frames = sum(t.num_rows for t in tables) - len(errors)
-        on_video(VideoResult(video, frames, errors[0] if errors else None))
+        report = reports[i]
+        cut = is_cut_short(report.duration, report.decoded_duration)
+        on_video(
+            VideoResult(videos[i], frames, errors[0] if errors else None, report.warnings, cut)
+        )
 
     if cfg.workers <= 1 or len(videos) <= 1:
-        for video in videos:
+        for i, video in enumerate(videos):
             seen: list[pa.Table] = []
-            for table in _video_tables(video, cfg):
+            for table in _video_tables(video, cfg, reports[i]):
                 seen.append(table.select(["error"]))
                 yield table
-            finish(video, seen)
+            finish(i, seen)
         return
 
     cancel = threading.Event()
@@ -322,7 +413,7 @@ def iter_frame_tables(
                     continue
 
         try:
-            for table in _video_tables(videos[i], cfg):
+            for table in _video_tables(videos[i], cfg, reports[i]):
                 put(table)
                 if cancel.is_set():
                     return
@@ -334,7 +425,7 @@ def iter_frame_tables(
         for i in range(len(videos)):
             pool.submit(work, i)
         try:
-            for i, video in enumerate(videos):
+            for i in range(len(videos)):
                 seen = []
                 while True:
                     item = queues[i].get()
@@ -345,7 +436,7 @@ def iter_frame_tables(
                     assert isinstance(item, pa.Table)
                     seen.append(item.select(["error"]))
                     yield item
-                finish(video, seen)
+                finish(i, seen)
         finally:
             cancel.set()
 
@@ -358,11 +449,50 @@ class ExtractSummary:
     errors: list[tuple[str, str]]
     cache_key: str
     skipped: bool = False  # the output was already complete with these settings
+    # (video_id, message): too few distinct frames, or a file cut short (issue #16).
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+    cut_short: list[str] = field(default_factory=list)  # video ids; --strict fails on them
 
 
 def _result_of(video: VideoInput, table: pa.Table) -> VideoResult:
     errors = [e for e in table.column("error").to_pylist() if e] if table.num_rows else []
     return VideoResult(video, table.num_rows - len(errors), errors[0] if errors else None)
+
+
+def artifact_warnings(
+    table: pa.Table, cfg: ExtractConfig
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """The warnings a frames table's rows imply, per video in row order, and the ids of the
+    videos cut short: what a run reports even when it resumed or skipped finished videos."""
+    columns = ["video_id", "path", "error", "duration", "decoded_duration"]
+    rows = table.select([c for c in columns if c in table.column_names]).to_pylist()
+    requested = requested_frames(cfg)
+    per_video: dict[str, dict[str, object]] = {}
+    for row in rows:
+        seen = per_video.setdefault(row["video_id"], {"frames": 0, "failed": False, **row})
+        if row.get("error"):
+            seen["failed"] = True
+        else:
+            seen["frames"] = int(seen["frames"]) + 1  # type: ignore[call-overload]
+    warnings: list[tuple[str, str]] = []
+    cut_short: list[str] = []
+    for video_id, seen in per_video.items():
+        duration, decoded = seen.get("duration"), seen.get("decoded_duration")
+        if is_cut_short(duration, decoded):  # type: ignore[arg-type]
+            warnings.append((video_id, cut_short_warning(seen["path"], decoded, duration)))  # type: ignore[arg-type]
+            cut_short.append(video_id)
+        frames = int(seen["frames"])  # type: ignore[call-overload]
+        if requested is not None and not seen["failed"] and 0 < frames < requested:
+            warnings.append((video_id, short_clip_warning(seen["path"], frames, requested)))
+    return warnings, cut_short
+
+
+def frames_metadata(cfg: ExtractConfig) -> dict[str, str]:
+    """The frames artifact's own metadata: how images are stored, which decoder made them."""
+    return {
+        "image_encoding": cfg.image_format,
+        "decoder": decoder_version(cfg.decoder, cfg.decode_device),
+    }
 
 
 @scoped
@@ -382,12 +512,15 @@ def run(
     checkpointed so that a killed run resumes where it stopped (zsar_cli.runner.run_stage).
     """
     cfg = config.validated()
+    check_decoder(cfg.decoder, cfg.decode_device)
     videos = list(videos) if videos is not None else resolve_inputs(inputs)
     for video in videos:
         note_input(video.path)  # also when the caller resolved them
     if shard is not None:
         videos = shard.select(videos)
     units = [Unit(i, v.video_id, v) for i, v in enumerate(videos)]
+    streamed_warnings: list[tuple[str, str]] = []
+    streamed_cut_short: list[str] = []
 
     def stream(todo: list[Unit]) -> Iterator[tuple[Unit, pa.Table | None]]:
         # iter_frame_tables reports each video once its last rows are out, in input order, so
@@ -395,8 +528,11 @@ def run(
         reported: list[int] = [0]
         closed = 0
 
-        def report(_result: VideoResult) -> None:
+        def report(result: VideoResult) -> None:
             reported[0] += 1
+            streamed_warnings.extend((result.video.video_id, w) for w in result.warnings)
+            if result.cut_short:
+                streamed_cut_short.append(result.video.video_id)
 
         for table in iter_frame_tables([u.data for u in todo], cfg, report):
             while closed < reported[0]:
@@ -414,7 +550,7 @@ def run(
         upstream=[inputs_fingerprint(videos)],
         units=units,
         stream=stream,
-        extra_metadata={"image_encoding": cfg.image_format},
+        extra_metadata=frames_metadata(cfg),
         # `output_shard`: the caller already selected the shard's videos; only the part name.
         shard=shard or output_shard,
         force=force,
@@ -422,6 +558,12 @@ def run(
     )
     order = {v.video_id: i for i, v in enumerate(videos)}
     errors = sorted(summary.errors, key=lambda e: order.get(e[0], 0))
+    if summary.output == STDIO:
+        warnings, cut_short = streamed_warnings, streamed_cut_short
+    else:  # from the rows, so resumed and already complete videos report theirs too
+        columns = ["video_id", "path", "error", "duration", "decoded_duration"]
+        table = read_artifact(summary.output, "frames", columns=columns, note=False).table
+        warnings, cut_short = artifact_warnings(table, cfg)
     return ExtractSummary(
         len(videos),
         summary.failed,
@@ -429,4 +571,6 @@ def run(
         errors,
         summary.cache_key,
         summary.skipped,
+        warnings,
+        cut_short,
     )

@@ -1,0 +1,423 @@
+"""Decoding in process with the FFmpeg libraries that the PyAV wheel bundles (`--decoder pyav`).
+
+Input: a video file. Output: `PyAVReader`, which probes it (`VideoInfo`, the same facts
+`ffprobe` gives), then yields (presentation time, H×W×3 uint8 RGB) pairs for a `SamplingPlan`,
+the frame number of each, and how much of the video the file really holds.
+
+Why in process: a short clip costs two program start-ups with ffprobe + ffmpeg (~60-100 ms), more
+than decoding it; here one open serves the probe and every sample, and the file is read once
+when its samples share a GOP (docs/benchmarks.md). Seeks go to the keyframe before a target only
+when the container's index shows a keyframe past the decoder's position, so sparse samples seek
+and dense ones (or a clip with one keyframe) decode straight through. Rotation (display matrix),
+sample aspect ratio and `--size` are applied by swscale (bicubic, as `zsar_cli.video`'s ffmpeg
+filter graph does), and timestamps are the decoded frames' own pts.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import math
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zsar_cli.errors import VideoError
+from zsar_cli.probe import (
+    PROTOCOL_WHITELIST,
+    DecodeLimits,
+    VideoInfo,
+    _ff_path,
+    check_file,
+    check_frame_size,
+    format_whitelist,
+    make_info,
+    playlist_kind,
+    playlist_refusal,
+)
+from zsar_cli.sampling import (
+    EPS,
+    SEEK_MIN_GAP_S,
+    FramePicker,
+    SamplingPlan,
+    output_size,
+    short_end,
+)
+
+# A seek that lands on a keyframe after its target (index timestamps are decode times, which
+# precede presentation times) steps back this many times at most.
+MAX_SEEK_RETRIES = 6
+
+
+def version() -> str:
+    """The decoder as provenance records it."""
+    import av
+
+    return f"pyav {av.__version__} (FFmpeg {av.ffmpeg_version_info})"
+
+
+@functools.lru_cache(maxsize=1)
+def _input_formats() -> tuple[str, ...]:
+    import av
+
+    names: list[str] = []
+    for name in sorted(av.formats_available):
+        try:
+            if av.format.ContainerFormat(name).is_input:
+                names.append(name)
+        except ValueError:
+            continue
+    return tuple(names)
+
+
+def _reason(exc: BaseException) -> str:
+    return str(getattr(exc, "strerror", None) or exc).strip() or type(exc).__name__
+
+
+class PyAVReader:
+    """One open video: its `info`, then `frames(plan, size)` once. Use as a context manager."""
+
+    decoder = "pyav"
+
+    def __init__(self, path: Path, limits: DecodeLimits | None = None, threads: int = 0) -> None:
+        import av
+
+        self.path = path
+        self.limits = limits or DecodeLimits()
+        check_file(path)
+        options = {"protocol_whitelist": PROTOCOL_WHITELIST}
+        allowed = format_whitelist(_input_formats(), self.limits)
+        if allowed is not None:
+            options["format_whitelist"] = allowed
+        try:
+            self.container: Any = av.open(_ff_path(path), container_options=options)
+        except av.error.FFmpegError as exc:
+            kind = playlist_kind(path)
+            if kind is not None and not self.limits.allow_playlists:
+                raise playlist_refusal(path, kind) from None
+            raise VideoError(f"{path}: not a readable video ({_reason(exc)})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise VideoError(f"{path}: not a readable video ({_reason(exc)})") from None
+        try:
+            self._setup(av, threads)
+        except BaseException:
+            self.container.close()
+            raise
+
+    def _setup(self, av: Any, threads: int) -> None:
+        container, path = self.container, self.path
+        attached = av.stream.Disposition.attached_pic
+        # Cover art in audio files is a one-frame "video" stream; it is not a video.
+        videos = [s for s in container.streams.video if not (s.disposition & attached)]
+        if not videos:
+            kinds = sorted({s.type for s in container.streams})
+            what = f"only {', '.join(kinds)} streams" if kinds else "no streams"
+            raise VideoError(f"{path}: no video stream ({what})")
+        stream = self.stream = videos[0]
+        for other in container.streams:
+            if other is not stream:
+                other.discard = av.stream.Discard.all  # the demuxer drops their packets early
+        codec = stream.codec_context
+        check_frame_size(path, codec.width, codec.height, self.limits)
+        # The decoder itself refuses larger frames (a stream may change size mid-way).
+        codec.options = {"max_pixels": str(self.limits.max_frame_pixels)}
+        if threads == 1:
+            codec.thread_count = 1
+        else:
+            codec.thread_type = "AUTO"
+            codec.thread_count = threads
+        self._tb = Fraction(stream.time_base or Fraction(1, 90000))
+        self._reformatter = av.video.reformatter.VideoReformatter()
+        self._error = av.error.FFmpegError
+        self._pending: Any = None
+        self._last_pts: float | None = None  # latest frame decoded (kept or not)
+        self._eof = False
+        self._missed_target = False
+        self._iter = self._decode_from_here()
+        first = self._next()
+        if first is None:
+            raise VideoError(f"{path}: no decodable video frames")
+        self._pending = first
+        self._first_pts = float(first.time)
+        self.info = self._info(first)
+        self._index_scan()
+        self._tail_end: float | None = None
+        if self._needs_tail_scan():
+            self._tail_end = self._scan_tail()
+
+    def _info(self, first: Any) -> VideoInfo:
+        stream, codec, container = self.stream, self.stream.codec_context, self.container
+        tb = self._tb
+        if stream.start_time is not None:
+            start = float(stream.start_time * tb)
+        elif container.start_time is not None:
+            start = container.start_time / 1e6
+        else:
+            start = 0.0
+        if stream.duration:
+            duration = float(stream.duration * tb)
+        elif container.duration:
+            duration = container.duration / 1e6
+        else:
+            duration = 0.0
+        sar = stream.sample_aspect_ratio
+        return make_info(
+            self.path,
+            coded_width=codec.width,
+            coded_height=codec.height,
+            sar=float(sar) if sar else 0.0,
+            rotation=round(first.rotation or 0) % 360,
+            avg_rate=float(stream.average_rate or 0),
+            real_rate=float(stream.base_rate or 0),
+            start_time=start,
+            duration=duration,
+            nb_frames=stream.frames or None,
+            codec=codec.codec.canonical_name,
+            limits=self.limits,
+        )
+
+    def _index_scan(self) -> None:
+        """Keyframe times from the container's index, and whether the file stops short of it."""
+        size = self.path.stat().st_size
+        keyframes: list[float] = []
+        complete_end: float | None = None
+        self._index_truncated = False
+        tb = float(self._tb)
+        for entry in self.stream.index_entries:
+            t = entry.timestamp * tb
+            if entry.pos >= 0 and entry.pos + entry.size > size:
+                self._index_truncated = True
+                continue
+            if entry.is_keyframe:
+                keyframes.append(t)
+            if complete_end is None or t > complete_end:
+                complete_end = t
+        keyframes.sort()
+        self._keyframes = keyframes
+        self._index_end = complete_end
+
+    def _claim_margin(self) -> float:
+        return max(1.0, 0.05 * self.info.duration)
+
+    def _needs_tail_scan(self) -> bool:
+        """Whether only reading the file's end tells if it holds all it claims: no index covers
+        the claimed duration (mkv without cues, avi without idx1, ...)."""
+        if self._index_truncated or self.info.duration <= 0:
+            return False
+        claimed = self.info.start_time + self.info.duration
+        return self._index_end is None or self._index_end < claimed - self._claim_margin()
+
+    def _scan_tail(self) -> float | None:
+        """The last packet's end time, by demuxing (no decoding) from a few seconds before the
+        claimed end, or from the start when the data stops before that. Rewinds afterwards."""
+        claimed = self.info.start_time + self.info.duration
+        end: float | None = None
+        for point in (claimed - 3.0, None):
+            try:
+                if point is None or point <= self._first_pts:
+                    self._rewind_demuxer()
+                else:
+                    self.container.seek(
+                        math.floor(point / self._tb), stream=self.stream, backward=True
+                    )
+                for packet in self.container.demux(self.stream):
+                    if packet.pts is not None and packet.size:
+                        t = float((packet.pts + (packet.duration or 0)) * self._tb)
+                        end = t if end is None else max(end, t)
+            except self._error:
+                pass  # a read error ends the data as EOF does
+            if end is not None or point is None:
+                break
+        self._rewind_demuxer()
+        self._iter = self._decode_from_here()
+        self._eof = False
+        self._pending = self._next()
+        self._last_pts = None
+        return end
+
+    def _rewind_demuxer(self) -> None:
+        start = self.stream.start_time if self.stream.start_time is not None else 0
+        self.container.seek(start, stream=self.stream, backward=True)
+
+    def __enter__(self) -> PyAVReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.container.close()
+
+    # -- decoding --------------------------------------------------------------------------
+
+    def _decode_from_here(self) -> Iterator[Any]:
+        """Frames in presentation order from the demuxer's position. A packet that does not
+        decode is skipped (ffmpeg conceals such errors too); a read error ends the stream."""
+        demux = self.container.demux(self.stream)
+        while True:
+            try:
+                packet = next(demux)
+            except StopIteration:
+                break
+            except self._error:
+                break  # a truncated or corrupt container: the data ends here
+            try:
+                frames = packet.decode()
+            except self._error:
+                continue
+            for frame in frames:
+                if frame.pts is not None:
+                    yield frame
+        self._eof = True
+
+    def _next(self) -> Any:
+        if self._pending is not None:
+            frame, self._pending = self._pending, None
+            return frame
+        frame = next(self._iter, None)
+        if frame is not None:
+            t = float(frame.time)
+            self._last_pts = t if self._last_pts is None else max(self._last_pts, t)
+        return frame
+
+    def _position(self) -> float | None:
+        if self._pending is not None:
+            return float(self._pending.time) - EPS
+        return self._last_pts
+
+    def _should_seek(self, target: float) -> bool:
+        pos = self._position()
+        if pos is None or target <= pos + EPS:
+            return False
+        # The index decides where it covers the target (a generic demuxer's index holds only
+        # the keyframes read so far); elsewhere a seek must promise to skip enough.
+        if self._keyframes and self._index_end is not None and target <= self._index_end:
+            i = bisect.bisect_right(self._keyframes, target + EPS) - 1
+            return i >= 0 and self._keyframes[i] > pos + EPS
+        return target - pos > SEEK_MIN_GAP_S
+
+    def _seek(self, target: float) -> None:
+        """Position the decoder at the last keyframe whose first frame is at or before target."""
+        covered = self._index_end is not None and target <= self._index_end
+        i = bisect.bisect_right(self._keyframes, target + EPS) - 1 if covered else -1
+        back = 0.0
+        for _ in range(MAX_SEEK_RETRIES + 1):
+            point = self._keyframes[i] if i >= 0 else target - back
+            try:
+                self.container.seek(math.floor(point / self._tb), stream=self.stream, backward=True)
+            except self._error:
+                return  # not seekable: carry on decoding from where the decoder is
+            self._pending = None
+            self._eof = False
+            self._iter = self._decode_from_here()
+            first = self._next()
+            if first is None:
+                self._missed_target = True
+                return
+            self._pending = first
+            t = float(first.time)
+            if t <= target + EPS or point <= self._first_pts + EPS:
+                return
+            # Landed after the target: the frame wanted is in an earlier GOP.
+            if i > 0:
+                i -= 1
+            else:
+                i, back = -1, max(1.0, 2 * back)
+
+    def frames(self, plan: SamplingPlan, size: int | None = None) -> Iterator[tuple[float, Any]]:
+        """(pts seconds, RGB frame) for a plan, in presentation order."""
+        out = output_size(self.info, size)
+        picker = FramePicker(plan)
+        while not picker.done:
+            if (plan.mode == "seek" or picker.kept == 0) and self._should_seek(picker.target()):
+                self._seek(picker.target())
+            frame = self._next()
+            if frame is None:
+                if picker.kept < (plan.count or 0):
+                    self._missed_target = True
+                break
+            t = float(frame.time)
+            if picker.offer(t):
+                yield t, self._rgb(frame, out)
+
+    def _rgb(self, frame: Any, out: tuple[int, int]) -> np.ndarray:
+        width, height = out
+        turns = (self.info.rotation % 360) // 90
+        if turns % 2:
+            width, height = height, width
+        # The frame's own colour range (full-range sources), as ffmpeg's scale filter does.
+        rgb = self._reformatter.reformat(
+            frame,
+            width=width,
+            height=height,
+            format="rgb24",
+            interpolation="BICUBIC",
+            src_color_range=frame.color_range or None,
+            threads=1,
+        ).to_ndarray()
+        if turns:
+            rgb = np.ascontiguousarray(np.rot90(rgb, k=turns))
+        return rgb
+
+    # -- after decoding ----------------------------------------------------------------------
+
+    def decoded_end(self) -> float | None:
+        """Presentation time where the file's video data ends, when that is short of what the
+        container claims (a cut-off download); None when no shortfall was seen."""
+        claimed = self.info.start_time + self.info.duration
+        if self._index_truncated and self._index_end is not None:
+            end = max(self._index_end, self._last_pts or 0.0) + 1.0 / self.info.fps
+            return min(claimed, end)
+        if self._tail_end is not None and claimed - self._tail_end > self._claim_margin():
+            return self._tail_end
+        if (self._eof or self._missed_target) and self._last_pts is not None:
+            return short_end(self.info, self._last_pts)
+        return None
+
+    def frame_index(self) -> Callable[[float], int]:
+        """A pts → frame number function (packet times of a variable-rate stream read once)."""
+        info = self.info
+        if not info.variable_frame_rate:
+            return lambda pts: max(0, round((pts - info.start_time) * info.fps))
+        times = packet_times(self.path, self.limits, self.stream.index)
+        if times.size == 0:
+            return lambda pts: max(0, round((pts - info.start_time) * info.fps))
+
+        def rank(pts: float) -> int:
+            return min(int(np.searchsorted(times, pts - 1e-6)), len(times) - 1)
+
+        return rank
+
+
+def packet_times(
+    path: Path, limits: DecodeLimits | None = None, stream_index: int | None = None
+) -> np.ndarray:
+    """Sorted presentation times of every video packet (demux only, no decoding)."""
+    import av
+
+    limits = limits or DecodeLimits()
+    options = {"protocol_whitelist": PROTOCOL_WHITELIST}
+    allowed = format_whitelist(_input_formats(), limits)
+    if allowed is not None:
+        options["format_whitelist"] = allowed
+    try:
+        with av.open(_ff_path(path), container_options=options) as container:
+            stream = (
+                container.streams[stream_index]
+                if stream_index is not None
+                else container.streams.video[0]
+            )
+            tb = float(stream.time_base or Fraction(1, 90000))
+            values = [p.pts * tb for p in container.demux(stream) if p.pts is not None and p.size]
+    except av.error.FFmpegError as exc:
+        raise VideoError(f"{path}: cannot read packet times ({_reason(exc)})") from None
+    return np.sort(np.asarray(values, dtype=np.float64))
+
+
+def probe(path: Path, limits: DecodeLimits | None = None) -> VideoInfo:
+    """The video's facts through PyAV (opens, reads the first frame for its rotation, closes)."""
+    with PyAVReader(path, limits, threads=1) as reader:
+        return reader.info
