@@ -21,7 +21,7 @@ from zsar_cli.stages.extract_frames import (
     resolve_inputs,
     run,
 )
-from zsar_cli.video import SamplingPlan, decode, plan_sampling, probe
+from zsar_cli.video import DECODERS, SamplingPlan, decode, plan_sampling, probe
 
 
 def ffprobe_times(path: Path) -> np.ndarray:
@@ -46,7 +46,8 @@ def ffprobe_times(path: Path) -> np.ndarray:
     times = []
     for line in out.split():
         fields = [f for f in line.split(",") if f and f != "N/A"]
-        times.append(float(fields[0]))
+        if fields:  # a frame flushed out of an AVI's B-frame delay may have no time at all
+            times.append(float(fields[0]))
     return np.sort(np.asarray(times))
 
 
@@ -81,6 +82,9 @@ AWKWARD = {
         ],
     ),
     "mpeg4.avi": dict(extra_output=["-c:v", "mpeg4", "-q:v", "5"]),
+    # An AVI stores no presentation times: with B-frames, frames get the best-effort
+    # timestamps ffmpeg and ffprobe report.
+    "mpeg4_bframes.avi": dict(extra_output=["-c:v", "mpeg4", "-bf", "2", "-q:v", "5"]),
     "h264.mkv": dict(extra_output=["-c:v", "libx264", "-pix_fmt", "yuv420p"]),
     "vp9.webm": dict(
         extra_output=[
@@ -105,11 +109,20 @@ def awkward_clips(tmp_path_factory) -> dict[str, Path]:
     return {name: make_clip(root / name, duration=3.0, **kw) for name, kw in AWKWARD.items()}
 
 
+def known_limit(name: str, decoder: str) -> None:
+    if name == "mpeg4_bframes.avi" and decoder == "ffmpeg":
+        # The ffmpeg program path numbers frames from the stream start; this AVI's first frame
+        # comes one frame later (decoder delay), so its frame_index is one too high.
+        pytest.xfail("--decoder ffmpeg: frame_index of an AVI with B-frames")
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("name", list(AWKWARD))
-def test_fps_sampling_matches_ffprobe(awkward_clips, name):
+def test_fps_sampling_matches_ffprobe(awkward_clips, name, decoder):
+    known_limit(name, decoder)
     path = awkward_clips[name]
-    info = probe(path)
-    frames = check_against_ffprobe(path, ExtractConfig(fps=2))
+    info = probe(path, decoder)
+    frames = check_against_ffprobe(path, ExtractConfig(fps=2, decoder=decoder))
     truth = ffprobe_times(path)
     # The rule: the first decoded frame at or after each 1/F tick from the first frame.
     ticks = [info.start_time + k / 2 for k in range(int(np.floor(info.duration * 2 + 1e-9)))]
@@ -117,43 +130,52 @@ def test_fps_sampling_matches_ffprobe(awkward_clips, name):
     assert [round(f.timestamp, 3) for f in frames] == [round(t, 3) for t in expected]
 
 
+@pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("name", list(AWKWARD))
-def test_uniform_sampling_matches_ffprobe(awkward_clips, name):
+def test_uniform_sampling_matches_ffprobe(awkward_clips, name, decoder):
+    known_limit(name, decoder)
     path = awkward_clips[name]
-    frames = check_against_ffprobe(path, ExtractConfig(num_frames=5))
+    frames = check_against_ffprobe(path, ExtractConfig(num_frames=5, decoder=decoder))
     assert len(frames) == 5
     assert all(b.timestamp > a.timestamp for a, b in itertools.pairwise(frames))
 
 
-def test_all_frames_equals_ffprobe_frame_list(awkward_clips):
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_all_frames_equals_ffprobe_frame_list(awkward_clips, decoder):
     path = awkward_clips["vfr.mp4"]
-    frames = list(decode_frames(VideoInput(path, "v"), ExtractConfig(all_frames=True)))
+    config = ExtractConfig(all_frames=True, decoder=decoder)
+    frames = list(decode_frames(VideoInput(path, "v"), config))
     truth = ffprobe_times(path)
     np.testing.assert_allclose([f.timestamp for f in frames], truth, atol=1e-3)
     assert [f.frame_index for f in frames] == list(range(len(truth)))
 
 
-def test_offset_start_and_vfr_are_detected(awkward_clips):
-    assert probe(awkward_clips["offset_start.mp4"]).start_time == pytest.approx(2.5, abs=0.01)
-    assert probe(awkward_clips["vfr.mp4"]).variable_frame_rate
-    assert not probe(awkward_clips["ntsc_29.97.mp4"]).variable_frame_rate
-    assert probe(awkward_clips["ntsc_29.97.mp4"]).fps == pytest.approx(29.97, abs=0.01)
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_offset_start_and_vfr_are_detected(awkward_clips, decoder):
+    assert probe(awkward_clips["offset_start.mp4"], decoder).start_time == pytest.approx(
+        2.5, abs=0.01
+    )
+    assert probe(awkward_clips["vfr.mp4"], decoder).variable_frame_rate
+    assert not probe(awkward_clips["ntsc_29.97.mp4"], decoder).variable_frame_rate
+    assert probe(awkward_clips["ntsc_29.97.mp4"], decoder).fps == pytest.approx(29.97, abs=0.01)
 
 
-def test_seek_and_sequential_paths_pick_the_same_frames(awkward_clips):
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_seek_and_sequential_paths_pick_the_same_frames(awkward_clips, decoder):
     path = awkward_clips["ntsc_29.97.mp4"]
     info = probe(path)
     seq = plan_sampling(info, num_frames=4, seek_min_gap=1e9)
     seek = plan_sampling(info, num_frames=4, seek_min_gap=0.0)
     assert (seq.mode, seek.mode) == ("grid", "seek")
-    a = list(decode(info, seq))
-    b = list(decode(info, seek))
+    a = list(decode(info, seq, decoder=decoder))
+    b = list(decode(info, seek, decoder=decoder))
     assert [round(t, 4) for t, _ in a] == [round(t, 4) for t, _ in b]
     for (_, x), (_, y) in zip(a, b, strict=True):
         assert np.abs(x.astype(int) - y.astype(int)).mean() < 1.0
 
 
-def test_rotated_video_is_display_oriented(tmp_path):
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_rotated_video_is_display_oriented(tmp_path, decoder):
     base = make_clip(tmp_path / "base.mp4", duration=1.0, size="160x96")
     rotated = tmp_path / "rot.mp4"
     subprocess.run(
@@ -173,9 +195,10 @@ def test_rotated_video_is_display_oriented(tmp_path):
         ],
         check=True,
     )
-    info = probe(rotated)
+    info = probe(rotated, decoder)
     assert info.rotation in (90, 270) and (info.width, info.height) == (96, 160)
-    frames = list(decode_frames(VideoInput(rotated, "r"), ExtractConfig(num_frames=1)))
+    config = ExtractConfig(num_frames=1, decoder=decoder)
+    frames = list(decode_frames(VideoInput(rotated, "r"), config))
     assert frames[0].rgb.shape == (160, 96, 3)
     # Same pixels as ffmpeg's own autorotated decode of that frame.
     ref = subprocess.run(
@@ -204,12 +227,10 @@ def test_rotated_video_is_display_oriented(tmp_path):
     assert np.abs(ref_img.astype(int) - frames[0].rgb.astype(int)).mean() < 1.0
 
 
-def test_size_scales_shorter_side_inside_ffmpeg(awkward_clips):
-    frames = list(
-        decode_frames(
-            VideoInput(awkward_clips["h264.mkv"], "h"), ExtractConfig(num_frames=2, size=60)
-        )
-    )
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_size_scales_shorter_side_while_decoding(awkward_clips, decoder):
+    config = ExtractConfig(num_frames=2, size=60, decoder=decoder)
+    frames = list(decode_frames(VideoInput(awkward_clips["h264.mkv"], "h"), config))
     assert frames[0].rgb.shape == (60, 80, 3)  # 160x120 → 80x60
 
 

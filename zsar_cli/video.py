@@ -77,6 +77,7 @@ VIDEO_EXTENSIONS: frozenset[str] = frozenset(
 # Seeks of one video run this many ffmpeg processes at once (each is mostly start-up latency).
 SEEK_CONCURRENCY = 4
 _SHOWINFO_RE = re.compile(r"\bn:\s*(\d+)\s+pts:\s*(-?\d+)\s+pts_time:\s*(-?[0-9.eE+-]+|nan)")
+_TIME_BASE_RE = re.compile(r"config in time_base:\s*(\d+)/(\d+)")
 
 
 class VideoReader(Protocol):
@@ -198,11 +199,22 @@ class _StderrReader(threading.Thread):
         self.tail: deque[str] = deque(maxlen=12)
 
     def run(self) -> None:
+        # showinfo prints pts_time with 6 significant digits; its integer pts in the time base
+        # it reports first give the exact time (the frame numbers of VFR streams need it).
+        time_base: tuple[int, int] | None = None
         for raw in iter(self.stream.readline, b""):
             line = raw.decode(errors="replace")
-            m = _SHOWINFO_RE.search(line) if "showinfo" in line.lower() else None
+            showinfo = "showinfo" in line.lower()
+            m = _SHOWINFO_RE.search(line) if showinfo else None
             if m:
-                self.pts.put(float(m.group(3)))
+                if time_base is not None:
+                    self.pts.put(int(m.group(2)) * time_base[0] / time_base[1])
+                else:
+                    self.pts.put(float(m.group(3)))
+                continue
+            tb = _TIME_BASE_RE.search(line) if showinfo else None
+            if tb:
+                time_base = (int(tb.group(1)), int(tb.group(2)))
             elif line.strip():
                 self.tail.append(line.strip())
         self.pts.put(None)

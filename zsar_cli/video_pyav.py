@@ -47,6 +47,8 @@ from zsar_cli.sampling import (
     short_end,
 )
 
+# Demuxers whose packets carry their frame's presentation time (first name of the format).
+PTS_CONTAINERS = frozenset({"mov", "matroska"})
 # A seek that lands on a keyframe after its target (index timestamps are decode times, which
 # precede presentation times) steps back this many times at most.
 MAX_SEEK_RETRIES = 6
@@ -82,10 +84,21 @@ class PyAVReader:
 
     decoder = "pyav"
 
-    def __init__(self, path: Path, limits: DecodeLimits | None = None, threads: int = 0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        limits: DecodeLimits | None = None,
+        threads: int = 0,
+        *,
+        seeks: bool = True,
+        skips: bool = True,
+    ) -> None:
+        """`seeks=False` decodes straight through and `skips=False` decodes every frame (the
+        tests compare both ways; the frames kept are the same)."""
         import av
 
         self.path = path
+        self.seeks, self.skips = seeks, skips
         self.limits = limits or DecodeLimits()
         check_file(path)
         options = {"protocol_whitelist": PROTOCOL_WHITELIST}
@@ -130,6 +143,12 @@ class PyAVReader:
             codec.thread_type = "AUTO"
             codec.thread_count = threads
         self._tb = Fraction(stream.time_base or Fraction(1, 90000))
+        # pts · num / den: one rounding, the same float as the exact fraction (= ffprobe's).
+        self._tb_num, self._tb_den = self._tb.numerator, self._tb.denominator
+        self._skip_before = -math.inf
+        # Skipping frames is safe only where each packet carries its frame's own pts; elsewhere
+        # (AVI) the decoder pairs output frames with packet times, and skipping shifts them.
+        self._skips_ok = self.skips and container.format.name.split(",")[0] in PTS_CONTAINERS
         self._reformatter = av.video.reformatter.VideoReformatter()
         self._error = av.error.FFmpegError
         self._pending: Any = None
@@ -141,8 +160,8 @@ class PyAVReader:
         if first is None:
             raise VideoError(f"{path}: no decodable video frames")
         self._pending = first
-        self._first_pts = float(first.time)
-        self.info = self._info(first)
+        self._first_pts = first[0]
+        self.info = self._info(first[1])
         self._index_scan()
         self._tail_end: float | None = None
         if self._needs_tail_scan():
@@ -196,7 +215,11 @@ class PyAVReader:
             if complete_end is None or t > complete_end:
                 complete_end = t
         keyframes.sort()
-        self._keyframes = keyframes
+        # Index times are decode times (mp4), which precede presentation by the reorder delay:
+        # the first keyframe's gap to the first frame estimates it for every keyframe (only to
+        # decide whether to seek; `_seek` itself seeks to presentation times).
+        shift = self._first_pts - keyframes[0] if keyframes else 0.0
+        self._keyframes = [t + max(0.0, shift) for t in keyframes]  # presentation, estimated
         self._index_end = complete_end
 
     def _claim_margin(self) -> float:
@@ -253,10 +276,24 @@ class PyAVReader:
 
     # -- decoding --------------------------------------------------------------------------
 
-    def _decode_from_here(self) -> Iterator[Any]:
-        """Frames in presentation order from the demuxer's position. A packet that does not
-        decode is skipped (ffmpeg conceals such errors too); a read error ends the stream."""
+    def _decode_from_here(self) -> Iterator[tuple[float, Any]]:
+        """(pts seconds, frame) in presentation order from the demuxer's position.
+
+        A packet whose frame is presented before `_skip_before` is never kept, so when no
+        other frame references it (a non-reference B-frame) it is not decoded at all; that is
+        most frames of a typical H.264 or MPEG-4 stream between two samples. A packet that
+        does not decode is skipped (ffmpeg conceals such errors too); a read error ends the
+        stream.
+        """
         demux = self.container.demux(self.stream)
+        codec = self.stream.codec_context
+        num, den = self._tb_num, self._tb_den
+        skipping = False
+        # FFmpeg's best-effort timestamp (libavcodec guess_correct_pts), which ffmpeg and
+        # ffprobe report: the frame's pts unless those are less monotonic than its packet dts
+        # (an AVI with B-frames stores no pts). Reset at each seek, as a flush resets it.
+        last_pts = last_dts = None
+        faulty_pts = faulty_dts = 0
         while True:
             try:
                 packet = next(demux)
@@ -264,48 +301,76 @@ class PyAVReader:
                 break
             except self._error:
                 break  # a truncated or corrupt container: the data ends here
+            pts = packet.pts
+            skip = self._skips_ok and pts is not None and pts * num / den < self._skip_before - EPS
+            if skip != skipping:
+                codec.skip_frame = "NONREF" if skip else "DEFAULT"
+                skipping = skip
             try:
                 frames = packet.decode()
             except self._error:
                 continue
             for frame in frames:
-                if frame.pts is not None:
-                    yield frame
+                fpts, fdts = frame.pts, frame.dts
+                if fdts is not None:
+                    faulty_dts += last_dts is not None and fdts <= last_dts
+                    last_dts = fdts
+                if fpts is not None:
+                    faulty_pts += last_pts is not None and fpts <= last_pts
+                    last_pts = fpts
+                best = (
+                    fpts
+                    if fpts is not None and (faulty_pts <= faulty_dts or fdts is None)
+                    else fdts
+                )
+                if best is not None:
+                    yield best * num / den, frame
+        if skipping:
+            codec.skip_frame = "DEFAULT"
         self._eof = True
 
-    def _next(self) -> Any:
+    def _next(self) -> tuple[float, Any] | None:
         if self._pending is not None:
-            frame, self._pending = self._pending, None
-            return frame
-        frame = next(self._iter, None)
-        if frame is not None:
-            t = float(frame.time)
-            self._last_pts = t if self._last_pts is None else max(self._last_pts, t)
-        return frame
+            got, self._pending = self._pending, None
+            return got
+        got = next(self._iter, None)
+        if got is not None:
+            t = got[0]
+            self._last_pts = t if self._last_pts is None or t > self._last_pts else self._last_pts
+        return got
 
     def _position(self) -> float | None:
         if self._pending is not None:
-            return float(self._pending.time) - EPS
+            return self._pending[0] - EPS
         return self._last_pts
 
-    def _should_seek(self, target: float) -> bool:
+    def _should_seek(self, target: float, sparse: bool) -> bool:
+        """Seek when the index shows a keyframe after the decoder's position and not after the
+        target (decoding on would read frames the seek skips); without such an index, only for
+        sparse plans and targets more than SEEK_MIN_GAP_S ahead."""
         pos = self._position()
         if pos is None or target <= pos + EPS:
             return False
         # The index decides where it covers the target (a generic demuxer's index holds only
         # the keyframes read so far); elsewhere a seek must promise to skip enough.
         if self._keyframes and self._index_end is not None and target <= self._index_end:
-            i = bisect.bisect_right(self._keyframes, target + EPS) - 1
+            i = self._keyframe_before(target)
             return i >= 0 and self._keyframes[i] > pos + EPS
-        return target - pos > SEEK_MIN_GAP_S
+        return sparse and target - pos > SEEK_MIN_GAP_S
+
+    def _keyframe_before(self, target: float) -> int:
+        """The last keyframe presented at or before target (-1: none)."""
+        return bisect.bisect_right(self._keyframes, target + EPS) - 1
 
     def _seek(self, target: float) -> None:
-        """Position the decoder at the last keyframe whose first frame is at or before target."""
-        covered = self._index_end is not None and target <= self._index_end
-        i = bisect.bisect_right(self._keyframes, target + EPS) - 1 if covered else -1
-        back = 0.0
+        """Position the decoder at the last keyframe presented at or before `target`.
+
+        FFmpeg seeks to the keyframe before a presentation time; where that lands after the
+        target (its index holds decode times, or an open GOP), seek further back and retry.
+        """
+        point = target
+        back = max(1.0 / self.info.fps, 0.05)
         for _ in range(MAX_SEEK_RETRIES + 1):
-            point = self._keyframes[i] if i >= 0 else target - back
             try:
                 self.container.seek(math.floor(point / self._tb), stream=self.stream, backward=True)
             except self._error:
@@ -318,30 +383,36 @@ class PyAVReader:
                 self._missed_target = True
                 return
             self._pending = first
-            t = float(first.time)
-            if t <= target + EPS or point <= self._first_pts + EPS:
+            if first[0] <= target + EPS or point <= self._first_pts + EPS:
                 return
-            # Landed after the target: the frame wanted is in an earlier GOP.
-            if i > 0:
-                i -= 1
-            else:
-                i, back = -1, max(1.0, 2 * back)
+            point = min(point, first[0]) - back
+            back *= 4
 
     def frames(self, plan: SamplingPlan, size: int | None = None) -> Iterator[tuple[float, Any]]:
         """(pts seconds, RGB frame) for a plan, in presentation order."""
         out = output_size(self.info, size)
         picker = FramePicker(plan)
+        sparse = plan.mode == "seek"
+        sought = None  # one seek per target at most, whatever the index estimates
         while not picker.done:
-            if (plan.mode == "seek" or picker.kept == 0) and self._should_seek(picker.target()):
-                self._seek(picker.target())
-            frame = self._next()
-            if frame is None:
+            target = picker.target()
+            if (
+                self.seeks
+                and target != sought
+                and self._should_seek(target, sparse or picker.kept == 0)
+            ):
+                self._seek(target)
+                sought = target
+            self._skip_before = target if self.skips else -math.inf
+            got = self._next()
+            if got is None:
                 if picker.kept < (plan.count or 0):
                     self._missed_target = True
                 break
-            t = float(frame.time)
+            t, frame = got
             if picker.offer(t):
                 yield t, self._rgb(frame, out)
+        self._skip_before = -math.inf
 
     def _rgb(self, frame: Any, out: tuple[int, int]) -> np.ndarray:
         width, height = out
@@ -378,13 +449,16 @@ class PyAVReader:
         return None
 
     def frame_index(self) -> Callable[[float], int]:
-        """A pts → frame number function (packet times of a variable-rate stream read once)."""
-        info = self.info
-        if not info.variable_frame_rate:
-            return lambda pts: max(0, round((pts - info.start_time) * info.fps))
+        """A pts → frame number function (packet times of a variable-rate stream read once).
+
+        Constant rate: frames counted from the first decoded frame, which is the stream start
+        except where a decoder delay leaves the start without a frame (AVI with B-frames)."""
+        fps, origin = self.info.fps, self._first_pts
+        if not self.info.variable_frame_rate:
+            return lambda pts: max(0, round((pts - origin) * fps))
         times = packet_times(self.path, self.limits, self.stream.index)
         if times.size == 0:
-            return lambda pts: max(0, round((pts - info.start_time) * info.fps))
+            return lambda pts: max(0, round((pts - origin) * fps))
 
         def rank(pts: float) -> int:
             return min(int(np.searchsorted(times, pts - 1e-6)), len(times) - 1)
@@ -410,8 +484,11 @@ def packet_times(
                 if stream_index is not None
                 else container.streams.video[0]
             )
-            tb = float(stream.time_base or Fraction(1, 90000))
-            values = [p.pts * tb for p in container.demux(stream) if p.pts is not None and p.size]
+            tb = Fraction(stream.time_base or Fraction(1, 90000))
+            num, den = tb.numerator, tb.denominator
+            values = [
+                p.pts * num / den for p in container.demux(stream) if p.pts is not None and p.size
+            ]
     except av.error.FFmpegError as exc:
         raise VideoError(f"{path}: cannot read packet times ({_reason(exc)})") from None
     return np.sort(np.asarray(values, dtype=np.float64))
