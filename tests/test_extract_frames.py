@@ -86,6 +86,7 @@ AWKWARD = {
     # timestamps ffmpeg and ffprobe report.
     "mpeg4_bframes.avi": dict(extra_output=["-c:v", "mpeg4", "-bf", "2", "-q:v", "5"]),
     "h264.mkv": dict(extra_output=["-c:v", "libx264", "-pix_fmt", "yuv420p"]),
+    "h264.ts": dict(extra_output=["-c:v", "libx264", "-pix_fmt", "yuv420p", "-f", "mpegts"]),
     "vp9.webm": dict(
         extra_output=[
             "-c:v",
@@ -141,8 +142,10 @@ def test_uniform_sampling_matches_ffprobe(awkward_clips, name, decoder):
 
 
 @pytest.mark.parametrize("decoder", DECODERS)
-def test_all_frames_equals_ffprobe_frame_list(awkward_clips, decoder):
-    path = awkward_clips["vfr.mp4"]
+@pytest.mark.parametrize("name", ["vfr.mp4", "h264.mkv", "vp9.webm", "anim.gif", "h264.ts"])
+def test_all_frames_equals_ffprobe_frame_list(awkward_clips, decoder, name):
+    # (mkv, webm, ts and gif also read their tail first, to compare with the claimed duration)
+    path = awkward_clips[name]
     config = ExtractConfig(all_frames=True, decoder=decoder)
     frames = list(decode_frames(VideoInput(path, "v"), config))
     truth = ffprobe_times(path)

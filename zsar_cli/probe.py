@@ -53,6 +53,12 @@ class DecodeLimits:
     max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS
     allow_playlists: bool = False
 
+    @property
+    def decoder_max_pixels(self) -> int:
+        """The decoders' own `max_pixels` backstop (a stream that grows mid-way): above the cap,
+        since decoders allocate frames padded to their block size."""
+        return 2 * self.max_frame_pixels + 65536
+
 
 def check_frame_size(path: Path, width: int, height: int, limits: DecodeLimits) -> None:
     """VideoError before decoding when one frame would exceed the pixel cap (issue #16: a

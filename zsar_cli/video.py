@@ -248,7 +248,7 @@ def _command(
     import ffmpeg
 
     input_kwargs: dict[str, object] = {"copyts": None, **binary_input_options(limits)}
-    input_kwargs["max_pixels"] = limits.max_frame_pixels
+    input_kwargs["max_pixels"] = limits.decoder_max_pixels
     if threads is not None:
         # A one-frame decode gains nothing from frame threads, which only add start-up latency.
         input_kwargs["threads"] = threads

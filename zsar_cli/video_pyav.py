@@ -49,6 +49,8 @@ from zsar_cli.sampling import (
 
 # Demuxers whose packets carry their frame's presentation time (first name of the format).
 PTS_CONTAINERS = frozenset({"mov", "matroska"})
+# Demuxers whose packets carry decode times only.
+DTS_CONTAINERS = frozenset({"avi"})
 # A seek that lands on a keyframe after its target (index timestamps are decode times, which
 # precede presentation times) steps back this many times at most.
 MAX_SEEK_RETRIES = 6
@@ -100,13 +102,24 @@ class PyAVReader:
         self.path = path
         self.seeks, self.skips = seeks, skips
         self.limits = limits or DecodeLimits()
+        self._threads = threads
+        self._pending: tuple[float, Any] | None = None  # decoded, not yet handed out
         check_file(path)
+        self.container: Any = self._open(av)
+        try:
+            self._setup(av)
+        except BaseException:
+            self.container.close()
+            raise
+
+    def _open(self, av: Any) -> Any:
         options = {"protocol_whitelist": PROTOCOL_WHITELIST}
         allowed = format_whitelist(_input_formats(), self.limits)
         if allowed is not None:
             options["format_whitelist"] = allowed
+        path = self.path
         try:
-            self.container: Any = av.open(_ff_path(path), container_options=options)
+            return av.open(_ff_path(path), container_options=options)
         except av.error.FFmpegError as exc:
             kind = playlist_kind(path)
             if kind is not None and not self.limits.allow_playlists:
@@ -114,13 +127,9 @@ class PyAVReader:
             raise VideoError(f"{path}: not a readable video ({_reason(exc)})") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise VideoError(f"{path}: not a readable video ({_reason(exc)})") from None
-        try:
-            self._setup(av, threads)
-        except BaseException:
-            self.container.close()
-            raise
 
-    def _setup(self, av: Any, threads: int) -> None:
+    def _video_stream(self, av: Any) -> Any:
+        """The first video stream that is not cover art, configured for decoding."""
         container, path = self.container, self.path
         attached = av.stream.Disposition.attached_pic
         # Cover art in audio files is a one-frame "video" stream; it is not a video.
@@ -129,36 +138,60 @@ class PyAVReader:
             kinds = sorted({s.type for s in container.streams})
             what = f"only {', '.join(kinds)} streams" if kinds else "no streams"
             raise VideoError(f"{path}: no video stream ({what})")
-        stream = self.stream = videos[0]
+        stream = videos[0]
         for other in container.streams:
             if other is not stream:
                 other.discard = av.stream.Discard.all  # the demuxer drops their packets early
         codec = stream.codec_context
         check_frame_size(path, codec.width, codec.height, self.limits)
         # The decoder itself refuses larger frames (a stream may change size mid-way).
-        codec.options = {"max_pixels": str(self.limits.max_frame_pixels)}
-        if threads == 1:
+        codec.options = {"max_pixels": str(self.limits.decoder_max_pixels)}
+        if self._threads == 1:
             codec.thread_count = 1
         else:
             codec.thread_type = "AUTO"
-            codec.thread_count = threads
+            codec.thread_count = self._threads
+        return stream
+
+    def _reopen(self) -> None:
+        """The file opened anew, at its start (a seek to the start is not exact in every
+        demuxer: mpegts seeks by packet times and can land after the first keyframe)."""
+        import av
+
+        self.container.close()
+        self.container = self._open(av)
+        self.stream = self._video_stream(av)
+
+    def _rewind(self) -> None:
+        """Back to the first frame, decoded and pending."""
+        self._reopen()
+        self._iter = self._decode_from_here()
+        self._eof = False
+        self._pending = None
+        self._pending = self._next()
+
+    def _setup(self, av: Any) -> None:
+        container = self.container
+        stream = self.stream = self._video_stream(av)
         self._tb = Fraction(stream.time_base or Fraction(1, 90000))
         # pts · num / den: one rounding, the same float as the exact fraction (= ffprobe's).
         self._tb_num, self._tb_den = self._tb.numerator, self._tb.denominator
         self._skip_before = -math.inf
         # Skipping frames is safe only where each packet carries its frame's own pts; elsewhere
         # (AVI) the decoder pairs output frames with packet times, and skipping shifts them.
-        self._skips_ok = self.skips and container.format.name.split(",")[0] in PTS_CONTAINERS
+        demuxer = container.format.name.split(",")[0]
+        self._skips_ok = self.skips and demuxer in PTS_CONTAINERS
+        self._dts_times = demuxer in DTS_CONTAINERS
         self._reformatter = av.video.reformatter.VideoReformatter()
         self._error = av.error.FFmpegError
-        self._pending: Any = None
+        self._pending = None
         self._last_pts: float | None = None  # latest frame decoded (kept or not)
         self._eof = False
         self._missed_target = False
         self._iter = self._decode_from_here()
         first = self._next()
         if first is None:
-            raise VideoError(f"{path}: no decodable video frames")
+            raise VideoError(f"{self.path}: no decodable video frames")
         self._pending = first
         self._first_pts = first[0]
         self.info = self._info(first[1])
@@ -241,7 +274,7 @@ class PyAVReader:
         for point in (claimed - 3.0, None):
             try:
                 if point is None or point <= self._first_pts:
-                    self._rewind_demuxer()
+                    self._reopen()
                 else:
                     self.container.seek(
                         math.floor(point / self._tb), stream=self.stream, backward=True
@@ -254,16 +287,9 @@ class PyAVReader:
                 pass  # a read error ends the data as EOF does
             if end is not None or point is None:
                 break
-        self._rewind_demuxer()
-        self._iter = self._decode_from_here()
-        self._eof = False
-        self._pending = self._next()
+        self._rewind()
         self._last_pts = None
         return end
-
-    def _rewind_demuxer(self) -> None:
-        start = self.stream.start_time if self.stream.start_time is not None else 0
-        self.container.seek(start, stream=self.stream, backward=True)
 
     def __enter__(self) -> PyAVReader:
         return self
@@ -290,8 +316,10 @@ class PyAVReader:
         num, den = self._tb_num, self._tb_den
         skipping = False
         # FFmpeg's best-effort timestamp (libavcodec guess_correct_pts), which ffmpeg and
-        # ffprobe report: the frame's pts unless those are less monotonic than its packet dts
-        # (an AVI with B-frames stores no pts). Reset at each seek, as a flush resets it.
+        # ffprobe report: the frame's pts unless those are less monotonic than its packet dts.
+        # Reset at each seek, as a flush resets it. An AVI stores no presentation times (the
+        # pts a decoder makes up for its B-frames are out of order): its frames take the dts
+        # of the packet that released them, as FFmpeg's own readers of AVI do.
         last_pts = last_dts = None
         faulty_pts = faulty_dts = 0
         while True:
@@ -320,7 +348,9 @@ class PyAVReader:
                     last_pts = fpts
                 best = (
                     fpts
-                    if fpts is not None and (faulty_pts <= faulty_dts or fdts is None)
+                    if fpts is not None
+                    and not self._dts_times
+                    and (faulty_pts <= faulty_dts or fdts is None)
                     else fdts
                 )
                 if best is not None:
@@ -330,6 +360,7 @@ class PyAVReader:
         self._eof = True
 
     def _next(self) -> tuple[float, Any] | None:
+        got: tuple[float, Any] | None
         if self._pending is not None:
             got, self._pending = self._pending, None
             return got
@@ -383,10 +414,14 @@ class PyAVReader:
                 self._missed_target = True
                 return
             self._pending = first
-            if first[0] <= target + EPS or point <= self._first_pts + EPS:
+            if first[0] <= target + EPS:
                 return
+            if point <= self._first_pts + EPS:
+                break
             point = min(point, first[0]) - back
             back *= 4
+        # Every seek landed after the target: decode from the start instead.
+        self._rewind()
 
     def frames(self, plan: SamplingPlan, size: int | None = None) -> Iterator[tuple[float, Any]]:
         """(pts seconds, RGB frame) for a plan, in presentation order."""
