@@ -51,6 +51,8 @@ from zsar_cli.sampling import (
 PTS_CONTAINERS = frozenset({"mov", "matroska"})
 # Demuxers whose packets carry decode times only.
 DTS_CONTAINERS = frozenset({"avi"})
+# Entries walked back from a time to find its keyframe (a GOP longer than this: no seek).
+MAX_GOP_WALK = 4096
 # A seek that lands on a keyframe after its target (index timestamps are decode times, which
 # precede presentation times) steps back this many times at most.
 MAX_SEEK_RETRIES = 6
@@ -232,28 +234,61 @@ class PyAVReader:
         )
 
     def _index_scan(self) -> None:
-        """Keyframe times from the container's index, and whether the file stops short of it."""
-        size = self.path.stat().st_size
-        keyframes: list[float] = []
-        complete_end: float | None = None
+        """What the container's index says: where the file stops short of it, and (later, by
+        bisection) the keyframe before a time. Entries are read one by one as needed (each is
+        a Python object; an hour of video has 10^5 of them), assuming, as muxers write them,
+        that the file positions of a stream's entries grow with their times."""
+        entries = self.stream.index_entries
+        n = len(entries)
+        self._entries = entries
         self._index_truncated = False
-        tb = float(self._tb)
-        for entry in self.stream.index_entries:
-            t = entry.timestamp * tb
-            if entry.pos >= 0 and entry.pos + entry.size > size:
-                self._index_truncated = True
-                continue
-            if entry.is_keyframe:
-                keyframes.append(t)
-            if complete_end is None or t > complete_end:
-                complete_end = t
-        keyframes.sort()
+        self._index_end: float | None = None
+        self._kf_shift = 0.0
+        if n == 0:
+            self._usable = 0
+            return
+        size = self.path.stat().st_size
+
+        def fits(i: int) -> bool:
+            entry = entries[i]
+            return bool(entry.pos < 0 or entry.pos + entry.size <= size)
+
+        usable = n
+        if not fits(n - 1):
+            self._index_truncated = True
+            lo, hi = 0, n - 1  # the first entry past the end of the file is in (lo, hi]
+            if not fits(0):
+                usable = 0
+            else:
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+                usable = hi
+        self._usable = usable
+        if usable:
+            self._index_end = entries[usable - 1].timestamp * self._tb_num / self._tb_den
         # Index times are decode times (mp4), which precede presentation by the reorder delay:
         # the first keyframe's gap to the first frame estimates it for every keyframe (only to
         # decide whether to seek; `_seek` itself seeks to presentation times).
-        shift = self._first_pts - keyframes[0] if keyframes else 0.0
-        self._keyframes = [t + max(0.0, shift) for t in keyframes]  # presentation, estimated
-        self._index_end = complete_end
+        first = entries[0]
+        if first.is_keyframe:
+            first_t = first.timestamp * self._tb_num / self._tb_den
+            self._kf_shift = max(0.0, self._first_pts - first_t)
+
+    def _keyframe_before(self, target: float) -> float | None:
+        """The (estimated) presentation time of the last indexed keyframe at or before target."""
+        num, den = self._tb_num, self._tb_den
+        limit = (target + EPS - self._kf_shift) * den / num
+        entries = self._entries
+        i = bisect.bisect_right(entries, limit, hi=self._usable, key=lambda e: e.timestamp) - 1
+        for _ in range(MAX_GOP_WALK):
+            if i < 0:
+                return None
+            entry = entries[i]
+            if entry.is_keyframe:
+                return float(entry.timestamp * num / den + self._kf_shift)
+            i -= 1
+        return None
 
     def _claim_margin(self) -> float:
         return max(1.0, 0.05 * self.info.duration)
@@ -384,14 +419,10 @@ class PyAVReader:
             return False
         # The index decides where it covers the target (a generic demuxer's index holds only
         # the keyframes read so far); elsewhere a seek must promise to skip enough.
-        if self._keyframes and self._index_end is not None and target <= self._index_end:
-            i = self._keyframe_before(target)
-            return i >= 0 and self._keyframes[i] > pos + EPS
+        if self._index_end is not None and target <= self._index_end:
+            keyframe = self._keyframe_before(target)
+            return keyframe is not None and keyframe > pos + EPS
         return sparse and target - pos > SEEK_MIN_GAP_S
-
-    def _keyframe_before(self, target: float) -> int:
-        """The last keyframe presented at or before target (-1: none)."""
-        return bisect.bisect_right(self._keyframes, target + EPS) - 1
 
     def _seek(self, target: float) -> None:
         """Position the decoder at the last keyframe presented at or before `target`.
