@@ -16,7 +16,12 @@ from zsar_cli.backends import register_scheme
 register_scheme("encoder", "fake", "tests.fakes:load_fake_encoder")
 register_scheme("lvlm", "fake", "tests.fakes:load_fake_lvlm")
 
-REALVIDEOS = Path(__file__).resolve().parents[2] / "shared" / "realvideos"
+# The real clips beside the checkout (../shared/realvideos), or where ZSAR_REALVIDEOS points
+# (a worktree elsewhere).
+REALVIDEOS = Path(
+    os.environ.get("ZSAR_REALVIDEOS")
+    or Path(__file__).resolve().parents[2] / "shared" / "realvideos"
+)
 
 os.environ.setdefault("ZSAR_NO_PROGRESS", "1")
 

@@ -240,7 +240,6 @@ class PyAVReader:
         that the file positions of a stream's entries grow with their times."""
         entries = self.stream.index_entries
         n = len(entries)
-        self._entries = entries
         self._index_truncated = False
         self._index_end: float | None = None
         self._kf_shift = 0.0
@@ -279,8 +278,11 @@ class PyAVReader:
         """The (estimated) presentation time of the last indexed keyframe at or before target."""
         num, den = self._tb_num, self._tb_den
         limit = (target + EPS - self._kf_shift) * den / num
-        entries = self._entries
-        i = bisect.bisect_right(entries, limit, hi=self._usable, key=lambda e: e.timestamp) - 1
+        # The current stream's entries: a rewind reopens the file, and a generic demuxer's
+        # index then holds only what it has read again.
+        entries = self.stream.index_entries
+        usable = min(self._usable, len(entries))
+        i = bisect.bisect_right(entries, limit, hi=usable, key=lambda e: e.timestamp) - 1
         for _ in range(MAX_GOP_WALK):
             if i < 0:
                 return None
