@@ -134,7 +134,7 @@ class FramePicker:
     Grid and seek plans keep the first frame at or after each target origin + k·step; after a
     kept frame at t the next target is the first one after t, so a gap in a variable-rate stream
     skips empty slots instead of repeating a frame (the same rule as the ffmpeg `select`
-    expression of `zsar_cli.video._grid_select`). "all" keeps every frame in [t0, t1).
+    expression of `zsar_cli.video_ffmpeg._grid_select`). "all" keeps every frame in [t0, t1).
     """
 
     def __init__(self, plan: SamplingPlan) -> None:

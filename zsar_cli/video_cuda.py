@@ -58,7 +58,8 @@ class TorchcodecCudaReader:
     def __init__(
         self, path: Path, limits: DecodeLimits | None = None, device: str = "cuda"
     ) -> None:
-        from zsar_cli.video_pyav import PyAVReader, packet_times
+        from zsar_cli.pyav_index import packet_times
+        from zsar_cli.video_pyav import PyAVReader
 
         if device.startswith("cuda"):
             check_cuda()

@@ -15,8 +15,6 @@ filter graph does), and timestamps are the decoded frames' own pts.
 
 from __future__ import annotations
 
-import bisect
-import functools
 import math
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -27,17 +25,16 @@ import numpy as np
 
 from zsar_cli.errors import VideoError
 from zsar_cli.probe import (
-    PROTOCOL_WHITELIST,
     DecodeLimits,
     VideoInfo,
     _ff_path,
     check_file,
     check_frame_size,
-    format_whitelist,
     make_info,
     playlist_kind,
     playlist_refusal,
 )
+from zsar_cli.pyav_index import KeyframeIndex, container_options, packet_times, reason
 from zsar_cli.sampling import (
     EPS,
     SEEK_MIN_GAP_S,
@@ -51,8 +48,6 @@ from zsar_cli.sampling import (
 PTS_CONTAINERS = frozenset({"mov", "matroska"})
 # Demuxers whose packets carry decode times only.
 DTS_CONTAINERS = frozenset({"avi"})
-# Entries walked back from a time to find its keyframe (a GOP longer than this: no seek).
-MAX_GOP_WALK = 4096
 # A seek that lands on a keyframe after its target (index timestamps are decode times, which
 # precede presentation times) steps back this many times at most.
 MAX_SEEK_RETRIES = 6
@@ -63,24 +58,6 @@ def version() -> str:
     import av
 
     return f"pyav {av.__version__} (FFmpeg {av.ffmpeg_version_info})"
-
-
-@functools.lru_cache(maxsize=1)
-def _input_formats() -> tuple[str, ...]:
-    import av
-
-    names: list[str] = []
-    for name in sorted(av.formats_available):
-        try:
-            if av.format.ContainerFormat(name).is_input:
-                names.append(name)
-        except ValueError:
-            continue
-    return tuple(names)
-
-
-def _reason(exc: BaseException) -> str:
-    return str(getattr(exc, "strerror", None) or exc).strip() or type(exc).__name__
 
 
 class PyAVReader:
@@ -115,20 +92,16 @@ class PyAVReader:
             raise
 
     def _open(self, av: Any) -> Any:
-        options = {"protocol_whitelist": PROTOCOL_WHITELIST}
-        allowed = format_whitelist(_input_formats(), self.limits)
-        if allowed is not None:
-            options["format_whitelist"] = allowed
         path = self.path
         try:
-            return av.open(_ff_path(path), container_options=options)
+            return av.open(_ff_path(path), container_options=container_options(self.limits))
         except av.error.FFmpegError as exc:
             kind = playlist_kind(path)
             if kind is not None and not self.limits.allow_playlists:
                 raise playlist_refusal(path, kind) from None
-            raise VideoError(f"{path}: not a readable video ({_reason(exc)})") from None
+            raise VideoError(f"{path}: not a readable video ({reason(exc)})") from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise VideoError(f"{path}: not a readable video ({_reason(exc)})") from None
+            raise VideoError(f"{path}: not a readable video ({reason(exc)})") from None
 
     def _video_stream(self, av: Any) -> Any:
         """The first video stream that is not cover art, configured for decoding."""
@@ -234,63 +207,9 @@ class PyAVReader:
         )
 
     def _index_scan(self) -> None:
-        """What the container's index says: where the file stops short of it, and (later, by
-        bisection) the keyframe before a time. Entries are read one by one as needed (each is
-        a Python object; an hour of video has 10^5 of them), assuming, as muxers write them,
-        that the file positions of a stream's entries grow with their times."""
-        entries = self.stream.index_entries
-        n = len(entries)
-        self._index_truncated = False
-        self._index_end: float | None = None
-        self._kf_shift = 0.0
-        if n == 0:
-            self._usable = 0
-            return
-        size = self.path.stat().st_size
-
-        def fits(i: int) -> bool:
-            entry = entries[i]
-            return bool(entry.pos < 0 or entry.pos + entry.size <= size)
-
-        usable = n
-        if not fits(n - 1):
-            self._index_truncated = True
-            lo, hi = 0, n - 1  # the first entry past the end of the file is in (lo, hi]
-            if not fits(0):
-                usable = 0
-            else:
-                while hi - lo > 1:
-                    mid = (lo + hi) // 2
-                    lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-                usable = hi
-        self._usable = usable
-        if usable:
-            self._index_end = entries[usable - 1].timestamp * self._tb_num / self._tb_den
-        # Index times are decode times (mp4), which precede presentation by the reorder delay:
-        # the first keyframe's gap to the first frame estimates it for every keyframe (only to
-        # decide whether to seek; `_seek` itself seeks to presentation times).
-        first = entries[0]
-        if first.is_keyframe:
-            first_t = first.timestamp * self._tb_num / self._tb_den
-            self._kf_shift = max(0.0, self._first_pts - first_t)
-
-    def _keyframe_before(self, target: float) -> float | None:
-        """The (estimated) presentation time of the last indexed keyframe at or before target."""
-        num, den = self._tb_num, self._tb_den
-        limit = (target + EPS - self._kf_shift) * den / num
-        # The current stream's entries: a rewind reopens the file, and a generic demuxer's
-        # index then holds only what it has read again.
-        entries = self.stream.index_entries
-        usable = min(self._usable, len(entries))
-        i = bisect.bisect_right(entries, limit, hi=usable, key=lambda e: e.timestamp) - 1
-        for _ in range(MAX_GOP_WALK):
-            if i < 0:
-                return None
-            entry = entries[i]
-            if entry.is_keyframe:
-                return float(entry.timestamp * num / den + self._kf_shift)
-            i -= 1
-        return None
+        self._index = KeyframeIndex.scan(self.stream, self.path, self._tb, self._first_pts)
+        self._index_truncated = self._index.truncated
+        self._index_end = self._index.end
 
     def _claim_margin(self) -> float:
         return max(1.0, 0.05 * self.info.duration)
@@ -422,7 +341,9 @@ class PyAVReader:
         # The index decides where it covers the target (a generic demuxer's index holds only
         # the keyframes read so far); elsewhere a seek must promise to skip enough.
         if self._index_end is not None and target <= self._index_end:
-            keyframe = self._keyframe_before(target)
+            # The current stream's entries: a rewind reopens the file, and a generic demuxer's
+            # index then holds only what it has read again.
+            keyframe = self._index.keyframe_before(self.stream, target)
             return keyframe is not None and keyframe > pos + EPS
         return sparse and target - pos > SEEK_MIN_GAP_S
 
@@ -532,34 +453,6 @@ class PyAVReader:
             return min(int(np.searchsorted(times, pts - 1e-6)), len(times) - 1)
 
         return rank
-
-
-def packet_times(
-    path: Path, limits: DecodeLimits | None = None, stream_index: int | None = None
-) -> np.ndarray:
-    """Sorted presentation times of every video packet (demux only, no decoding)."""
-    import av
-
-    limits = limits or DecodeLimits()
-    options = {"protocol_whitelist": PROTOCOL_WHITELIST}
-    allowed = format_whitelist(_input_formats(), limits)
-    if allowed is not None:
-        options["format_whitelist"] = allowed
-    try:
-        with av.open(_ff_path(path), container_options=options) as container:
-            stream = (
-                container.streams[stream_index]
-                if stream_index is not None
-                else container.streams.video[0]
-            )
-            tb = Fraction(stream.time_base or Fraction(1, 90000))
-            num, den = tb.numerator, tb.denominator
-            values = [
-                p.pts * num / den for p in container.demux(stream) if p.pts is not None and p.size
-            ]
-    except av.error.FFmpegError as exc:
-        raise VideoError(f"{path}: cannot read packet times ({_reason(exc)})") from None
-    return np.sort(np.asarray(values, dtype=np.float64))
 
 
 def probe(path: Path, limits: DecodeLimits | None = None) -> VideoInfo:
