@@ -37,6 +37,22 @@ def test_extract_writes_frames(runner, clip, tmp_path):
     assert table.num_rows == 4 and set(table.column("height").to_pylist()) == {64}
 
 
+def test_progress_bars_keep_force_and_shard(runner, clip, tmp_path, monkeypatch):
+    """With a terminal watching (bars on), --force and --shard still reach the stage."""
+    monkeypatch.setattr("zsar_cli.cli.extract_frames.show_progress", lambda: True)
+    out = tmp_path / "f.parquet"
+    assert invoke(runner, "extract-frames", clip, "-o", out, "--num-frames", 2).exit_code == 0
+    other = invoke(runner, "extract-frames", clip, "-o", out, "--num-frames", 3)
+    assert other.exit_code == 1 and "--force" in other.output
+    forced = invoke(runner, "extract-frames", clip, "-o", out, "--num-frames", 3, "--force")
+    assert forced.exit_code == 0, forced.output
+    assert read_artifact(out, "frames").table.num_rows == 3
+    parts = tmp_path / "parts"
+    sharded = invoke(runner, "extract-frames", clip, "-o", parts, "--shard", "0/1")
+    assert sharded.exit_code == 0, sharded.output
+    assert [p.name for p in parts.glob("*.parquet")] == ["part-00000-of-00001.parquet"]
+
+
 @pytest.mark.parametrize(
     "name", ["-x.mp4", "with space.mp4", 'quote\'d "name".mp4', "nön-ascii_ß_视频.mp4"]
 )

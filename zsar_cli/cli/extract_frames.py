@@ -107,5 +107,5 @@ def _run_with_progress(stage, videos, output, config, shard, force):  # type: ig
     ) as progress:
         task = progress.add_task("extracting", total=len(videos))
         return stage.run(
-            [], output, config, videos=videos, on_video=lambda _r: progress.advance(task)
+            [], output, config, **options, on_video=lambda _r: progress.advance(task)
         )
