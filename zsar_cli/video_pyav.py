@@ -83,6 +83,7 @@ class PyAVReader:
         self.limits = limits or DecodeLimits()
         self._threads = threads
         self._pending: tuple[float, Any] | None = None  # decoded, not yet handed out
+        self._keyframes: dict[float, float | None] = {}  # target → the keyframe before it
         check_file(path)
         self.container: Any = self._open(av)
         try:
@@ -136,6 +137,7 @@ class PyAVReader:
         self.container.close()
         self.container = self._open(av)
         self.stream = self._video_stream(av)
+        self._keyframes.clear()
 
     def _rewind(self) -> None:
         """Back to the first frame, decoded and pending."""
@@ -341,9 +343,12 @@ class PyAVReader:
         # The index decides where it covers the target (a generic demuxer's index holds only
         # the keyframes read so far); elsewhere a seek must promise to skip enough.
         if self._index_end is not None and target <= self._index_end:
-            # The current stream's entries: a rewind reopens the file, and a generic demuxer's
-            # index then holds only what it has read again.
-            keyframe = self._index.keyframe_before(self.stream, target)
+            # Asked once per decoded frame while a target is pending: looked up once per
+            # target (a bisection and a walk back through its GOP), and again after a reopen,
+            # whose generic demuxer's index holds only what it has read again.
+            if target not in self._keyframes:
+                self._keyframes[target] = self._index.keyframe_before(self.stream, target)
+            keyframe = self._keyframes[target]
             return keyframe is not None and keyframe > pos + EPS
         return sparse and target - pos > SEEK_MIN_GAP_S
 
