@@ -106,6 +106,4 @@ def _run_with_progress(stage, videos, output, config, shard, force):  # type: ig
         transient=True,
     ) as progress:
         task = progress.add_task("extracting", total=len(videos))
-        return stage.run(
-            [], output, config, **options, on_video=lambda _r: progress.advance(task)
-        )
+        return stage.run([], output, config, **options, on_video=lambda _r: progress.advance(task))
