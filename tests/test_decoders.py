@@ -329,6 +329,21 @@ def test_cuda_decoding_needs_a_gpu_and_says_so(runner, tmp_path):
         ExtractConfig(decode_device="cuda", decoder="ffmpeg").validated()
 
 
+def test_cuda_decoding_without_torchcodec_says_what_to_install(runner, tmp_path, monkeypatch):
+    from zsar_cli.cli.app import app
+
+    monkeypatch.setitem(sys.modules, "torchcodec", None)  # import torchcodec → ImportError
+    clip = make_clip(tmp_path / "c.mp4", duration=1.0)
+    out = tmp_path / "f.parquet"
+    result = runner.invoke(
+        app, ["extract-frames", str(clip), "-o", str(out), "--decode-device", "cuda"]
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "pip install 'zsar[gpu-decode]'" in lines[0]
+    assert not out.exists()
+
+
 def torchcodec_or_skip() -> None:
     try:
         from torchcodec.decoders import VideoDecoder  # noqa: F401
