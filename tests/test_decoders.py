@@ -194,6 +194,25 @@ def pixel_bomb(path: Path, side: int = 16000) -> Path:
     return path
 
 
+def test_unknown_codec_is_an_error_row_naming_the_file(runner, tmp_path):
+    """A sample entry FFmpeg has no decoder for (issue 16's fuzzing found one: an
+    AttributeError, exit 70): one line naming the file, an error row, exit 1."""
+    from zsar_cli.cli.app import app
+
+    data = bytearray(make_clip(tmp_path / "ok.mp4", duration=1.0).read_bytes())
+    entry = data.index(b"avc1", data.index(b"stsd"))
+    data[entry : entry + 4] = b"zzzz"
+    video = tmp_path / "odd.mp4"
+    video.write_bytes(bytes(data))
+    out = tmp_path / "f.parquet"
+    result = runner.invoke(app, ["extract-frames", str(video), "-o", str(out)])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "internal error" not in result.output
+    rows = read_artifact(out).table.to_pylist()
+    assert len(rows) == 1 and str(video) in rows[0]["error"]
+    assert "no decoder" in rows[0]["error"]
+
+
 @pytest.mark.parametrize("decoder", DECODERS)
 def test_frame_over_the_pixel_cap_is_an_error_without_allocation(tmp_path, decoder):
     # Before: the GIF took 2.4 GB. Measured in a child process, whose peak RSS is its own.

@@ -119,6 +119,8 @@ class PyAVReader:
             if other is not stream:
                 other.discard = av.stream.Discard.all  # the demuxer drops their packets early
         codec = stream.codec_context
+        if codec is None:  # a codec id FFmpeg has no decoder for (or a damaged header)
+            raise VideoError(f"{path}: no decoder for its video stream's codec")
         check_frame_size(path, codec.width, codec.height, self.limits)
         # The decoder itself refuses larger frames (a stream may change size mid-way).
         codec.options = {"max_pixels": str(self.limits.decoder_max_pixels)}
