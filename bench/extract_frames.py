@@ -236,6 +236,12 @@ def versions() -> str:
         parts.append(f"torchcodec {torchcodec.__version__}")
     except Exception as exc:  # the bench needs it; say why it is missing
         parts.append(f"torchcodec unavailable ({exc})")
+    import importlib.util
+
+    if importlib.util.find_spec("pandas") is not None:
+        # pyarrow imports pandas, when installed, at its first pa.array: part of row 4's
+        # start-up (zsar does not depend on pandas; a fresh install has none).
+        parts.append("pandas installed (adds its import to every zsar command)")
     exe = shutil.which("ffmpeg")
     if exe:
         first = subprocess.run([exe, "-version"], capture_output=True, text=True).stdout
