@@ -158,9 +158,10 @@ class LocalExecutor:
 
 
 @contextlib.contextmanager
-def executor(engine: Engine | None, model: Any = None) -> Iterator[Executor]:
+def executor(engine: Engine | None, model: Any = None, output: str = "") -> Iterator[Executor]:
     """The executor of `engine` for the duration of one stage run (Ray: started on first use,
-    stopped at the end if this run started it)."""
+    stopped at the end if this run started it; its workers' prints kept off stdout when the
+    artifact itself goes there, `output` "-")."""
     if engine is None or not engine.ray:
         yield LocalExecutor(model)
         return
@@ -168,5 +169,5 @@ def executor(engine: Engine | None, model: Any = None) -> Iterator[Executor]:
         raise ConfigError("--engine ray loads the model in its actors; do not pass a loaded one")
     from zsar_cli.engines.ray_models import RayExecutor
 
-    with RayExecutor(engine) as ray_executor:
+    with RayExecutor(engine, quiet_workers=output == "-") as ray_executor:
         yield ray_executor

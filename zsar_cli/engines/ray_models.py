@@ -139,8 +139,9 @@ def _task_facts(task: Any) -> dict[str, Any]:
 class RayExecutor:
     """`zsar_cli.engines.Executor` on Ray: units from `video_refs`, work on `VideoActor`s."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Any, quiet_workers: bool = False) -> None:
         self.engine = engine
+        self.quiet_workers = quiet_workers
         self._session: contextlib.ExitStack | None = None
         self._ray: Any = None
         self.kind: str | tuple[str, ...] = ()
@@ -159,7 +160,8 @@ class RayExecutor:
         """Ray, started (or connected to) on first use: not at all when nothing is to be done."""
         if self._ray is None:
             assert self._session is not None
-            self._ray = self._session.enter_context(ray_session(self.engine.address))
+            session = ray_session(self.engine.address, quiet_workers=self.quiet_workers)
+            self._ray = self._session.enter_context(session)
         return self._ray
 
     def units(self, source: str, kind: str | tuple[str, ...], shard: Any) -> tuple[Any, str, Any]:
@@ -263,7 +265,8 @@ def localize_in_blocks(
     from zsar_cli.stages.localize_output import LocalizeResult, intervals_table, new_interval_rows
 
     ids = sorted(frames)
-    with ray_session(engine.address) as ray, _ray_run(ray, progress=False):
+    # Quiet workers: localize may write its artifact to stdout.
+    with ray_session(engine.address, quiet_workers=True) as ray, _ray_run(ray, progress=False):
         count = blocks or max(1, int(ray.cluster_resources().get("CPU", 1.0)) * 2)
         count = max(1, min(count, len(ids)))
         shared = ray.put(args)  # labels, text embeddings, answers: once into the object store

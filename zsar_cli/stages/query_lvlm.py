@@ -435,7 +435,7 @@ def run(
     }
     if served:
         extra["top_logprobs"] = cfg.top_logprobs  # the truncation p_yes was read under
-    with executor(engine, lvlm) as ex:
+    with executor(engine, lvlm, output=str(output)) as ex:
         meta, input_key, units = ex.units(str(frames), "frames", shard)
         upstream = [input_key, queries_key(queries, labels)]
         responses = None

@@ -427,7 +427,7 @@ def run(
     kind = "embeddings" if clip else "frames"
     if engine is not None and engine.ray and (lvlm is not None or encoder is not None):
         raise ConfigError("--engine ray loads the model in its actors; pass no loaded model")
-    with executor(engine) as ex:
+    with executor(engine, output=str(output)) as ex:
         meta: ArtifactMeta
         meta, input_key, units = ex.units(str(inputs), kind, shard)
         check_output_path(output)  # before the input's own checks: writing over it is worse
