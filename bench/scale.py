@@ -12,19 +12,18 @@ on this machine, as throughput ratios against one local process, then a 1,000-ho
 Each is a throughput ratio (videos/s over the local process's). The projection for 1,000 hours
 of 640x360 video at 1 fps (3.6 M frames) uses per-frame costs in core time (CPU seconds, which
 the load of other jobs does not inflate as it inflates wall time): decoding and CLIP ViT-B/32
-(random init, same compute) measured here, and the real-size LVLM costs of the real-size LVLM
-work (DESIGN.md §8: SmolVLM2-256M built at its published size, one yes/no question on a 640x360
-frame 1.44 s on 2 CPU threads, 1.27 s of it in the vision tower; counted as 2 threads × those
-times), or measured here with `--measure-real-size` (SigLIP-512 vision tower and SmolLM2-135M
-language model at published sizes, random init). ZEAL asks 2 questions per label per frame;
-with the vision tower run once per frame (image features reused across a frame's questions) a
-frame costs vision + Q × question-without-vision, without reuse Q × question. GPU per-frame
-costs are assumptions unless given (`--gpu-*`), and printed as such.
+(random init, same compute) measured here, and the LVLM at real size from README's "LVLM costs
+at real size" (bench/query_lvlm.py --real: SmolVLM2-256M at its published size, 640x360 frames,
+2 CPU threads: 2.4 core-s for one question, 2.9 core-s for ZEAL's 6 questions of 3 labels, the
+vision tower once per frame and each further question on the cached prefix; `--lvlm-core-s` to
+use other figures). GPU per-frame costs are assumptions unless given (`--gpu-*`), and printed as
+such.
 
 On a machine shared with other jobs wall times swing with their load: run it on an idle machine
 for stable ratios (the CPU seconds of the local variants are printed beside them).
 
-Run: python bench/scale.py [--videos 24] [--workers 2] [--labels 3] [--skip-slurm] [--skip-ray]
+Run: python bench/scale.py [--quick] [--videos 24] [--workers 2] [--labels 3] [--skip-slurm]
+     [--skip-ray]        (--quick: 6 videos, 1 label, a 20 s decode clip: under 3 minutes)
 """
 
 from __future__ import annotations
@@ -52,10 +51,18 @@ if str(ROOT) not in sys.path:
 
 CLIP, LVLM = "builtin:world-clip", "builtin:world-lvlm"
 FPS, SIZE = "1", "96"
-# DESIGN.md §8 (the real-size LVLM work): SmolVLM2-256M at its published size, 640x360 frame,
-# 2 CPU threads.
-REAL_QUESTION_S = 1.44
-REAL_VISION_S = 1.27
+# README "LVLM costs at real size" (docs/benchmarks.md): SmolVLM2-256M at its published size,
+# 640x360 frames, 2 CPU threads, core-seconds per frame: one question, and ZEAL with 3 labels
+# (6 questions; the image and the shared prompt prefix are encoded once per frame).
+REAL_ONE_QUESTION_CORE_S = 2.4
+REAL_ZEAL3_CORE_S = 2.9
+
+
+def real_lvlm_core_s(questions: int) -> float:
+    """Core-seconds per frame of `questions` ZEAL questions at real size: the first question's
+    cost, then each further one's share of the measured 6-question figure."""
+    further = (REAL_ZEAL3_CORE_S - REAL_ONE_QUESTION_CORE_S) / 5
+    return REAL_ONE_QUESTION_CORE_S + (questions - 1) * further
 
 
 def zsar() -> list[str]:
@@ -260,55 +267,23 @@ def vit_b32_core_ms_per_frame(batch: int = 16) -> float:
         return cpu_seconds(lambda: model.encode_image(images)) / batch * 1000
 
 
-def real_size_core_seconds() -> tuple[float, float]:
-    """(vision tower, one question's language-model prefill) in core-seconds, of SmolVLM2-256M's
-    parts at their published sizes (SigLIP at 512 px, SmolLM2-135M), random init."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, SiglipVisionConfig, SiglipVisionModel
-
-    torch.manual_seed(0)
-    vision = SiglipVisionModel(
-        SiglipVisionConfig(
-            hidden_size=768,
-            intermediate_size=3072,
-            num_hidden_layers=12,
-            num_attention_heads=12,
-            patch_size=16,
-            image_size=512,
-        )
-    ).eval()
-    text = LlamaForCausalLM(
-        LlamaConfig(
-            hidden_size=576,
-            intermediate_size=1536,
-            num_hidden_layers=30,
-            num_attention_heads=9,
-            num_key_value_heads=3,
-            vocab_size=49280,
-            rope_theta=1e5,
-            tie_word_embeddings=True,
-        )
-    ).eval()
-    with torch.inference_mode():
-        pixels = torch.randn(1, 3, 512, 512)
-        vision(pixel_values=pixels)
-        vision_s = cpu_seconds(lambda: vision(pixel_values=pixels))
-        # 64 image tokens + ~40 prompt tokens of ZEAL's frame question.
-        ids = torch.randint(0, 49280, (1, 104))
-        text(input_ids=ids, logits_to_keep=1)
-        text_s = cpu_seconds(lambda: text(input_ids=ids, logits_to_keep=1))
-    return vision_s, text_s
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--videos", type=int, default=24)
+    parser.add_argument("--quick", action="store_true", help="6 videos, 1 label: < 3 minutes")
+    parser.add_argument("--videos", type=int, default=None, help="default 24 (quick: 6)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
-    parser.add_argument("--labels", type=int, default=3, help="labels asked (2 questions each)")
+    parser.add_argument(
+        "--labels", type=int, default=None, help="labels asked (default 3, quick 1)"
+    )
     parser.add_argument("--skip-slurm", action="store_true")
     parser.add_argument("--skip-ray", action="store_true")
-    parser.add_argument("--measure-real-size", action="store_true")
     parser.add_argument("--zeal-labels", type=int, default=3, help="labels per frame, 1,000 h")
+    parser.add_argument(
+        "--lvlm-core-s",
+        type=float,
+        default=None,
+        help="real-size LVLM core-seconds per frame for the projection (default: README's)",
+    )
     parser.add_argument("--gpu-clip-ms", type=float, default=0.5, help="assumed unless measured")
     parser.add_argument(
         "--gpu-vision-ms", type=float, default=15.0, help="real-size LVLM vision tower per frame"
@@ -317,113 +292,129 @@ def main() -> None:
         "--gpu-question-ms", type=float, default=5.0, help="real-size LVLM question given features"
     )
     args = parser.parse_args()
+    videos = args.videos or (6 if args.quick else 24)
+    labels = args.labels or (1 if args.quick else 3)
     n = args.workers
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        world = make_world(work, args.videos, args.labels)
-        frames_total = None
-        results: list[tuple[str, float, float | None]] = []
-
-        wall, cpu = timed(lambda: local_chain(world, work / "local1", 1))
-        results.append(("1 local process per stage", wall, cpu))
+        world = make_world(work, videos, labels)
+        results = run_variants(world, work, n, args.skip_slurm, args.skip_ray)
         from zsar_cli.artifacts import read_artifact
 
         frames_total = read_artifact(work / "local1" / "frames.parquet").table.num_rows
-        wall, cpu = timed(lambda: local_chain(world, work / "localN", n))
-        results.append((f"{n} local workers (--shard i/{n} per stage)", wall, cpu))
-        if not args.skip_slurm:
-            from tests.slurm_cluster import unavailable
-
-            reason = unavailable() or (None if shutil.which("make") else "make not installed")
-            if reason:
-                print(f"Slurm skipped: {reason}")
-            else:
-                seconds = slurm_chain(world, work / "slurm", n)
-                results.append((f"{n}-task Slurm array (make slurm-pipeline)", seconds, None))
-        if not args.skip_ray:
-            try:
-                import ray  # noqa: F401
-
-                wall, _ = timed(lambda: ray_chain(world, work / "ray", n))
-                # Ray's workers are not this process's children: their CPU time is not counted.
-                results.append((f"Ray, {n} CPUs on this machine (--engine ray)", wall, None))
-            except ImportError:
-                print("Ray skipped: pip install 'zsar[ray]'")
-
         base = results[0][1]
         print(
-            f"\nZEAL chain on {args.videos} world videos ({frames_total} frames at 1 fps, "
-            f"{2 * args.labels} LVLM questions per frame), {os.cpu_count()} cores:"
+            f"\nZEAL chain on {videos} world videos ({frames_total} frames at 1 fps, "
+            f"{2 * labels} LVLM questions per frame), {os.cpu_count()} cores:"
         )
         print("| run | wall s | videos/s | throughput vs 1 process | CPU s (children) |")
         print("|---|---|---|---|---|")
         for name, wall, cpu in results:
             print(
-                f"| {name} | {wall:.1f} | {args.videos / wall:.3f} | {base / wall:.2f}x | "
+                f"| {name} | {wall:.1f} | {videos / wall:.3f} | {base / wall:.2f}x | "
                 + (f"{cpu:.1f} |" if cpu is not None else "- |")
             )
+        projection(work, args, results, n, clip_seconds=20 if args.quick else 60)
+    print(f"\n(bench ran {time.perf_counter() - started:.0f} s)")
 
-        # --- 1,000 h projection
-        from zsar_cli.synthetic import generate_background_video
 
-        minute = generate_background_video(work / "minute.mp4", 60, (640, 360), 25, seed=0)
-        from zsar_cli.stages import extract_frames
-        from zsar_cli.stages.extract_frames_config import ExtractConfig
+def run_variants(
+    world: dict[str, Path], work: Path, n: int, skip_slurm: bool, skip_ray: bool
+) -> list[tuple[str, float, float | None]]:
+    """(name, wall s, children's CPU s or None) of each way of running the chain."""
+    results: list[tuple[str, float, float | None]] = []
+    wall, cpu = timed(lambda: local_chain(world, work / "local1", 1))
+    results.append(("1 local process per stage", wall, cpu))
+    wall, cpu = timed(lambda: local_chain(world, work / "localN", n))
+    results.append((f"{n} local workers (--shard i/{n} per stage)", wall, cpu))
+    if not skip_slurm:
+        from tests.slurm_cluster import unavailable
 
-        decode_core_ms = (
-            cpu_seconds(
-                lambda: extract_frames.run([minute], work / "decode.parquet", ExtractConfig(fps=1))
-            )
-            / 60
-            * 1000
-        )  # 60 frames: one per second of the minute
-        clip_core_ms = vit_b32_core_ms_per_frame()
-        if args.measure_real_size:
-            vision_s, text_s = real_size_core_seconds()
-            source = "measured here at real size, random init, core time"
+        reason = unavailable() or (None if shutil.which("make") else "make not installed")
+        if reason:
+            print(f"Slurm skipped: {reason}")
         else:
-            # 2 threads × wall: an upper bound of the core time (both threads busy throughout).
-            vision_s, text_s = 2 * REAL_VISION_S, 2 * (REAL_QUESTION_S - REAL_VISION_S)
-            source = "DESIGN.md §8: 2 threads × its wall times"
-        q = 2 * args.zeal_labels
-        reuse_ms = (vision_s + q * text_s) * 1000
-        plain_ms = q * (vision_s + text_s) * 1000
-        hours = lambda ms: 1000 * 3600 * ms / 1000 / 3600  # noqa: E731  3.6 M frames
-        gpu_frame_ms = args.gpu_vision_ms + q * args.gpu_question_ms
-        print(
-            f"\nprojection, 1,000 h of 640x360 video at 1 fps = 3.6 M frames, ZEAL with {q} "
-            "questions per frame (core time: what this machine's load does not inflate):"
-        )
-        print("| step | per frame | for 3.6 M frames |")
-        print("|---|---|---|")
-        table = [
-            ("decode + sample 640x360 at 1 fps (measured)", decode_core_ms, "core-h"),
-            ("CLIP ViT-B/32 on the CPU (measured)", clip_core_ms, "core-h"),
-            (
-                f"real-size LVLM (SmolVLM2-256M), {q} questions, vision once per frame ({source})",
-                reuse_ms,
-                "core-h",
-            ),
-            ("same, vision tower for every question", plain_ms, "core-h"),
-            ("CLIP ViT-B/32 fp16 on one GPU (assumed)", args.gpu_clip_ms, "GPU-h"),
-            (
-                f"real-size LVLM on one GPU (assumed: {args.gpu_vision_ms} ms vision + {q} × "
-                f"{args.gpu_question_ms} ms)",
-                gpu_frame_ms,
-                "GPU-h",
-            ),
-        ]
-        for step, ms, unit in table:
-            print(f"| {step} | {ms:,.1f} ms | {hours(ms):,.0f} {unit} |")
-        cpu_node = hours(decode_core_ms + clip_core_ms + reuse_ms) / 32
-        print(f"on 32-core CPU nodes: ~{cpu_node:,.0f} node-hours")
-        scaling = {name: base / wall / n for name, wall, _ in results[1:]}
-        for name, efficiency in scaling.items():
-            print(f"scaling efficiency of {name}: {efficiency:.2f} per worker")
-        best = max(scaling.values()) if scaling else 1.0
-        for gpus in (8, 64):
-            wall_h = hours(gpu_frame_ms + args.gpu_clip_ms) / (gpus * min(1.0, best))
-            print(f"{gpus}-task GPU array at that efficiency: ~{wall_h:.1f} h wall for 1,000 h")
+            seconds = slurm_chain(world, work / "slurm", n)
+            results.append((f"{n}-task Slurm array (make slurm-pipeline)", seconds, None))
+    if not skip_ray:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            print("Ray skipped: pip install 'zsar[ray]'")
+        else:
+            wall, _ = timed(lambda: ray_chain(world, work / "ray", n))
+            # Ray's workers are not this process's children: their CPU time is not counted.
+            results.append((f"Ray, {n} CPUs on this machine (--engine ray)", wall, None))
+    return results
+
+
+def projection(
+    work: Path,
+    args: argparse.Namespace,
+    results: list[tuple[str, float, float | None]],
+    n: int,
+    clip_seconds: int,
+) -> None:
+    """The 1,000-hour projection: per-frame core time of each step × 3.6 M frames."""
+    from zsar_cli.stages import extract_frames
+    from zsar_cli.stages.extract_frames_config import ExtractConfig
+    from zsar_cli.synthetic import generate_background_video
+
+    clip = generate_background_video(work / "clip.mp4", clip_seconds, (640, 360), 25, seed=0)
+    decode_s = cpu_seconds(
+        lambda: extract_frames.run([clip], work / "decode.parquet", ExtractConfig(fps=1))
+    )
+    decode_core_ms = decode_s / clip_seconds * 1000  # one frame per second of the clip
+    clip_core_ms = vit_b32_core_ms_per_frame()
+    q = 2 * args.zeal_labels
+    if args.lvlm_core_s is not None:
+        lvlm_ms, source = args.lvlm_core_s * 1000, "given with --lvlm-core-s"
+    else:
+        lvlm_ms = real_lvlm_core_s(q) * 1000
+        source = "README: 2.4 core-s for 1 question, 2.9 for 6"
+    plain_ms = q * REAL_ONE_QUESTION_CORE_S * 1000
+    gpu_frame_ms = args.gpu_vision_ms + q * args.gpu_question_ms
+    print(
+        f"\nprojection, 1,000 h of 640x360 video at 1 fps = 3.6 M frames, ZEAL with {q} "
+        "questions per frame (core time: what this machine's load does not inflate):"
+    )
+    print("| step | per frame | for 3.6 M frames |")
+    print("|---|---|---|")
+    table = [
+        ("decode + sample 640x360 at 1 fps (measured)", decode_core_ms, "core-h"),
+        ("CLIP ViT-B/32 on the CPU (measured)", clip_core_ms, "core-h"),
+        (
+            f"real-size LVLM (SmolVLM2-256M), {q} questions, image once per frame ({source})",
+            lvlm_ms,
+            "core-h",
+        ),
+        (f"same, a full pass per question ({q} × 2.4 core-s)", plain_ms, "core-h"),
+        ("CLIP ViT-B/32 fp16 on one GPU (assumed)", args.gpu_clip_ms, "GPU-h"),
+        (
+            f"real-size LVLM on one GPU (assumed: {args.gpu_vision_ms} ms vision + {q} × "
+            f"{args.gpu_question_ms} ms)",
+            gpu_frame_ms,
+            "GPU-h",
+        ),
+    ]
+    for step, ms, unit in table:
+        print(f"| {step} | {ms:,.1f} ms | {hours(ms):,.0f} {unit} |")
+    cpu_total = hours(decode_core_ms + clip_core_ms + lvlm_ms)
+    print(f"CPU total: ~{cpu_total:,.0f} core-hours = ~{cpu_total / 32:,.0f} 32-core node-hours")
+    base = results[0][1]
+    scaling = {name: base / wall / n for name, wall, _ in results[1:]}
+    for name, efficiency in scaling.items():
+        print(f"scaling efficiency of {name}: {efficiency:.2f} per worker")
+    best = max(scaling.values()) if scaling else 1.0
+    for gpus in (8, 64):
+        wall_h = hours(gpu_frame_ms + args.gpu_clip_ms) / (gpus * min(1.0, best))
+        print(f"{gpus}-task GPU array at that efficiency: ~{wall_h:.1f} h wall for 1,000 h")
+
+
+def hours(ms_per_frame: float) -> float:
+    """Hours of compute for 3.6 M frames (1,000 h at 1 fps) at `ms_per_frame` each."""
+    return 3.6e6 * ms_per_frame / 1000 / 3600
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import shutil
 import signal
@@ -59,10 +60,28 @@ def unavailable() -> str | None:
     return None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# Ports are drawn below Linux's ephemeral range (32768-60999), so an outgoing connection of
+# another process cannot take one between our check and the daemon's bind.
+PORTS = range(20000, 32000)
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports that 127.0.0.1 can bind now (held together while checked)."""
+    rng = random.Random()
+    held: list[socket.socket] = []
+    try:
+        while len(held) < count:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind(("127.0.0.1", rng.choice(PORTS)))
+            except OSError:
+                s.close()
+                continue
+            held.append(s)
+        return [int(s.getsockname()[1]) for s in held]
+    finally:
+        for s in held:
+            s.close()
 
 
 def _alive(pid: int) -> bool:
@@ -108,11 +127,12 @@ class LocalSlurm:
         if not key.exists():
             key.write_bytes(os.urandom(1024))
         key.chmod(0o400)
+        ctld_port, slurmd_port = free_ports(2)
         lines = {
             "ClusterName": "zsartest",
             "SlurmctldHost": f"{self.host}(127.0.0.1)",
-            "SlurmctldPort": str(_free_port()),
-            "SlurmdPort": str(_free_port()),
+            "SlurmctldPort": str(ctld_port),
+            "SlurmdPort": str(slurmd_port),
             "SlurmUser": "root",
             "SlurmdUser": "root",
             "AuthType": "auth/munge",
@@ -163,21 +183,41 @@ class LocalSlurm:
         return env
 
     # -- daemons ----------------------------------------------------------------------------
-    def _daemon(self, name: str, argv: list[str]) -> None:
+    def _daemon(self, name: str, argv: list[str], timeout: float = 30) -> None:
+        """Run a daemon that forks into the background; wait for its pid file. Its output goes
+        to a file, not a pipe: a daemon that kept the pipe open would block the wait."""
         pid_file = self.pid_files[name]
         pid_file.unlink(missing_ok=True)
-        done = subprocess.run(argv, env=self.env(), capture_output=True, text=True, timeout=60)
+        self.started.append(name)  # stop() tries its pid file whatever happens next
+        log = self.root / "log" / f"{name}.start"
+        with open(log, "w") as out:
+            done = subprocess.run(
+                argv, env=self.env(), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                timeout=timeout,
+            )  # fmt: skip
         if done.returncode != 0:
-            raise RuntimeError(f"{name} did not start: {done.stderr.strip() or done.stdout}")
-        self.started.append(name)
-        deadline = time.monotonic() + 30
+            raise RuntimeError(f"{name} did not start (exit {done.returncode}): {log.read_text()}")
+        deadline = time.monotonic() + timeout
         while not pid_file.exists() or not pid_file.read_text().strip():
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{name}: no pid file {pid_file} after 30 s\n{self.logs()}")
+                raise RuntimeError(
+                    f"{name}: no pid file {pid_file} after {timeout:.0f} s\n{self.logs()}"
+                )
             time.sleep(0.1)
 
-    def start(self, timeout: float = 90) -> None:
-        """Start munged, slurmctld and slurmd; return once the node accepts jobs."""
+    def start(self, timeout: float = 90, attempts: int = 2) -> None:
+        """Start munged, slurmctld and slurmd; return once the node accepts jobs. A start that
+        fails (e.g. a port taken meanwhile) is stopped and retried once on other ports."""
+        for attempt in range(attempts):
+            try:
+                self._start(timeout)
+                return
+            except (RuntimeError, subprocess.TimeoutExpired):
+                self.stop()
+                if attempt == attempts - 1:
+                    raise
+
+    def _start(self, timeout: float) -> None:
         self.write_config()
         munge = self.root / "munge"
         self._daemon(
@@ -220,7 +260,9 @@ class LocalSlurm:
             pid_file = self.pid_files[name]
             with contextlib.suppress(OSError, ValueError):
                 pid = int(pid_file.read_text().split()[0])
-                self._kill(pid)
+                # Only our daemon: a stale pid file's number may belong to another process now.
+                if Path(f"/proc/{pid}/comm").read_text().strip() == name:
+                    self._kill(pid)
             self.started.remove(name)
 
     @staticmethod

@@ -317,13 +317,27 @@ def test_api_key_from_the_environment_only(world, fresh, tmp_path, runner, monke
     result = runner.invoke(app, args)
     assert result.exit_code == 1
     assert "HTTP 401" in result.output and "ZSAR_OPENAI_API_KEY" in result.output
-    monkeypatch.setenv("ZSAR_OPENAI_API_KEY", secret)
+    # A wrong key is refused without being echoed (OPENAI_API_KEY is read when ours is unset).
+    wrong = "sk-zsar-wrong-77e2a"
+    monkeypatch.setenv("OPENAI_API_KEY", wrong)
+    monkeypatch.setenv("ZSAR_VERBOSE", "1")  # the most a user can make it say
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1 and "HTTP 401" in result.output
+    assert wrong not in result.output
+    monkeypatch.delenv("ZSAR_VERBOSE")
+    monkeypatch.setenv("ZSAR_OPENAI_API_KEY", secret)  # takes precedence
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert secret not in result.output
     assert secret.encode() not in out.read_bytes()
     meta = read_artifact(out).meta
     assert secret not in json.dumps([meta.config, meta.extra, meta.upstream])
+    assert stats(fresh)["completions"] == read_artifact(out).table.num_rows
+    # Nor in any file the runs left (checkpoints, the response cache, temporaries).
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert secret.encode() not in data and wrong.encode() not in data, path
 
 
 def test_spec_errors_are_one_line(runner, tmp_path):
