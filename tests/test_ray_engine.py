@@ -144,6 +144,7 @@ def test_encode_with_ray_equals_local_on_a_folder_of_parts(ray_local, videos, tm
     assert encode_with_ray(parts, tmp_path / "ray.parquet", ENCODE).skipped
 
 
+@pytest.mark.slow  # 20-35 s on 2 cores; the library tests above cover the same path
 def test_encode_with_ray_bad_model_is_one_clear_error(ray_local, local_frames, tmp_path):
     from zsar_cli.engines.ray_engine import encode_with_ray
 
@@ -154,6 +155,7 @@ def test_encode_with_ray_bad_model_is_one_clear_error(ray_local, local_frames, t
     assert not (tmp_path / "emb.parquet").exists()
 
 
+@pytest.mark.slow  # 20-35 s on 2 cores; the library tests above cover the same path
 def test_cli_engine_ray_matches_local(ray_local, videos, local_frames, tmp_path, runner):
     frames = tmp_path / "frames.parquet"
     result = runner.invoke(

@@ -222,13 +222,17 @@ def test_slurm_pipeline_equals_unsharded_run(pipeline, cluster, world, runner, t
     assert_rows_equal(intervals, ref_intervals, exact, ["t_start", "t_end", "score"])
 
 
-def test_cancelled_task_resumes_when_resubmitted(pipeline, cluster, world, runner, tmp_path):
+@pytest.mark.slow  # ~80 s on 2 cores; the pipeline test above is the default suite's Slurm test
+def test_cancelled_task_resumes_when_resubmitted(cluster, world, runner, tmp_path):
     """scancel one query-lvlm task after its first video is checkpointed; TASKS=1 resubmits
     it alone (ZSAR_SHARDS keeps it shard 1 of 3); it resumes there and completes."""
     work = tmp_path / "work"
     work.mkdir()
-    shutil.copytree(pipeline["work"] / "frames", work / "frames")
-    # Six labels: 12 questions per frame, so a video takes long enough to cancel mid-way.
+    # Frames at 4 fps (16-24 per video) and six labels (12 questions per frame): the task's
+    # second video takes seconds, far longer than scancel takes to stop it.
+    for i in range(SHARDS):
+        cli(runner, "extract-frames", str(world["videos"]), "--fps", "4", "--size", SIZE,
+            "--workers", "1", "--shard", f"{i}/{SHARDS}", "-o", str(work / "frames"))  # fmt: skip
     env = job_env(tmp_path, DESCRIPTIONS=str(world["more_descriptions"]), TASKS="1")
     stage = [f"SHARDS={SHARDS}", f"WORK={work}"]
     first = make(cluster, env, "slurm-query-lvlm", *stage).split()[-1]
@@ -252,7 +256,7 @@ def test_cancelled_task_resumes_when_resubmitted(pipeline, cluster, world, runne
     assert not list((work / "answers").glob(".part-00001-*.ckpt-*"))  # removed once final
 
     ref = tmp_path / "ref"
-    cli(runner, "query-lvlm", str(pipeline["work"] / "frames"), "--descriptions",
+    cli(runner, "query-lvlm", str(work / "frames"), "--descriptions",
         str(world["more_descriptions"]), "-m", LVLM, "--device", "cpu", "--shard", "1/3",
         "-o", str(ref))  # fmt: skip
     resumed = read_artifact(part, "answers")
