@@ -332,7 +332,6 @@ def test_api_key_from_the_environment_only(world, fresh, tmp_path, runner, monke
     assert secret.encode() not in out.read_bytes()
     meta = read_artifact(out).meta
     assert secret not in json.dumps([meta.config, meta.extra, meta.upstream])
-    assert stats(fresh)["completions"] == read_artifact(out).table.num_rows
     # Nor in any file the runs left (checkpoints, the response cache, temporaries).
     for path in tmp_path.rglob("*"):
         if path.is_file():
