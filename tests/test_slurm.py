@@ -280,3 +280,17 @@ def test_local_slurm_daemons_listen_on_loopback_only(cluster):
                 listening.setdefault(int(port, 16), set()).add(address)
     assert ports <= set(listening), listening
     assert all(listening[p] == {"0100007F"} for p in ports), {p: listening[p] for p in ports}
+
+
+def test_missing_slurm_skips_with_the_reason_or_fails_where_required(monkeypatch):
+    """No cluster needed: without the commands the reason names them and how to install them;
+    ZSAR_REQUIRE=slurm (CI) turns the skip into a failure with the same reason."""
+    monkeypatch.setenv("PATH", "")
+    reason = unavailable()
+    assert reason is not None and "munged" in reason and "apt-get install" in reason
+    monkeypatch.setenv("ZSAR_REQUIRE", "ray")
+    with pytest.raises(pytest.skip.Exception, match="Slurm is not installed"):
+        require("slurm", reason)
+    monkeypatch.setenv("ZSAR_REQUIRE", "slurm,ray")
+    with pytest.raises(pytest.fail.Exception, match="slurm is required here"):
+        require("slurm", reason)
