@@ -26,6 +26,17 @@ REALVIDEOS = Path(
 os.environ.setdefault("ZSAR_NO_PROGRESS", "1")
 
 
+def require(what: str, reason: str | None) -> None:
+    """Skip a test whose optional system part (`slurm`, `ray`) is missing, with the reason; fail
+    instead where ZSAR_REQUIRE names it (CI sets ZSAR_REQUIRE=slurm,ray: those tests must run)."""
+    if reason is None:
+        return
+    required = {w.strip() for w in os.environ.get("ZSAR_REQUIRE", "").split(",")}
+    if what in required:
+        pytest.fail(f"{what} is required here (ZSAR_REQUIRE) but unavailable: {reason}")
+    pytest.skip(reason)
+
+
 def pytest_collection_modifyitems(config, items):
     # ffmpeg is a hard requirement of the product; fail loudly rather than skip silently.
     if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:

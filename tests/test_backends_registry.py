@@ -48,7 +48,9 @@ def test_fake_loaders_return_the_protocols():
 
 
 def test_unknown_scheme_lists_the_registered_ones():
-    with pytest.raises(ModelError, match=r"unknown LVLM scheme 'nope' .*known: hf, builtin, fake"):
+    with pytest.raises(
+        ModelError, match=r"unknown LVLM scheme 'nope' .*known: hf, openai, builtin, fake"
+    ):
         load_lvlm("nope:x")
 
 

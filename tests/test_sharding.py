@@ -53,6 +53,17 @@ def test_parse_shard():
         parse_shard("auto", {})
 
 
+def test_parse_shard_auto_with_zsar_shards_reruns_single_tasks():
+    """`sbatch --array=5` alone has a task count of 1: ZSAR_SHARDS names the real count."""
+    rerun = {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "5", "SLURM_ARRAY_TASK_COUNT": "1"}
+    assert parse_shard("auto", rerun) == Shard(0, 1)  # without it: the whole input, wrong part
+    assert parse_shard("auto", {**rerun, "ZSAR_SHARDS": "8"}) == Shard(5, 8)
+    with pytest.raises(ConfigError, match="not a shard of ZSAR_SHARDS=4"):
+        parse_shard("auto", {**rerun, "ZSAR_SHARDS": "4"})
+    with pytest.raises(ConfigError, match="ZSAR_SHARDS='x'"):
+        parse_shard("auto", {**rerun, "ZSAR_SHARDS": "x"})
+
+
 def test_sharded_union_equals_unsharded(clips, tmp_path):
     config = ExtractConfig(fps=4, size=32)
     run(clips, tmp_path / "all.parquet", config)
@@ -172,3 +183,30 @@ def test_cli_shard_and_merge(clips, tmp_path, runner):
         app, ["extract-frames", str(clips[0]), "--shard", "0/2", "-o", str(tmp_path / "x.parquet")]
     )
     assert res.exit_code == 1 and "must be a folder" in res.output
+
+
+def test_merge_parts_with_an_empty_part_lacking_optional_columns(tmp_path):
+    """Found under Slurm: a localize shard whose videos had no proposal wrote an intervals part
+    without the optional frame_start/frame_end columns, and merging it after a part that has
+    them failed ("batch for intervals lacks columns")."""
+    import pyarrow as pa
+
+    from zsar_cli.artifacts import write_artifact
+    from zsar_cli.stages.localize_output import intervals_table, new_interval_rows
+
+    rows = new_interval_rows()
+    for name, value in (("video_id", "v0"), ("label", "a"), ("t_start", 0.0), ("t_end", 1.0)):
+        rows[name].append(value)
+    rows["score"].append(0.5)
+    rows["frame_start"].append(0)
+    rows["frame_end"].append(1)
+    full = intervals_table(rows)
+    empty = full.slice(0, 0).drop_columns(["frame_start", "frame_end"])
+    parts = tmp_path / "parts"
+    for i, table in enumerate([full, empty, full]):
+        write_artifact(table, parts / Shard(i, 3).part_name(), "intervals", {}, [f"k{i}"])
+    assert merge_parts(parts, str(tmp_path / "m.parquet")) == (3, 2)
+    merged = read_artifact(tmp_path / "m.parquet", "intervals").table
+    assert merged.column_names == full.column_names
+    assert merged.column("frame_end").to_pylist() == [1, 1]
+    assert isinstance(merged, pa.Table)

@@ -226,7 +226,8 @@ CLIP_MODEL_HELP = (
 )
 LVLM_MODEL_HELP = (
     "LVLM spec: hf:ORG/NAME (Hugging Face hub or cache), hf:/path/to/dir (a saved model with its "
-    "processor), or builtin:world-lvlm (offline world model)."
+    "processor), openai:URL#MODEL (an OpenAI-compatible server: vLLM, llama.cpp; API key from "
+    "ZSAR_OPENAI_API_KEY), or builtin:world-lvlm (offline world model)."
 )
 TEXT_MODEL_HELP = (
     "Text model: hf:ORG/NAME or hf:/dir (a causal LM, or an LVLM's language model), or "
@@ -280,3 +281,39 @@ def max_pixels() -> Any:
 
 def trust_remote_code() -> Any:
     return opt(False, TRUST_REMOTE_CODE_HELP)
+
+
+# Served LVLMs (`openai:URL#MODEL`, zsar_cli.backends.openai_lvlm).
+SERVED_SCHEMES: tuple[str, ...] = ("openai",)
+
+
+def served_spec(spec: str | None) -> bool:
+    """Whether an LVLM spec names a model behind an HTTP endpoint (no weights loaded here)."""
+    return bool(spec) and str(spec).split(":", 1)[0] in SERVED_SCHEMES
+
+
+def top_logprobs() -> Any:
+    return opt(
+        20,
+        "Served models: next-token log-probs returned per prompt (top-k; mass outside it is "
+        "unknown and counted 0). vLLM and OpenAI allow at most 20.",
+        min=1,
+    )
+
+
+def request_concurrency() -> Any:
+    return opt(8, "Served models: requests in flight at once.", min=1, run_only=True)
+
+
+def request_timeout() -> Any:
+    return opt(120.0, "Served models: seconds one request may take.", gt=0, run_only=True)
+
+
+def request_retries() -> Any:
+    return opt(
+        5,
+        "Served models: retries of a request that failed with 429, 5xx, a timeout or a broken "
+        "connection (exponential backoff, Retry-After honoured).",
+        min=0,
+        run_only=True,
+    )

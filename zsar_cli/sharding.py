@@ -1,8 +1,8 @@
 """Datasets at scale: shards for job arrays, cache-aware outputs, per-video checkpoints, merging.
 
-- `--shard I/N` (or `auto`, from SLURM_ARRAY_TASK_ID/COUNT) gives a stage a deterministic,
-  contiguous 1/N of its videos and a part file `OUT/part-0000I-of-0000N.parquet`; concatenating the
-  parts in order gives exactly the unsharded run's rows.
+- `--shard I/N` (or `auto`, from SLURM_ARRAY_TASK_ID/COUNT or ZSAR_SHARDS) gives a stage a
+  deterministic, contiguous 1/N of its videos and a part file `OUT/part-0000I-of-0000N.parquet`;
+  concatenating the parts in order gives exactly the unsharded run's rows.
 - An output that already exists with the cache key this run would write is complete: it is
   skipped. One made with other settings is refused unless `--force`.
 - Within a run, finished videos are checkpointed (one small artifact per video in a hidden folder
@@ -62,7 +62,12 @@ class Shard:
 
 
 def parse_shard(value: str | None, env: dict[str, str] | None = None) -> Shard | None:
-    """`I/N` (0-based) or `auto` (Slurm array variables)."""
+    """`I/N` (0-based) or `auto` (Slurm array variables).
+
+    `auto` is shard SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT, unless
+    ZSAR_SHARDS=N is set: then it is shard SLURM_ARRAY_TASK_ID of N. That is what resubmitting
+    some tasks of an array needs (`sbatch --array=1,5` alone has a task count of 2), so
+    examples/slurm/submit.sh always sets it."""
     if value is None:
         return None
     env = dict(os.environ) if env is None else env
@@ -76,7 +81,17 @@ def parse_shard(value: str | None, env: dict[str, str] | None = None) -> Shard |
                 "--shard auto needs SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT "
                 "(run inside an sbatch --array job, or pass --shard I/N)"
             ) from None
-        return Shard(task - first, count)
+        total = env.get("ZSAR_SHARDS", "").strip()
+        if not total:
+            return Shard(task - first, count)
+        if not total.isdigit():
+            raise ConfigError(f"ZSAR_SHARDS={total!r}: expected the number of shards N")
+        if task >= int(total):
+            raise ConfigError(
+                f"--shard auto: array task {task} is not a shard of ZSAR_SHARDS={total} "
+                f"(tasks 0-{int(total) - 1})"
+            )
+        return Shard(task, int(total))
     m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value)
     if not m:
         raise ConfigError(f"--shard {value!r}: expected I/N (e.g. 3/64) or auto")
@@ -214,7 +229,10 @@ def merge_parts(
             if art.meta.config != first.config:
                 raise InputError(f"{part}: made with other settings than {parts[0].name}")
             upstream.append(art.cache_key)
-            writer.write(art.table)
+            # A part with no rows may lack the optional columns of the others (an intervals
+            # part of videos without proposals has no frame_start): it adds nothing anyway.
+            if art.table.num_rows:
+                writer.write(art.table)
             rows += art.table.num_rows
     return len(parts), rows
 

@@ -5,7 +5,8 @@ Specs are `scheme:name[/tag][@path]`:
   `openclip:hf-hub:ORG/REPO`, `openclip:ARCH@/path/to/checkpoint.safetensors`,
   `builtin:world-clip`;
 - vision-language models (`lvlm_base.LVLM`): `hf:HuggingFaceTB/SmolVLM2-256M-Video-Instruct`,
-  `hf:/local/dir`, `builtin:world-lvlm`;
+  `hf:/local/dir`, `builtin:world-lvlm`, and models behind an OpenAI-compatible server
+  (`openai:http://HOST:8000/v1#Qwen/Qwen2.5-VL-7B-Instruct`, `openai_lvlm`);
 - text generators (`text_base.RecordGenerator`, for `describe`): `hf:...`, `builtin:world-lvlm`.
 
 This module imports nothing heavy: each backend module imports torch/open_clip/transformers
@@ -38,6 +39,7 @@ ENCODER_SCHEMES: dict[str, str] = {
 }
 LVLM_SCHEMES: dict[str, str] = {
     "hf": "zsar_cli.backends.hf_lvlm:load_hf_lvlm",
+    "openai": "zsar_cli.backends.openai_lvlm:load_openai_lvlm",
 }
 TEXT_SCHEMES: dict[str, str] = {
     "hf": "zsar_cli.backends.hf_text:load_hf_text",
@@ -58,6 +60,13 @@ NAMES: dict[str, str] = {"encoder": "encoder", "lvlm": "LVLM", "text": "text-mod
 # Built-in models shipped inside the package (zsar_cli/models/), resolved to a real spec of the
 # ordinary code path, so they exercise exactly what a user's checkpoint would.
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+def is_served(spec: str | None) -> bool:
+    """Whether an LVLM spec names a served model (weights behind an HTTP endpoint)."""
+    from zsar_cli.options import served_spec
+
+    return served_spec(spec)
 
 
 def register_scheme(kind: Kind, scheme: str, target: str) -> None:

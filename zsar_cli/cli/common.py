@@ -154,7 +154,8 @@ def show_progress() -> bool:
 SHARD_OPTION = typer.Option(
     "--shard",
     help="Process a deterministic 1/N of the videos: I/N (0-based), or auto (Slurm array "
-    "variables). -o is then a folder that receives part-IIIII-of-NNNNN.parquet.",
+    "variables; N from ZSAR_SHARDS when set). -o is then a folder that receives "
+    "part-IIIII-of-NNNNN.parquet.",
 )
 FORCE_OPTION = typer.Option(
     "--force", help="Overwrite an existing output made with other settings."

@@ -16,11 +16,13 @@ from zsar_cli.cli.build import config_command
 from zsar_cli.cli.common import (
     FORCE_OPTION,
     SHARD_OPTION,
+    EngineName,
     err_console,
     esc,
     finish_batch,
     report_up_to_date,
 )
+from zsar_cli.engines import ENGINE_OPTION, RAY_ADDRESS_OPTION, engine_of
 from zsar_cli.options import STRICT_HELP
 from zsar_cli.stages.localize_config import LocalizeConfig
 
@@ -79,6 +81,8 @@ def localize(
     strict: Annotated[bool, typer.Option(help=STRICT_HELP)] = False,
     shard: Annotated[str | None, SHARD_OPTION] = None,
     force: Annotated[bool, FORCE_OPTION] = False,
+    engine: Annotated[EngineName, ENGINE_OPTION] = "local",
+    ray_address: Annotated[str | None, RAY_ADDRESS_OPTION] = None,
 ) -> None:
     """Localize actions in time (ZEAL or a CLIP-only baseline) or score frames for anomalies."""
     from zsar_cli.sharding import parse_shard
@@ -95,6 +99,7 @@ def localize(
         intervals_output=intervals,
         shard=parse_shard(shard),
         force=force,
+        engine=engine_of(engine, shard, ray_address),
     )
     if result.skipped:
         report_up_to_date(output)

@@ -15,10 +15,12 @@ from zsar_cli.cli.build import config_command
 from zsar_cli.cli.common import (
     FORCE_OPTION,
     SHARD_OPTION,
+    EngineName,
     err_console,
     finish_batch,
     report_up_to_date,
 )
+from zsar_cli.engines import ENGINE_OPTION, RAY_ADDRESS_OPTION, engine_of
 from zsar_cli.stages.query_lvlm_config import QueryConfig
 
 
@@ -46,12 +48,18 @@ def query_lvlm(
     ] = None,
     shard: Annotated[str | None, SHARD_OPTION] = None,
     force: Annotated[bool, FORCE_OPTION] = False,
+    engine: Annotated[EngineName, ENGINE_OPTION] = "local",
+    ray_address: Annotated[str | None, RAY_ADDRESS_OPTION] = None,
 ) -> None:
     """Ask an LVLM about every frame (or clip); confidences come from one forward pass."""
+    from zsar_cli.errors import ConfigError
     from zsar_cli.sharding import parse_shard
     from zsar_cli.stages import query_lvlm as stage
 
     validated = config.validated()
+    where = engine_of(engine, shard, ray_address)
+    if tokens is not None and where.ray:
+        raise ConfigError("--tokens answers with the local engine; drop --engine ray")
     if tokens is not None:
         from zsar_cli.stages import self_res
 
@@ -60,7 +68,9 @@ def query_lvlm(
             frames, tokens, output, config, shard=parse_shard(shard), force=force
         )
     else:
-        summary = stage.run(frames, output, validated, shard=parse_shard(shard), force=force)
+        summary = stage.run(
+            frames, output, validated, shard=parse_shard(shard), force=force, engine=where
+        )
     if getattr(summary, "skipped", False):
         report_up_to_date(output)
     resumed = (

@@ -14,11 +14,13 @@ from zsar_cli.cli.build import config_command
 from zsar_cli.cli.common import (
     FORCE_OPTION,
     SHARD_OPTION,
+    EngineName,
     err_console,
     esc,
     finish_batch,
     report_up_to_date,
 )
+from zsar_cli.engines import ENGINE_OPTION, RAY_ADDRESS_OPTION, engine_of
 from zsar_cli.stages.select_tokens_config import SelectTokensConfig
 
 
@@ -41,6 +43,8 @@ def select_tokens(
     config: SelectTokensConfig,
     shard: Annotated[str | None, SHARD_OPTION] = None,
     force: Annotated[bool, FORCE_OPTION] = False,
+    engine: Annotated[EngineName, ENGINE_OPTION] = "local",
+    ray_address: Annotated[str | None, RAY_ADDRESS_OPTION] = None,
 ) -> None:
     """Keep the visual tokens the LVLM itself finds relevant to the question (Self-ReS)."""
     from zsar_cli.sharding import parse_shard
@@ -59,6 +63,7 @@ def select_tokens(
         on_video=report,
         shard=parse_shard(shard),
         force=force,
+        engine=engine_of(engine, shard, ray_address),
     )
     if summary.skipped:
         report_up_to_date(output)

@@ -20,7 +20,8 @@ run that fails leaves no partial file, but there are no per-batch checkpoints (R
 tasks itself).
 
 Paths (videos, frames parts) must be readable from every node, and zsar installed on every node.
-Ray is imported inside functions only: zsar works without it.
+Ray is imported inside functions only: zsar works without it. The model stages (query-lvlm,
+select-tokens) and localize run on Ray through `zsar_cli.engines.ray_models`.
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ The artifact readers live in `localize_inputs`, the result and its table/JSON fo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -95,6 +95,9 @@ __all__ = [
     "run",
     "write_json",
 ]
+
+if TYPE_CHECKING:
+    from zsar_cli.engines import Engine
 
 ABSENT_NOTES = ("mean p_yes", "every start/end p_yes is 0")
 
@@ -288,14 +291,21 @@ def run(
     intervals_output: str | None = None,
     shard: Shard | None = None,
     force: bool = False,
+    engine: Engine | None = None,
 ) -> LocalizeResult:
     """Read the artifacts, run the method, write the outputs (when paths are given).
 
     With `shard`, only that shard's videos (by the ids of the embeddings, else the answers) and
     part files in the output folders. Parquet outputs go through the shared per-video runner
     (lock, up to date → `result.skipped`, other settings refused unless `force`, checkpoints).
+    `engine` Ray: the videos are localized in Ray tasks, in blocks (zeal and clip).
     """
     config.validate()
+    if engine is not None and engine.ray and config.method == "anomaly":
+        raise ConfigError(
+            "--engine ray localizes with --method zeal or clip; anomaly scoring is one cheap "
+            "pass over per-frame scores: run it with the local engine"
+        )
     if output_format not in ("parquet", "activitynet"):
         raise ConfigError(f"--format {output_format!r}: choose parquet or activitynet")
     if shard is not None and output_format == "activitynet":
@@ -332,7 +342,7 @@ def run(
 
     def result() -> tuple[LocalizeResult, dict[str, Any]]:
         if not computed:
-            computed.append(_localize(config, embeddings, text, answers, gt, owned))
+            computed.append(_localize(config, embeddings, text, answers, gt, owned, engine))
         return computed[0]
 
     if output is not None and output_format == "activitynet":
@@ -362,6 +372,7 @@ def _localize(
     answers: str | None,
     gt: Mapping[str, set[str]] | None,
     owned: set[str] | None,
+    engine: Engine | None = None,
 ) -> tuple[LocalizeResult, dict[str, Any]]:
     """ZEAL or the CLIP baseline over the (shard's) videos: the result and its metadata."""
     notes: list[str] = []
@@ -383,7 +394,9 @@ def _localize(
         if not series:
             raise InputError(f"{answers}: no frame-level start/end answers (query_kind start/end)")
         rate_note = fps_note(frames, embeddings, config)
-        result = localize_zeal(frames, labels, label_emb, series, config, gt, errors)
+        result = _by_video(
+            engine, localize_zeal, frames, labels, label_emb, series, config, gt, errors
+        )
         for vid in sorted({v for (v, _, _) in series} - set(frames)):
             result.notes.append(f"video {vid}: has answers but no frames in {embeddings}; skipped")
     else:
@@ -393,10 +406,28 @@ def _localize(
         extra["logit_scale"] = scale
         frames, head = adapter_head(config, frames, labels, metas[0], extra, notes)
         rate_note = fps_note(frames, embeddings, config)
-        result = localize_clip(frames, labels, label_emb, config, gt, scale, head)
+        result = _by_video(
+            engine, localize_clip, frames, labels, label_emb, config, gt, scale, head
+        )
     result.notes[:0] = notes + ([rate_note] if rate_note else [])
 
     return result, extra
+
+
+def _by_video(
+    engine: Engine | None,
+    method: Callable[..., LocalizeResult],
+    frames: Mapping[str, VideoFrames],
+    *args: Any,
+) -> LocalizeResult:
+    """`method(frames, *args)` (ZEAL or the CLIP baseline, each video on its own): here, or on
+    Ray in tasks over contiguous blocks of the sorted videos, whose results concatenate into
+    exactly this one (the methods visit the videos in sorted order)."""
+    if engine is None or not engine.ray:
+        return method(frames, *args)
+    from zsar_cli.engines.ray_models import localize_in_blocks
+
+    return localize_in_blocks(engine, method, frames, args)
 
 
 def _replace(config: LocalizeConfig, **changes: Any) -> LocalizeConfig:

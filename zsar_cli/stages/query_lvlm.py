@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ from zsar_cli.backends import model_record
 from zsar_cli.errors import InputError
 from zsar_cli.images import decode_image, image_encoding
 from zsar_cli.outputs import scoped
-from zsar_cli.runner import RunSummary, Unit, artifact_units, run_stage
+from zsar_cli.runner import RunSummary, run_stage
 from zsar_cli.sharding import Shard
 from zsar_cli.stages.query_lvlm_config import DEFAULT_CHOICE_QUESTION as DEFAULT_CHOICE_QUESTION
 
@@ -43,6 +43,7 @@ from zsar_cli.stages.query_lvlm_config import QueryConfig as QueryConfig
 
 if TYPE_CHECKING:
     from zsar_cli.backends.lvlm_base import LVLM
+    from zsar_cli.engines import Engine
 
 SEGMENT_FIELD = pa.field("segment", pa.int32())
 
@@ -350,18 +351,56 @@ def answer_video(
 QuerySummary = RunSummary
 
 
-def load_model(config: QueryConfig) -> LVLM:
-    from zsar_cli.backends import load_lvlm
+def load_model(config: QueryConfig, responses: str | None = None) -> LVLM:
+    """The LVLM of `config`; `responses`: where a served model (openai:) caches its answers."""
+    from zsar_cli.backends import is_served, load_lvlm
 
+    spec = config.model or DEFAULT_MODEL  # None only before validated()
+    options: dict[str, Any] = {}
+    if is_served(spec):
+        from zsar_cli.backends.openai_lvlm import served_options
+
+        options = served_options(config, responses)
     return load_lvlm(
-        config.model or DEFAULT_MODEL,  # None only before validated()
+        spec,
         device=config.device,
         dtype=config.dtype,
         trust_remote_code=config.trust_remote_code,
         max_pixels=config.max_pixels,
         max_frames=config.max_frames,
         batch_size=config.batch_size,
+        **options,
     )
+
+
+@dataclass(frozen=True)
+class AnswerTask:
+    """The answers of one video (zsar_cli.engines.VideoTask): what a worker runs, in this
+    process or on a Ray actor."""
+
+    config: QueryConfig
+    queries: tuple[Query, ...]
+    labels: tuple[str, ...]
+    encoding: str
+    responses: str | None = None  # a served model's response cache (beside the checkpoints)
+
+    @property
+    def uses_gpu(self) -> bool:
+        from zsar_cli.backends import is_served
+
+        return not is_served(self.config.model or DEFAULT_MODEL)
+
+    def on_device(self, device: str) -> AnswerTask:
+        return replace(self, config=replace(self.config, device=device))
+
+    def load(self) -> LVLM:
+        return load_model(self.config, self.responses)
+
+    def facts(self, model: LVLM) -> dict[str, Any]:
+        return {}
+
+    def __call__(self, model: LVLM, video: pa.Table) -> pa.Table:
+        return answer_video(model, video, self.encoding, self.queries, self.labels, self.config)
 
 
 @scoped
@@ -373,38 +412,59 @@ def run(
     on_video: Callable[[str], None] | None = None,
     shard: Shard | None = None,
     force: bool = False,
+    engine: Engine | None = None,
 ) -> QuerySummary:
     """Stream a `frames` artifact video by video through the LVLM into an `answers` artifact.
 
     With `shard`, only that shard's videos, into a part file of the output folder; an output
     complete with the same settings is skipped, one made with other settings refused unless
-    `force`; finished videos are checkpointed (zsar_cli.runner.run_stage).
+    `force`; finished videos are checkpointed (zsar_cli.runner.run_stage). `engine`: where the
+    videos are answered (default: this process; Ray: actors that each load the model once).
     """
+    from zsar_cli.backends import is_served
+    from zsar_cli.engines import executor
+
     cfg = config.validated()
     queries, labels = build_queries(cfg)
-    meta, input_key, units = artifact_units(str(frames), "frames", shard)
-    encoding = image_encoding(meta.extra)
-    loaded: list[Any] = [lvlm] if lvlm is not None else []
+    provenance = cfg.provenance()
+    served = is_served(cfg.model or DEFAULT_MODEL)
+    extra: dict[str, Any] = {
+        **model_record(cfg.model or DEFAULT_MODEL),
+        "mode": cfg.mode,
+        "level": cfg.level,
+    }
+    if served:
+        extra["top_logprobs"] = cfg.top_logprobs  # the truncation p_yes was read under
+    with executor(engine, lvlm, output=str(output)) as ex:
+        meta, input_key, units = ex.units(str(frames), "frames", shard)
+        upstream = [input_key, queries_key(queries, labels)]
+        responses = None
+        if served:
+            responses = response_cache(str(output), shard, "answers", provenance, upstream)
+        task = AnswerTask(cfg, tuple(queries), tuple(labels), image_encoding(meta.extra), responses)
+        return run_stage(
+            str(output),
+            kind="answers",
+            config=provenance,
+            upstream=upstream,
+            units=units,
+            extra_metadata=extra,
+            shard=shard,
+            force=force,
+            on_unit=None if on_video is None else lambda unit, _rows: on_video(unit.video_id or ""),
+            **ex.runner_args(task),
+        )
 
-    def work(unit: Unit) -> pa.Table:
-        if not loaded:
-            loaded.append(load_model(cfg))
-        return answer_video(loaded[0], unit.data, encoding, queries, labels, cfg)
 
-    summary = run_stage(
-        str(output),
-        kind="answers",
-        config=cfg.provenance(),
-        upstream=[input_key, queries_key(queries, labels)],
-        units=units,
-        work=work,
-        extra_metadata={
-            **model_record(cfg.model or DEFAULT_MODEL),
-            "mode": cfg.mode,
-            "level": cfg.level,
-        },
-        shard=shard,
-        force=force,
-        on_unit=None if on_video is None else lambda unit, _rows: on_video(unit.video_id or ""),
-    )
-    return summary
+def response_cache(
+    output: str, shard: Shard | None, kind: str, config: Any, upstream: Sequence[str]
+) -> str | None:
+    """Where a served model keeps the responses of this run: inside the run's checkpoint
+    folder, whose name carries the artifact's cache key (other settings, other folder), so a
+    rerun after a crash resends nothing, and the responses go when the output is complete."""
+    from zsar_cli.sharding import Checkpoint, shard_output
+
+    if output == "-":
+        return None
+    target = shard_output(output, shard)
+    return str(Checkpoint(target, kind, config, upstream).folder / "responses")

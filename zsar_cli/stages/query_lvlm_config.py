@@ -78,6 +78,18 @@ class QueryConfig(ConfigBase):
     batch_size: int = o.batch_size(8, "Prompts per forward pass.")
     trust_remote_code: bool = o.trust_remote_code()
     strict: bool = o.strict()
+    # Served models (--model openai:URL#MODEL), zsar_cli.backends.openai_lvlm.
+    top_logprobs: int = o.top_logprobs()
+    request_concurrency: int = o.request_concurrency()
+    request_timeout: float = o.request_timeout()
+    request_retries: int = o.request_retries()
+
+    def provenance(self) -> dict[str, object]:
+        out = super().provenance()
+        if not o.served_spec(self.model):
+            # Only a served model's answers depend on it; local runs keep their cache keys.
+            out.pop("top_logprobs")
+        return out
 
     def check(self) -> QueryConfig:
         if self.model is None:

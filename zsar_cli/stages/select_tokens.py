@@ -17,13 +17,14 @@ budget/R tokens of each path are kept (the budget defaults to the token count of
 `baseline_frames` linearly sampled frames, so the final pass costs what linear sampling costs),
 in temporal order. Only one path's activations are alive at a time, so memory is bounded by the
 path length, not the video length. The model side (family checks, scoring one path) is in
-`zsar_cli.stages.token_scores`; `zsar_cli.stages.self_res` answers from the kept tokens.
+`zsar_cli.stages.token_scores`, the CLIP-space scorer in `zsar_cli.stages.select_tokens_clip`;
+`zsar_cli.stages.self_res` answers from the kept tokens.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,10 +36,10 @@ from zsar_cli.artifacts import (
     build_table,
 )
 from zsar_cli.backends import check_recorded_model, model_record
-from zsar_cli.errors import InputError
+from zsar_cli.errors import ConfigError, InputError
 from zsar_cli.images import decode_image, image_encoding
 from zsar_cli.outputs import check_output_path, scoped
-from zsar_cli.runner import RunSummary, Unit, artifact_units, run_stage
+from zsar_cli.runner import RunSummary, Unit, run_stage
 from zsar_cli.sharding import Shard
 from zsar_cli.stages.select_tokens_config import SelectTokensConfig
 
@@ -54,6 +55,7 @@ from zsar_cli.stages.token_scores import uncapped_frames as uncapped_frames
 
 if TYPE_CHECKING:
     from zsar_cli.backends.lvlm_base import LVLM
+    from zsar_cli.engines import Engine
 
 EXTRA_FIELDS: tuple[pa.Field, ...] = (
     pa.field("timestamp", pa.float64()),
@@ -272,61 +274,6 @@ def tokens_table(
 
 
 # ---------------------------------------------------------------------------------------------
-# CLIP-space scorer (no LVLM)
-
-
-def clip_select_video(
-    video: pa.Table, text_embedding: np.ndarray, grid: Sequence[int], config: SelectTokensConfig
-) -> SelectedTokens:
-    """Self-ReS with CLIP patch tokens: score = cosine(patch token, question text embedding)."""
-    cols = video.to_pydict()
-    video_id = cols["video_id"][0]
-    rows, cols_grid = int(grid[0]), int(grid[1])
-    per_frame = rows * cols_grid
-    frames: list[tuple[FrameItem, np.ndarray]] = []
-    for i in range(video.num_rows):
-        tokens = cols["patch_tokens"][i] if "patch_tokens" in cols else None
-        if cols.get("error", [None] * video.num_rows)[i] is not None or tokens is None:
-            continue
-        segment = cols.get("segment", [None] * video.num_rows)[i]
-        item = FrameItem(
-            int(cols["frame_index"][i]),
-            cols["timestamp"][i],
-            -1 if segment is None else int(segment),
-            np.zeros((0, 0, 3), np.uint8),
-        )
-        frames.append((item, np.asarray(tokens, dtype=np.float32).reshape(per_frame, -1)))
-    frames.sort(key=lambda p: (p[0].timestamp or 0.0, p[0].frame_index))
-    patches = {id(f): t for f, t in frames}
-    paths = reflection_paths(video_id, [f for f, _ in frames], config.segments)
-    sizes = [len(p) * per_frame for p in paths]
-    budget = default_budget(config, per_frame)
-    if budget > sum(sizes):
-        raise SelectionError(
-            f"{video_id}: a budget of {budget} tokens exceeds its {sum(sizes)} patch tokens "
-            f"({len(frames)} frames × {per_frame}); lower --budget or --baseline-frames"
-        )
-    shares = split_budget(budget, sizes)
-    out = SelectedTokens(video_id, None, tokens_per_frame=per_frame, available=sum(sizes))
-    import torch
-
-    text = text_embedding / max(float(np.linalg.norm(text_embedding)), 1e-12)
-    for path_number, (path, share) in enumerate(zip(paths, shares, strict=True)):
-        stacked = np.stack([patches[id(f)] for f in path])  # (frames, P, D)
-        norms = np.linalg.norm(stacked, axis=-1).clip(1e-12)
-        scores = (stacked @ text) / norms
-        for flat in top_tokens(scores, share):
-            frame = path[int(flat) // per_frame]
-            out.segment.append(frame.segment if config.segments is None else path_number)
-            out.frame_index.append(frame.frame_index)
-            out.token_index.append(int(flat) % per_frame)
-            out.score.append(float(scores.ravel()[flat]))
-            out.embeddings.append(torch.from_numpy(stacked.reshape(-1, stacked.shape[-1])[flat]))
-            out.timestamp.append(frame.timestamp)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
 # Run
 
 
@@ -371,6 +318,87 @@ def _carried_error(video: pa.Table) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class SelectTask:
+    """Self-ReS on one video (zsar_cli.engines.VideoTask): what a worker runs, in this process
+    or on a Ray actor. The model is the LVLM (`--scorer attention/similarity`) or, for
+    `--scorer clip`, the encoder's spec with the questions' text embeddings."""
+
+    config: SelectTokensConfig
+    prompts: tuple[tuple[str | None, str], ...]
+    encoding: str
+    source: str = ""  # the input, for messages
+    grid: tuple[int, ...] | None = None  # --scorer clip: the embeddings' patch grid
+    encoder_spec: str = ""  # --scorer clip: the model that made the embeddings
+    encoder_sha256: str | None = None  # and, for a built-in one, the digest of its files
+    lvlm: Any = field(default=None, compare=False)  # given models (tests, classify)
+    encoder: Any = field(default=None, compare=False)
+
+    @property
+    def clip(self) -> bool:
+        return self.config.scorer == "clip"
+
+    @property
+    def uses_gpu(self) -> bool:
+        return True
+
+    def on_device(self, device: str) -> SelectTask:
+        return replace(self, config=replace(self.config, device=device))
+
+    def load(self) -> Any:
+        """The LVLM (family checked), or the encoder's spec and text embeddings."""
+        if self.clip:
+            from zsar_cli.stages.select_tokens_clip import ClipScorer
+
+            encoder = self.encoder
+            if encoder is None:
+                from zsar_cli.stages.encode import load_model as load_encoder
+
+                if not self.encoder_spec:
+                    raise InputError(f"{self.source}: embeddings do not say which model made them")
+                spec = check_recorded_model(self.encoder_spec, self.encoder_sha256, self.source)
+                encoder = load_encoder(spec, self.config.device, "fp32", 32)
+            texts = encoder.encode_texts([q for _, q in self.prompts])
+            return ClipScorer(encoder.spec, np.asarray(texts, np.float32))
+        lvlm = self.lvlm if self.lvlm is not None else load_model(self.config)
+        check_family(lvlm)
+        return lvlm
+
+    def facts(self, model: Any) -> dict[str, Any]:
+        if self.clip:
+            assert self.grid is not None
+            grid = list(self.grid)
+            return {"token_space": "clip", "patch_grid": grid, **model_record(model.spec)}
+        return {"token_space": "lvlm", **model_record(model.spec)}
+
+    def __call__(self, model: Any, video: pa.Table) -> pa.Table:
+        from zsar_cli.stages.select_tokens_clip import clip_select_video
+
+        cfg = self.config
+        video_id = video.column("video_id")[0].as_py() if video.num_rows else ""
+        selections: list[SelectedTokens] = []
+        errors: list[tuple[str, str | None, str]] = []
+        carried = _carried_error(video)
+        frames: list[FrameItem] = []
+        if carried is None and not self.clip:
+            frames, _ = decode_video_frames(video, self.encoding)
+        for pi, (label, prompt) in enumerate(self.prompts):
+            if carried is not None:
+                errors.append((video_id, label, carried))
+                continue
+            try:
+                if self.clip:
+                    assert self.grid is not None
+                    sel = clip_select_video(video, model.text_embeddings[pi], self.grid, cfg)
+                    sel.label = label
+                else:
+                    sel = select_video_tokens(model, video_id, frames, prompt, cfg, label)
+                selections.append(sel)
+            except SelectionError as exc:
+                errors.append((video_id, label, str(exc)))
+        return tokens_table(selections, errors, cfg.embedding_dtype)
+
+
 @scoped
 def run(
     inputs: str | Path,
@@ -381,103 +409,67 @@ def run(
     on_video: Callable[[str, str | None], None] | None = None,
     shard: Shard | None = None,
     force: bool = False,
+    engine: Engine | None = None,
 ) -> SelectSummary:
     """Select tokens for every video of a `frames` artifact (or `embeddings`, scorer clip).
 
     As the other per-video stages: `shard` selects a block of videos into a part file, an
     output complete with the same settings is skipped (other settings: refused unless
-    `force`), and finished videos are checkpointed so a rerun after a kill resumes.
+    `force`), and finished videos are checkpointed so a rerun after a kill resumes. `engine`:
+    where the videos are worked on (default: this process; Ray: actors that each load the
+    model once).
     """
+    from zsar_cli.engines import executor
+
     cfg = config.validated()
     prompts = prompts_for(cfg)
     clip = cfg.scorer == "clip"
-    meta: ArtifactMeta
     kind = "embeddings" if clip else "frames"
-    meta, input_key, units = artifact_units(str(inputs), kind, shard)
-    check_output_path(output)  # before the input's own checks: writing over it is the worse bug
-    provenance = cfg.provenance()
-    extra: dict[str, Any] = {
-        "question": cfg.question,
-        "scorer": cfg.scorer,
-        "embedding_dtype": cfg.embedding_dtype,
-    }
-    text_embeddings: np.ndarray | None = None
-    grid: list[int] | None = None
-    if clip:
-        grid = meta.extra_json("patch_grid")
-        if grid is None:
-            raise InputError(
-                f"{inputs}: --scorer clip needs patch tokens; make the embeddings with "
-                "`zsar encode --patch-tokens`"
-            )
-    prepared: list[bool] = []
-
-    def prepare() -> dict[str, Any]:
-        """Load the scorer's model once, when there is work (an up-to-date output needs none)."""
-        nonlocal encoder, lvlm, text_embeddings
-        if prepared:
-            return extra
+    if engine is not None and engine.ray and (lvlm is not None or encoder is not None):
+        raise ConfigError("--engine ray loads the model in its actors; pass no loaded model")
+    with executor(engine, output=str(output)) as ex:
+        meta: ArtifactMeta
+        meta, input_key, units = ex.units(str(inputs), kind, shard)
+        check_output_path(output)  # before the input's own checks: writing over it is worse
+        extra: dict[str, Any] = {
+            "question": cfg.question,
+            "scorer": cfg.scorer,
+            "embedding_dtype": cfg.embedding_dtype,
+        }
+        grid: list[int] | None = None
         if clip:
-            if encoder is None:
-                from zsar_cli.stages.encode import load_model as load_encoder
+            grid = meta.extra_json("patch_grid")
+            if grid is None:
+                raise InputError(
+                    f"{inputs}: --scorer clip needs patch tokens; make the embeddings with "
+                    "`zsar encode --patch-tokens`"
+                )
+        task = SelectTask(
+            cfg,
+            tuple(prompts),
+            image_encoding(meta.extra) if not clip else "raw",
+            source=str(inputs),
+            grid=tuple(grid) if grid is not None else None,
+            encoder_spec=str(meta.extra_json("model_spec") or "") if clip else "",
+            encoder_sha256=meta.extra.get("model_sha256") if clip else None,
+            lvlm=lvlm,
+            encoder=encoder,
+        )
 
-                spec = str(meta.extra_json("model_spec") or "")
-                if not spec:
-                    raise InputError(f"{inputs}: embeddings do not say which model made them")
-                spec = check_recorded_model(spec, meta.extra.get("model_sha256"), str(inputs))
-                encoder = load_encoder(spec, cfg.device, "fp32", 32)
-            text_embeddings = np.asarray(encoder.encode_texts([q for _, q in prompts]), np.float32)
-            extra.update(token_space="clip", patch_grid=grid, **model_record(encoder.spec))
-        else:
-            if lvlm is None:
-                lvlm = load_model(cfg)
-            check_family(lvlm)
-            extra.update(token_space="lvlm", **model_record(lvlm.spec))
-        prepared.append(True)
-        return extra
+        def reported(unit: Unit, rows: pa.Table) -> None:
+            if on_video is not None:
+                errs = [e for e in rows.column("error").to_pylist() if e is not None]
+                on_video(unit.video_id or "", errs[0] if errs else None)
 
-    encoding = image_encoding(meta.extra) if not clip else "raw"
-
-    def work(unit: Unit) -> pa.Table:
-        prepare()
-        video, video_id = unit.data, unit.video_id or ""
-        selections: list[SelectedTokens] = []
-        errors: list[tuple[str, str | None, str]] = []
-        carried = _carried_error(video)
-        frames: list[FrameItem] = []
-        if carried is None and not clip:
-            frames, _ = decode_video_frames(video, encoding)
-        for pi, (label, prompt) in enumerate(prompts):
-            if carried is not None:
-                errors.append((video_id, label, carried))
-                continue
-            try:
-                if clip:
-                    assert text_embeddings is not None and grid is not None
-                    sel = clip_select_video(video, text_embeddings[pi], grid, cfg)
-                    sel.label = label
-                else:
-                    sel = select_video_tokens(lvlm, video_id, frames, prompt, cfg, label)
-                selections.append(sel)
-            except SelectionError as exc:
-                errors.append((video_id, label, str(exc)))
-        return tokens_table(selections, errors, cfg.embedding_dtype)
-
-    def reported(unit: Unit, rows: pa.Table) -> None:
-        if on_video is not None:
-            errs = [e for e in rows.column("error").to_pylist() if e is not None]
-            on_video(unit.video_id or "", errs[0] if errs else None)
-
-    summary = run_stage(
-        str(output),
-        kind="tokens",
-        config=provenance,
-        upstream=[input_key],
-        units=units,
-        work=work,
-        extra_metadata=prepare,
-        shard=shard,
-        force=force,
-        on_unit=reported,
-    )
-    return summary
+        return run_stage(
+            str(output),
+            kind="tokens",
+            config=cfg.provenance(),
+            upstream=[input_key],
+            units=units,
+            extra_metadata=lambda: {**extra, **ex.facts(task)},
+            shard=shard,
+            force=force,
+            on_unit=reported,
+            **ex.runner_args(task),
+        )
