@@ -16,7 +16,7 @@ runner: finished videos are checkpointed, a rerun with the same settings skips t
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,6 +43,7 @@ from zsar_cli.stages.query_lvlm_config import QueryConfig as QueryConfig
 
 if TYPE_CHECKING:
     from zsar_cli.backends.lvlm_base import LVLM
+    from zsar_cli.stages.in_context import Example
 
 SEGMENT_FIELD = pa.field("segment", pa.int32())
 
@@ -54,6 +55,9 @@ class Query:
     label: str | None
     kind: str
     text: str
+    template: str | None = None
+    """The question template it was filled from (in-context examples are asked the same
+    template with their own label); None for ZEAL's per-label start/end questions."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,7 +96,7 @@ def build_queries(config: QueryConfig) -> tuple[list[Query], list[str]]:
         templates, where = [], ""
     if config.mode == "choice":
         question = templates[0] if templates else config.choice_question
-        return [Query(None, config.query_kind or "choice", question)], labels
+        return [Query(None, config.query_kind or "choice", question, question)], labels
     queries: list[Query] = []
     for template in templates:
         if labels:
@@ -101,11 +105,11 @@ def build_queries(config: QueryConfig) -> tuple[list[Query], list[str]]:
                     f"{where}: question {template!r} has no {{label}} but --labels was given"
                 )
             kind = config.query_kind or "class"
-            queries += [Query(lab, kind, _fill(template, lab, where)) for lab in labels]
+            queries += [Query(lab, kind, _fill(template, lab, where), template) for lab in labels]
         else:
             if "{label}" in template:
                 raise InputError(f"{where}: question {template!r} uses {{label}}; give --labels")
-            queries.append(Query(None, config.query_kind or "anomaly", template))
+            queries.append(Query(None, config.query_kind or "anomaly", template, template))
     if config.descriptions_file is not None:
         descriptions = load_descriptions(config.descriptions_file)
         wanted = labels or list(descriptions)
@@ -240,6 +244,38 @@ def _ask(
     queries: Sequence[Query],
     labels: Sequence[str],
     config: QueryConfig,
+    examples: Sequence[Example] = (),
+) -> list[list[dict[str, Any]]]:
+    """`_ask_plain`, with in-context examples before each query: the queries of one template
+    share their example turns, so each template is one block of `in_context`."""
+    if not examples:
+        return _ask_plain(lvlm, good, queries, labels, config)
+    from zsar_cli.stages.in_context import check_backend, choice_turns, yes_no_turns
+
+    backend = check_backend(lvlm)
+    out: list[list[dict[str, Any]]] = [[{} for _ in queries] for _ in good]
+    by_template: dict[str | None, list[int]] = {}
+    for i, query in enumerate(queries):
+        by_template.setdefault(query.template, []).append(i)
+    for template, members in by_template.items():
+        if config.mode == "choice":
+            turns = choice_turns(examples, queries[members[0]].text, labels)
+        else:
+            turns = yes_no_turns(examples, template)
+        with backend.in_context(turns):
+            asked = _ask_plain(lvlm, good, [queries[i] for i in members], labels, config)
+        for u, values in enumerate(asked):
+            for j, i in enumerate(members):
+                out[u][i] = values[j]
+    return out
+
+
+def _ask_plain(
+    lvlm: LVLM,
+    good: Sequence[_Unit],
+    queries: Sequence[Query],
+    labels: Sequence[str],
+    config: QueryConfig,
 ) -> list[list[dict[str, Any]]]:
     """Per unit, per query, the values of its answer row(s): every query about every unit of
     the chunk in one call, so each unit's images are encoded once (`yes_no_many`)."""
@@ -274,8 +310,10 @@ def answer_video(
     queries: Sequence[Query],
     labels: Sequence[str],
     config: QueryConfig,
+    examples: Sequence[Example] = (),
 ) -> pa.Table:
-    """The `answers` rows of one video (all its frames or clips × all queries)."""
+    """The `answers` rows of one video (all its frames or clips × all queries), after the
+    in-context `examples` if any."""
     from zsar_cli.prompts import option_letters
 
     video_id = video.column("video_id")[0].as_py()
@@ -318,7 +356,7 @@ def answer_video(
         good = [u for u in chunk if u.error is None]
         answered: dict[int, list[dict[str, Any]]] = {}
         if good:
-            asked = _ask(lvlm, good, queries, labels, config)
+            asked = _ask(lvlm, good, queries, labels, config, examples)
             answered = {id(u): values for u, values in zip(good, asked, strict=True)}
         for unit in chunk:
             unit.images = []  # released: only one chunk's frames are decoded at a time
@@ -382,20 +420,31 @@ def run(
     """
     cfg = config.validated()
     queries, labels = build_queries(cfg)
+    excluded: list[str] = []
     meta, input_key, units = artifact_units(str(frames), "frames", shard)
     encoding = image_encoding(meta.extra)
     loaded: list[Any] = [lvlm] if lvlm is not None else []
+    examples, upstream = [], [input_key, queries_key(queries, labels)]
+    if cfg.examples_file is not None:
+        from zsar_cli.stages.in_context import check_labels, examples_key, load_examples
+
+        per_example = 1 if cfg.level == "frame" else cfg.max_frames
+        examples = load_examples(cfg.examples_file, cfg.mode, per_example)
+        if cfg.mode == "choice":
+            check_labels(examples, labels, f"--labels {cfg.labels_file}")
+        upstream.append(examples_key(examples))
+        units = _without(units, {ex.video_id for ex in examples}, excluded)
 
     def work(unit: Unit) -> pa.Table:
         if not loaded:
             loaded.append(load_model(cfg))
-        return answer_video(loaded[0], unit.data, encoding, queries, labels, cfg)
+        return answer_video(loaded[0], unit.data, encoding, queries, labels, cfg, examples)
 
     summary = run_stage(
         str(output),
         kind="answers",
         config=cfg.provenance(),
-        upstream=[input_key, queries_key(queries, labels)],
+        upstream=upstream,
         units=units,
         work=work,
         extra_metadata={
@@ -407,4 +456,15 @@ def run(
         force=force,
         on_unit=None if on_video is None else lambda unit, _rows: on_video(unit.video_id or ""),
     )
+    summary.excluded = len(excluded)
     return summary
+
+
+def _without(units: Iterator[Unit], example_ids: set[str], excluded: list[str]) -> Iterator[Unit]:
+    """The units that are not in-context examples (an example is never scored); the left-out
+    video ids are appended to `excluded`. Positions are kept, so checkpoints stay valid."""
+    for unit in units:
+        if unit.video_id in example_ids:
+            excluded.append(unit.video_id or "")
+        else:
+            yield unit
