@@ -75,3 +75,16 @@ def user_turn(num_images: int, text: str) -> list[dict[str, object]]:
     content: list[dict[str, str]] = [{"type": "image"} for _ in range(num_images)]
     content.append({"type": "text", "text": text})
     return [{"role": "user", "content": content}]
+
+
+def context_turns(
+    examples: Sequence[tuple[int, str, str]], num_images: int, text: str
+) -> list[dict[str, object]]:
+    """In-context examples before the query: per example (its image count, its text, its correct
+    answer) a user turn laid out like the query's and an assistant turn with the answer, then the
+    query's own user turn. With no examples this is `user_turn`."""
+    messages: list[dict[str, object]] = []
+    for count, example_text, answer in examples:
+        messages += user_turn(count, example_text)
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    return messages + user_turn(num_images, text)

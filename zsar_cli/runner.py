@@ -121,6 +121,7 @@ class RunSummary:
     error_rows: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)  # (video_id, first error)
     skipped: bool = False  # the output was already complete with these settings
+    excluded: int = 0  # input videos left out on purpose (in-context examples are not scored)
 
     @property
     def resumed_videos(self) -> int:

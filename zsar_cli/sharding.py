@@ -237,6 +237,18 @@ def merge_parts(
     return len(parts), rows
 
 
+def response_cache(
+    output: str, shard: Shard | None, kind: str, config: Any, upstream: Sequence[str]
+) -> str | None:
+    """Where a served model keeps the responses of this run: inside the run's checkpoint
+    folder, whose name carries the artifact's cache key (other settings, other folder), so a
+    rerun after a crash resends nothing, and the responses go when the output is complete."""
+    if output == "-":
+        return None
+    target = shard_output(output, shard)
+    return str(Checkpoint(target, kind, config, upstream).folder / "responses")
+
+
 __all__ = [
     "Checkpoint",
     "OutputPlan",
@@ -246,6 +258,7 @@ __all__ = [
     "parse_shard",
     "part_files",
     "plan_output",
+    "response_cache",
     "shard_output",
     "shard_video_ids",
 ]

@@ -4,17 +4,25 @@ yes/no spellings are single tokens, the pixel cap, writable arrays. No model is 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
-from zsar_cli.prompts import user_turn
+from zsar_cli.backends.lvlm_base import ContextTurn
+from zsar_cli.prompts import context_turns
 
 
-def chat_prompt(processor: Any, num_images: int, text: str) -> str:
-    """One user turn (the images first, then the text) rendered with the processor's template."""
-    messages = user_turn(num_images, text)
+def chat_prompt(
+    processor: Any,
+    num_images: int,
+    text: str,
+    examples: Sequence[tuple[int, str, str]] = (),
+) -> str:
+    """The query's user turn (the images first, then the text), after the in-context examples'
+    turns if any, rendered with the processor's template."""
+    messages = context_turns(examples, num_images, text)
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
@@ -60,3 +68,34 @@ def _image_token_id(model: Any, processor: Any) -> int:
             return value
     token = getattr(processor, "image_token", "<image>")
     return int(processor.tokenizer.convert_tokens_to_ids(token))
+
+
+class InContextMethods:
+    """In-context examples for the transformers backend (`InContext`): inside `in_context`,
+    every prompt renders the examples' turns before the query's, and its images start with the
+    examples' images (pixel-capped once, the same objects in every prompt, so batching and the
+    feature cache treat them like any shared images)."""
+
+    processor: Any
+    max_pixels: int | None
+    context: tuple[ContextTurn, ...]
+    _context_images: list[np.ndarray]
+
+    def prompt_text(self, num_images: int, text: str) -> str:
+        """The rendered prompt of a query with `num_images` images of its own (after the
+        in-context examples' turns, if a block of `in_context` is open)."""
+        examples = [(len(t.images), t.text, t.answer) for t in self.context]
+        return chat_prompt(self.processor, num_images, text, examples)
+
+    @contextlib.contextmanager
+    def in_context(self, turns: Sequence[ContextTurn]) -> Iterator[None]:
+        """Prompts built inside the block start with the example turns (`InContext`)."""
+        saved = self.context, self._context_images
+        self.context = tuple(turns)
+        self._context_images = [
+            cap_pixels(writable(im), self.max_pixels) for turn in turns for im in turn.images
+        ]
+        try:
+            yield
+        finally:
+            self.context, self._context_images = saved

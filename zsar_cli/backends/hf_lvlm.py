@@ -28,7 +28,7 @@ import torch
 from zsar_cli.backends.contract import check_lvlm_folder
 from zsar_cli.backends.hf_generation import GreedyGeneration
 from zsar_cli.backends.hf_hooks import SelectionHookMethods
-from zsar_cli.backends.hf_inputs import _image_token_id
+from zsar_cli.backends.hf_inputs import InContextMethods, _image_token_id
 from zsar_cli.backends.hf_inputs import cap_pixels as cap_pixels
 from zsar_cli.backends.hf_inputs import chat_prompt as chat_prompt
 from zsar_cli.backends.hf_inputs import single_token_ids as single_token_ids
@@ -127,7 +127,7 @@ def load_hf_lvlm(
 # The backend
 
 
-class HFLVLM(GreedyGeneration, SelectionHookMethods):
+class HFLVLM(GreedyGeneration, SelectionHookMethods, InContextMethods):
     """A loaded transformers image-text-to-text model with its processor (implements `LVLM` and
     `SelectionHooks`).
 
@@ -178,6 +178,8 @@ class HFLVLM(GreedyGeneration, SelectionHookMethods):
         # Prompts run on a shared prefix / whole, and prefix passes (vision runs and cache
         # hits are counted by `features`).
         self.stats = {"prefix_passes": 0, "shared_rows": 0, "whole_rows": 0}
+        self.context = ()  # in-context examples (`InContextMethods`)
+        self._context_images = []
 
     @property
     def device(self) -> torch.device:
@@ -188,16 +190,14 @@ class HFLVLM(GreedyGeneration, SelectionHookMethods):
         return self.reuse and self.reuse_blocked is None
 
     # -- inputs ------------------------------------------------------------------------------
-    def prompt_text(self, num_images: int, text: str) -> str:
-        return chat_prompt(self.processor, num_images, text)
-
     def capped(self, images_per_prompt: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
         """The frame and pixel caps applied; an image object shared by several prompts is
         resized once and stays one object (so its features are looked up once)."""
         done: dict[int, np.ndarray] = {}
         out = []
         for ims in images_per_prompt:
-            row = []
+            # The examples' images first (never frame-capped: the cap is the query's).
+            row = list(self._context_images)
             for im in cap_frames(ims, self.max_frames):
                 if id(im) not in done:
                     done[id(im)] = cap_pixels(writable(im), self.max_pixels)
@@ -214,7 +214,10 @@ class HFLVLM(GreedyGeneration, SelectionHookMethods):
         return self._processed(self.capped(images_per_prompt), prompts)
 
     def _processed(self, capped: list[list[np.ndarray]], prompts: Sequence[str]) -> LVLMInputs:
-        texts = [self.prompt_text(len(ims), p) for ims, p in zip(capped, prompts, strict=True)]
+        own = len(self._context_images)  # each prompt's images start with the examples'
+        texts = [
+            self.prompt_text(len(ims) - own, p) for ims, p in zip(capped, prompts, strict=True)
+        ]
         has_images = any(capped)
         if has_images and not all(capped):
             raise ValueError("a batch must not mix prompts with and without images")

@@ -19,6 +19,7 @@ numpy only: no torch here (tensor types appear in annotations alone).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -36,6 +37,16 @@ class YesNoScores:
     p_yes: np.ndarray
     yes_mass: np.ndarray
     no_mass: np.ndarray
+
+
+@dataclass(frozen=True)
+class ContextTurn:
+    """An in-context example shown before a query: its images, the user text asked about them
+    (laid out like the query's) and the correct answer (what the assistant turn says)."""
+
+    images: tuple[np.ndarray, ...]
+    text: str
+    answer: str
 
 
 def cap_frames(images: Sequence[np.ndarray], max_frames: int | None) -> list[np.ndarray]:
@@ -81,6 +92,17 @@ class LVLM(Protocol):
         max_new_tokens: int = 64,
     ) -> list[str]:
         """Greedy free-text answers (images may be empty lists for text-only prompts)."""
+        ...
+
+
+@runtime_checkable
+class InContext(Protocol):
+    """A backend that can put example turns before its prompts (`query-lvlm --examples`,
+    `classify --lvlm --examples`)."""
+
+    def in_context(self, turns: Sequence[ContextTurn]) -> AbstractContextManager[None]:
+        """Inside the block every prompt starts with `turns` (user: images and text; assistant:
+        the answer), then the query's own turn; no turns = the plain prompts."""
         ...
 
 

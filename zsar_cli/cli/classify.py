@@ -43,7 +43,9 @@ def classify(
     ],
     labels: Annotated[Path, LABELS_OPTION],
     config: ClassifyConfig,
-    lvlm_config: Annotated[LVLMChoiceConfig, Fields("self_res", "shortlist")],
+    lvlm_config: Annotated[
+        LVLMChoiceConfig, Fields("self_res", "shortlist", "frames", "examples_file")
+    ],
     output: Annotated[
         str | None,
         typer.Option(
@@ -116,7 +118,8 @@ def classify(
         )
     line = f"{summary.videos - summary.failed}/{summary.videos} videos classified"
     if summary.excluded:
-        line += f" ({summary.excluded} support videos of --adapter left out)"
+        what = "in-context example" if lvlm is not None else "support"
+        line += f" ({summary.excluded} {what} videos left out)"
     if summary.accuracy is not None:
         line += f"; top-1 accuracy {summary.accuracy:.3f} against the list's labels"
     if output not in (None, "-"):

@@ -78,6 +78,7 @@ def query_lvlm(
     )
     err_console.print(
         f"{summary.rows} answer rows from {summary.videos} videos{resumed}"
+        + (f" ({summary.excluded} in-context example videos left out)" if summary.excluded else "")
         + (f" → {output}" if output != "-" else "")
     )
     finish_batch(summary.videos, summary.failed, config.strict)

@@ -8,6 +8,7 @@ the LVLM's option probabilities.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,14 @@ from zsar_cli.backends.lvlm_base import cap_frames
 from zsar_cli.errors import ConfigError, InputError, ModelError, ZsarError
 from zsar_cli.outputs import scoped
 from zsar_cli.prompts import format_choice_prompt
+from zsar_cli.stages.in_context import (
+    Example,
+    check_backend,
+    check_labels,
+    choice_turns,
+    examples_key,
+    load_examples,
+)
 from zsar_cli.stages.select_tokens import FrameItem, SelectionError, select_video_tokens
 from zsar_cli.stages.self_res import answer_choice, kept_from_selection
 from zsar_cli.stages.token_scores import check_family, uncapped_frames
@@ -42,11 +51,15 @@ def lvlm_rerank(
     shortlist: Sequence[str],
     config: Any,
     device: str,
+    examples: Sequence[Example] = (),
 ) -> np.ndarray:
-    """Option probabilities over `shortlist` from linear frames or from Self-ReS tokens."""
+    """Option probabilities over `shortlist` from linear frames (after the in-context
+    `examples` whose label is on the shortlist) or from Self-ReS tokens."""
     if not config.self_res:
         images = cap_frames([f.image for f in frames], config.frames)
-        with uncapped_frames(lvlm):
+        turns = choice_turns(examples, config.question, list(shortlist))
+        context = check_backend(lvlm).in_context(turns) if examples else contextlib.nullcontext()
+        with uncapped_frames(lvlm), context:
             return np.asarray(lvlm.choice(images, config.question, list(shortlist)))
     hooks = check_family(lvlm)  # checked before the first video; this only narrows the type
     prompt = format_choice_prompt(config.question, list(shortlist))
@@ -93,6 +106,14 @@ def classify_with_lvlm(
         )
     if lcfg.self_res:
         check_family(lvlm)
+    examples: list[Example] = []
+    if lcfg.examples_file is not None:
+        from zsar_cli.labels import read_labels
+
+        check_backend(lvlm)
+        examples = load_examples(lcfg.examples_file, "choice", lcfg.frames)
+        check_labels(examples, read_labels(labels_file), f"--labels {labels_file}")
+    example_ids = {ex.video_id for ex in examples}
     # Frames for the LVLM, per video: decoded again (Self-ReS needs dense segments, CLIP used a
     # few uniform frames) or read from the frames artifact given as input.
     frames_of: dict[str, list[FrameItem]] = {}
@@ -126,13 +147,18 @@ def classify_with_lvlm(
 
     results = []
     for res in clip_summary.results:
+        if res.video_id in example_ids:  # an in-context example is never scored
+            clip_summary.excluded += 1
+            continue
         if res.error is None:
             shortlist = res.labels[: lcfg.shortlist]
             try:
                 frames = source(res.video_id)
                 if not frames:
                     raise SelectionError(f"{res.video_id}: no frames for the LVLM")
-                probs = lvlm_rerank(lvlm, frames, res.video_id, shortlist, lcfg, config.device)
+                probs = lvlm_rerank(
+                    lvlm, frames, res.video_id, shortlist, lcfg, config.device, examples
+                )
                 order = np.argsort(-probs, kind="stable")
                 res.labels = [shortlist[i] for i in order] + res.labels[lcfg.shortlist :]
                 res.scores = [float(probs[i]) for i in order] + [0.0] * (
@@ -147,6 +173,7 @@ def classify_with_lvlm(
         if on_video is not None:
             on_video(res)
     clip_summary.results = results
+    clip_summary.videos = len(results)
     clip_summary.failed = sum(1 for r in results if r.error is not None)
     if output is not None:
         from zsar_cli.labels import read_labels
@@ -156,7 +183,7 @@ def classify_with_lvlm(
             output,
             "predictions",
             {"clip": config.provenance(), "lvlm": lcfg},
-            upstream=[*upstream, key],
+            upstream=[*upstream, key, *([examples_key(examples)] if examples else [])],
             extra_metadata={"model_spec": clip_summary.model, "lvlm_spec": lvlm.spec},
             force=force,
         ) as writer:

@@ -31,6 +31,7 @@ from zsar_cli.images import decode_image, image_encoding
 from zsar_cli.outputs import scoped
 from zsar_cli.runner import RunSummary, run_stage
 from zsar_cli.sharding import Shard
+from zsar_cli.sharding import response_cache as shard_response_cache
 from zsar_cli.stages.query_lvlm_config import DEFAULT_CHOICE_QUESTION as DEFAULT_CHOICE_QUESTION
 
 # Re-exported: the config lives in a light module so the CLI can import it cheaply.
@@ -44,6 +45,7 @@ from zsar_cli.stages.query_lvlm_config import QueryConfig as QueryConfig
 if TYPE_CHECKING:
     from zsar_cli.backends.lvlm_base import LVLM
     from zsar_cli.engines import Engine
+    from zsar_cli.stages.in_context import Example
 
 SEGMENT_FIELD = pa.field("segment", pa.int32())
 
@@ -55,6 +57,9 @@ class Query:
     label: str | None
     kind: str
     text: str
+    template: str | None = None
+    """The question template it was filled from (in-context examples are asked the same
+    template with their own label); None for ZEAL's per-label start/end questions."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,7 +98,7 @@ def build_queries(config: QueryConfig) -> tuple[list[Query], list[str]]:
         templates, where = [], ""
     if config.mode == "choice":
         question = templates[0] if templates else config.choice_question
-        return [Query(None, config.query_kind or "choice", question)], labels
+        return [Query(None, config.query_kind or "choice", question, question)], labels
     queries: list[Query] = []
     for template in templates:
         if labels:
@@ -102,11 +107,11 @@ def build_queries(config: QueryConfig) -> tuple[list[Query], list[str]]:
                     f"{where}: question {template!r} has no {{label}} but --labels was given"
                 )
             kind = config.query_kind or "class"
-            queries += [Query(lab, kind, _fill(template, lab, where)) for lab in labels]
+            queries += [Query(lab, kind, _fill(template, lab, where), template) for lab in labels]
         else:
             if "{label}" in template:
                 raise InputError(f"{where}: question {template!r} uses {{label}}; give --labels")
-            queries.append(Query(None, config.query_kind or "anomaly", template))
+            queries.append(Query(None, config.query_kind or "anomaly", template, template))
     if config.descriptions_file is not None:
         descriptions = load_descriptions(config.descriptions_file)
         wanted = labels or list(descriptions)
@@ -241,6 +246,22 @@ def _ask(
     queries: Sequence[Query],
     labels: Sequence[str],
     config: QueryConfig,
+    examples: Sequence[Example] = (),
+) -> list[list[dict[str, Any]]]:
+    """`_ask_plain`, after the in-context `examples` if any (`in_context.ask_in_context`)."""
+    if not examples:
+        return _ask_plain(lvlm, good, queries, labels, config)
+    from zsar_cli.stages.in_context import ask_in_context
+
+    return ask_in_context(_ask_plain, lvlm, good, queries, labels, config, examples)
+
+
+def _ask_plain(
+    lvlm: LVLM,
+    good: Sequence[_Unit],
+    queries: Sequence[Query],
+    labels: Sequence[str],
+    config: QueryConfig,
 ) -> list[list[dict[str, Any]]]:
     """Per unit, per query, the values of its answer row(s): every query about every unit of
     the chunk in one call, so each unit's images are encoded once (`yes_no_many`)."""
@@ -275,8 +296,10 @@ def answer_video(
     queries: Sequence[Query],
     labels: Sequence[str],
     config: QueryConfig,
+    examples: Sequence[Example] = (),
 ) -> pa.Table:
-    """The `answers` rows of one video (all its frames or clips × all queries)."""
+    """The `answers` rows of one video (all its frames or clips × all queries), after the
+    in-context `examples` if any."""
     from zsar_cli.prompts import option_letters
 
     video_id = video.column("video_id")[0].as_py()
@@ -319,7 +342,7 @@ def answer_video(
         good = [u for u in chunk if u.error is None]
         answered: dict[int, list[dict[str, Any]]] = {}
         if good:
-            asked = _ask(lvlm, good, queries, labels, config)
+            asked = _ask(lvlm, good, queries, labels, config, examples)
             answered = {id(u): values for u, values in zip(good, asked, strict=True)}
         for unit in chunk:
             unit.images = []  # released: only one chunk's frames are decoded at a time
@@ -383,6 +406,7 @@ class AnswerTask:
     labels: tuple[str, ...]
     encoding: str
     responses: str | None = None  # a served model's response cache (beside the checkpoints)
+    examples: tuple[Example, ...] = ()  # in-context examples before every query
 
     @property
     def uses_gpu(self) -> bool:
@@ -400,7 +424,9 @@ class AnswerTask:
         return {}
 
     def __call__(self, model: LVLM, video: pa.Table) -> pa.Table:
-        return answer_video(model, video, self.encoding, self.queries, self.labels, self.config)
+        return answer_video(
+            model, video, self.encoding, self.queries, self.labels, self.config, self.examples
+        )
 
 
 @scoped
@@ -438,11 +464,34 @@ def run(
     with executor(engine, lvlm, output=str(output)) as ex:
         meta, input_key, units = ex.units(str(frames), "frames", shard)
         upstream = [input_key, queries_key(queries, labels)]
+        examples: list[Example] = []
+        excluded: list[str] = []
+        if cfg.examples_file is not None:
+            from zsar_cli.stages.in_context import (
+                check_labels,
+                examples_key,
+                load_examples,
+                without_examples,
+            )
+
+            per_example = 1 if cfg.level == "frame" else cfg.max_frames
+            examples = load_examples(cfg.examples_file, cfg.mode, per_example)
+            if cfg.mode == "choice":
+                check_labels(examples, labels, f"--labels {cfg.labels_file}")
+            upstream.append(examples_key(examples))
+            units = without_examples(units, {e.video_id for e in examples}, excluded)
         responses = None
         if served:
-            responses = response_cache(str(output), shard, "answers", provenance, upstream)
-        task = AnswerTask(cfg, tuple(queries), tuple(labels), image_encoding(meta.extra), responses)
-        return run_stage(
+            responses = shard_response_cache(str(output), shard, "answers", provenance, upstream)
+        task = AnswerTask(
+            cfg,
+            tuple(queries),
+            tuple(labels),
+            image_encoding(meta.extra),
+            responses,
+            tuple(examples),
+        )
+        summary = run_stage(
             str(output),
             kind="answers",
             config=provenance,
@@ -454,17 +503,5 @@ def run(
             on_unit=None if on_video is None else lambda unit, _rows: on_video(unit.video_id or ""),
             **ex.runner_args(task),
         )
-
-
-def response_cache(
-    output: str, shard: Shard | None, kind: str, config: Any, upstream: Sequence[str]
-) -> str | None:
-    """Where a served model keeps the responses of this run: inside the run's checkpoint
-    folder, whose name carries the artifact's cache key (other settings, other folder), so a
-    rerun after a crash resends nothing, and the responses go when the output is complete."""
-    from zsar_cli.sharding import Checkpoint, shard_output
-
-    if output == "-":
-        return None
-    target = shard_output(output, shard)
-    return str(Checkpoint(target, kind, config, upstream).folder / "responses")
+        summary.excluded = len(excluded)
+        return summary

@@ -70,6 +70,13 @@ class QueryConfig(ConfigBase):
         "query_kind of --question rows (default: class with labels, else anomaly).",
         choices=QUERY_KINDS,
     )
+    examples_file: str | None = opt(
+        None,
+        "In-context examples: CSV of source,label[,answer] (a video or FRAMES.parquet#VIDEO; "
+        "answer yes/no in yes/no mode), shown with their answers before every query; never "
+        "scored.",
+        flags=("--examples",),
+    )
     max_frames: int = opt(8, "At most this many frames per clip prompt (uniformly kept).", min=1)
     max_pixels: int = o.max_pixels()
     max_new_tokens: int = opt(32, "Generation length for --mode generate.", min=1)
@@ -98,6 +105,13 @@ class QueryConfig(ConfigBase):
             raise ConfigError("--question and --questions are alternatives; give one")
         if "{question}" not in self.frame_prompt:
             raise ConfigError(f"--frame-prompt {self.frame_prompt!r} must contain {{question}}")
+        if self.examples_file is not None:
+            if self.mode == "generate":
+                raise ConfigError("--examples works in --mode yesno and choice, not generate")
+            if self.descriptions_file is not None:
+                raise ConfigError(
+                    "--examples works with --question/--questions, not --descriptions"
+                )
         if self.mode == "choice":
             if self.labels_file is None:
                 raise ConfigError("--mode choice needs --labels (the options)")

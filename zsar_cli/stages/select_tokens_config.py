@@ -98,6 +98,13 @@ class LVLMChoiceConfig(ConfigBase):
         "linearly sampled frames.",
     )
     shortlist: int = opt(5, "With --lvlm: CLIP's top labels offered to the LVLM.", min=2)
+    examples_file: str | None = opt(
+        None,
+        "With --lvlm: in-context examples, a CSV of source,label (a video or "
+        "FRAMES.parquet#VIDEO) shown with their answer's letter before each question (those "
+        "whose label is on the shortlist); never scored.",
+        flags=("--examples",),
+    )
     question: str = opt(DEFAULT_CHOICE_QUESTION, "The question before the options.")
     frames: int = opt(16, "Frames linearly sampled per video.", min=1)
     segments: int = opt(4, "With --self-res: segments (reflection paths) per video.", min=1)
@@ -113,6 +120,11 @@ class LVLMChoiceConfig(ConfigBase):
     max_pixels: int = o.max_pixels()
     dtype: str = o.lvlm_dtype()
     trust_remote_code: bool = o.trust_remote_code()
+
+    def check(self) -> LVLMChoiceConfig:
+        if self.examples_file is not None and self.self_res:
+            raise ConfigError("--examples cannot be combined with --self-res yet")
+        return self
 
     def selection(self, device: str) -> SelectTokensConfig:
         """The select-tokens settings of the Self-ReS path (paths = the decoded segments)."""

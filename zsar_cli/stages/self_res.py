@@ -222,6 +222,8 @@ def run_from_tokens(
     from zsar_cli.artifacts import read_meta
     from zsar_cli.stages import query_lvlm as q
 
+    if getattr(config, "examples_file", None) is not None:
+        raise ConfigError("--examples cannot be combined with --tokens (Self-ReS answers)")
     meta, key, units = artifact_units(str(tokens), "tokens", shard)
     if meta.extra_json("token_space") == "clip":
         raise InputError(
