@@ -118,8 +118,8 @@ def classify(
         )
     line = f"{summary.videos - summary.failed}/{summary.videos} videos classified"
     if summary.excluded:
-        what = "in-context example" if lvlm is not None else "support"
-        line += f" ({summary.excluded} {what} videos left out)"
+        what = "in-context example videos" if lvlm is not None else "support videos of --adapter"
+        line += f" ({summary.excluded} {what} left out)"
     if summary.accuracy is not None:
         line += f"; top-1 accuracy {summary.accuracy:.3f} against the list's labels"
     if output not in (None, "-"):

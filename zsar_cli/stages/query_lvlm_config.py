@@ -76,6 +76,7 @@ class QueryConfig(ConfigBase):
         "answer yes/no in yes/no mode), shown with their answers before every query; never "
         "scored.",
         flags=("--examples",),
+        omit_unset=True,  # runs without examples keep their cache keys
     )
     max_frames: int = opt(8, "At most this many frames per clip prompt (uniformly kept).", min=1)
     max_pixels: int = o.max_pixels()

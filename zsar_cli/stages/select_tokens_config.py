@@ -104,6 +104,7 @@ class LVLMChoiceConfig(ConfigBase):
         "FRAMES.parquet#VIDEO) shown with their answer's letter before each question (those "
         "whose label is on the shortlist); never scored.",
         flags=("--examples",),
+        omit_unset=True,  # runs without examples keep their cache keys
     )
     question: str = opt(DEFAULT_CHOICE_QUESTION, "The question before the options.")
     frames: int = opt(16, "Frames linearly sampled per video.", min=1)
