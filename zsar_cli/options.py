@@ -273,3 +273,15 @@ def max_pixels() -> Any:
 
 def trust_remote_code() -> Any:
     return opt(False, TRUST_REMOTE_CODE_HELP)
+
+
+VIDEO_INPUTS: tuple[str, ...] = ("auto", "native", "images")
+
+
+def video_input(where: str = "clip prompts") -> Any:
+    return opt(
+        "auto",
+        f"How {where} reach the LVLM: native (the processor's video path, told the frames' real "
+        "times), images (one image per frame), auto (native where the family has a video path).",
+        choices=VIDEO_INPUTS,
+    )

@@ -12,9 +12,10 @@ import numpy as np
 from zsar_cli.prompts import user_turn
 
 
-def chat_prompt(processor: Any, num_images: int, text: str) -> str:
-    """One user turn (the images first, then the text) rendered with the processor's template."""
-    messages = user_turn(num_images, text)
+def chat_prompt(processor: Any, num_images: int, text: str, video: bool = False) -> str:
+    """One user turn (the images or the video first, then the text) rendered with the
+    processor's template."""
+    messages = user_turn(num_images, text, video=video)
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
@@ -60,3 +61,17 @@ def _image_token_id(model: Any, processor: Any) -> int:
             return value
     token = getattr(processor, "image_token", "<image>")
     return int(processor.tokenizer.convert_tokens_to_ids(token))
+
+
+def _video_token_id(model: Any, processor: Any) -> int | None:
+    """The placeholder id of video features (None for families without one: SmolVLM expands a
+    video into image tokens)."""
+    for owner, name in (
+        (model.config, "video_token_id"),
+        (model.config, "video_token_index"),
+        (processor, "video_token_id"),
+    ):
+        value = getattr(owner, name, None)
+        if isinstance(value, int):
+            return value
+    return None

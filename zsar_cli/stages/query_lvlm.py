@@ -213,7 +213,7 @@ def _decode(frame: _Frame, encoding: str) -> tuple[np.ndarray | None, str | None
 
 def _load(unit: _Unit, encoding: str, level: str, max_frames: int) -> None:
     """Decode a unit's images (clip level: its decodable frames, capped to `max_frames`)."""
-    from zsar_cli.backends.lvlm_base import cap_frames
+    from zsar_cli.backends.lvlm_base import Clip, cap_frames
 
     decoded = [(m, *_decode(m, encoding)) for m in unit.members]
     if level == "frame":
@@ -225,7 +225,11 @@ def _load(unit: _Unit, encoding: str, level: str, max_frames: int) -> None:
     stamps = [m.timestamp for m, _ in good if m.timestamp is not None]
     unit.timestamp = float(np.mean(stamps)) if stamps else None
     unit.error = None if good else (decoded[0][2] or "no decodable frame")
-    unit.images = cap_frames([image for _, image in good], max_frames)
+    images = [image for _, image in good]
+    if good and len(stamps) == len(good):
+        # The frames' real times travel with them: a native video input tells the model these.
+        images = Clip(images, stamps)
+    unit.images = cap_frames(images, max_frames)
 
 
 def units_per_call(config: QueryConfig) -> int:
@@ -386,9 +390,25 @@ def run(
     encoding = image_encoding(meta.extra)
     loaded: list[Any] = [lvlm] if lvlm is not None else []
 
+    record: dict[str, Any] = {}
+
+    def prepare() -> dict[str, Any]:
+        """Load the model once, when there is work; what the artifact records of it (the
+        video input in effect: `auto` resolves per family)."""
+        from zsar_cli.backends.lvlm_base import set_video_input
+
+        if not record:
+            if not loaded:
+                loaded.append(load_model(cfg))
+            # The loaded model's own spec: what answered, even when handed in by a caller.
+            spec = getattr(loaded[0], "spec", None) or cfg.model or DEFAULT_MODEL
+            record.update(model_record(spec), mode=cfg.mode, level=cfg.level)
+            if cfg.level == "clip":
+                record["video_input"] = set_video_input(loaded[0], cfg.video_input)
+        return record
+
     def work(unit: Unit) -> pa.Table:
-        if not loaded:
-            loaded.append(load_model(cfg))
+        prepare()
         return answer_video(loaded[0], unit.data, encoding, queries, labels, cfg)
 
     summary = run_stage(
@@ -398,11 +418,7 @@ def run(
         upstream=[input_key, queries_key(queries, labels)],
         units=units,
         work=work,
-        extra_metadata={
-            **model_record(cfg.model or DEFAULT_MODEL),
-            "mode": cfg.mode,
-            "level": cfg.level,
-        },
+        extra_metadata=prepare,
         shard=shard,
         force=force,
         on_unit=None if on_video is None else lambda unit, _rows: on_video(unit.video_id or ""),

@@ -71,6 +71,7 @@ class QueryConfig(ConfigBase):
         choices=QUERY_KINDS,
     )
     max_frames: int = opt(8, "At most this many frames per clip prompt (uniformly kept).", min=1)
+    video_input: str = o.video_input("--level clip prompts")
     max_pixels: int = o.max_pixels()
     max_new_tokens: int = opt(32, "Generation length for --mode generate.", min=1)
     device: str = o.device()
