@@ -159,3 +159,31 @@ def test_family_without_a_video_path_fails_with_one_line(tmp_path):
     with pytest.raises(ModelError) as info:
         set_video_input(world, "native")
     assert "\n" not in str(info.value) and "--video-input images" in str(info.value)
+
+
+def test_classify_lvlm_gives_the_linear_frames_with_their_times(family):
+    from zsar_cli.stages.classify_lvlm import lvlm_rerank
+    from zsar_cli.stages.select_tokens import FrameItem
+    from zsar_cli.stages.select_tokens_config import LVLMChoiceConfig
+
+    name, lvlm = family
+    if name != "smolvlm":
+        pytest.skip("one family is enough for the stage's plumbing")
+    times = TIMINGS["vfr"]
+    frames = [
+        FrameItem(i, t, -1, im) for i, (t, im) in enumerate(zip(times, clip(times), strict=True))
+    ]
+    seen = []
+    original = lvlm.choice
+
+    def recording(images, question, options):
+        seen.append(images)
+        return original(images, question, options)
+
+    lvlm.choice = recording
+    try:
+        probs = lvlm_rerank(lvlm, frames, "v", ["a", "b"], LVLMChoiceConfig(frames=3), "cpu")
+    finally:
+        del lvlm.choice
+    assert isinstance(seen[0], Clip) and seen[0].times == (0.0, 0.2, 1.5)
+    assert probs.shape == (2,) and abs(float(probs.sum()) - 1) < 1e-9

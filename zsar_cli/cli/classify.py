@@ -43,7 +43,7 @@ def classify(
     ],
     labels: Annotated[Path, LABELS_OPTION],
     config: ClassifyConfig,
-    lvlm_config: Annotated[LVLMChoiceConfig, Fields("self_res", "shortlist")],
+    lvlm_config: Annotated[LVLMChoiceConfig, Fields("self_res", "shortlist", "video_input")],
     output: Annotated[
         str | None,
         typer.Option(
