@@ -80,6 +80,14 @@ class QueryConfig(ConfigBase):
     trust_remote_code: bool = o.trust_remote_code()
     strict: bool = o.strict()
 
+    def provenance(self) -> dict[str, object]:
+        out = super().provenance()
+        if self.level == "frame":
+            # Only clip prompts have a video layout: frame-level answers (and their cache keys)
+            # do not depend on it.
+            out.pop("video_input", None)
+        return out
+
     def check(self) -> QueryConfig:
         if self.model is None:
             return replace(self, model=DEFAULT_MODEL).validated()
