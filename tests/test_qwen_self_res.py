@@ -162,3 +162,30 @@ def test_every_mode_and_level_reuse_equals_own_forward(any_qwen, tmp_path, level
         np.testing.assert_allclose(
             cached.column("p_yes").to_numpy(), plain.column("p_yes").to_numpy(), atol=1e-5
         )
+
+
+def test_select_tokens_and_query_from_tokens_cli_on_qwen(tmp_path, runner):
+    """The CLI chain on a Qwen2.5-VL folder: select-tokens keeps every token, query-lvlm
+    --tokens answers with the plain clip's p_yes."""
+    from zsar_cli.cli.app import app
+
+    folder = build_tiny_qwen2_5_vl(tmp_path / "qwen")
+    src = write_frames(tmp_path / "dense.parquet", frames(4, 2))
+    lvlm = load_lvlm(f"hf:{folder}", device="cpu", dtype="float32")
+    per_frame = select_video_tokens(
+        lvlm, "v", frames(1, 1), QUESTION, config(budget=1)
+    ).tokens_per_frame
+    tokens, answers = tmp_path / "tokens.parquet", tmp_path / "answers.parquet"
+    common = ["-m", f"hf:{folder}", "--question", QUESTION, "--device", "cpu"]
+    chosen = runner.invoke(
+        app, ["select-tokens", str(src), "-o", str(tokens), *common, "--budget", str(4 * per_frame)]
+    )
+    assert chosen.exit_code == 0, chosen.output
+    asked = runner.invoke(
+        app, ["query-lvlm", str(src), "--tokens", str(tokens), "-o", str(answers), *common]
+    )
+    assert asked.exit_code == 0, asked.output
+    table = read_artifact(answers, "answers").table
+    with uncapped_frames(lvlm):
+        plain = lvlm.yes_no([[f.image for f in frames(4, 2)]], [QUESTION])
+    assert abs(table.column("p_yes")[0].as_py() - float(plain.p_yes[0])) <= 1e-3  # float16 store
