@@ -189,3 +189,36 @@ def test_select_tokens_and_query_from_tokens_cli_on_qwen(tmp_path, runner):
     with uncapped_frames(lvlm):
         plain = lvlm.yes_no([[f.image for f in frames(4, 2)]], [QUESTION])
     assert abs(table.column("p_yes")[0].as_py() - float(plain.p_yes[0])) <= 1e-3  # float16 store
+
+
+def test_positions_computed_once_equal_the_models_own(any_qwen):
+    """The 3-D positions zsar computes (and Self-ReS gathers) are the ones the model computes
+    itself from the same inputs: one frame, several frames, and (Qwen3-VL) a native clip; the
+    logits with and without them passed are identical."""
+    from zsar_cli.backends.lvlm_base import Clip, set_video_input
+
+    images = [f.image for f in frames(3, 3)]
+    layouts: list[list] = [images[:1], images]
+    if any_qwen.model_type == "qwen3_vl":  # Qwen2.5-VL clips: real times, tested elsewhere
+        layouts.append(Clip(images, [0.0, 0.5, 1.0]))
+    set_video_input(any_qwen, "native")
+    base = any_qwen.model.model
+    for layout in layouts:
+        inputs = any_qwen.build_inputs([layout], [QUESTION])
+        t = inputs.tensors
+        base.rope_deltas = None
+        own = base.compute_3d_position_ids(
+            input_ids=t["input_ids"],
+            inputs_embeds=any_qwen.model.get_input_embeddings()(t["input_ids"]),
+            image_grid_thw=t.get("image_grid_thw"),
+            video_grid_thw=t.get("video_grid_thw"),
+            attention_mask=t["attention_mask"],
+            cache=None,
+            mm_token_type_ids=t.get("mm_token_type_ids"),
+        )
+        assert torch.equal(own, inputs.position_ids)
+        with torch.inference_mode():
+            kwargs = any_qwen._forward_kwargs(inputs)
+            given = any_qwen.model(**kwargs).logits[0, -1]
+            kwargs.pop("position_ids")
+            assert torch.equal(given, any_qwen.model(**kwargs).logits[0, -1])
