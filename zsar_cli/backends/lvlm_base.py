@@ -13,6 +13,8 @@ Three Protocols, because not every backend can do everything:
   `zsar_cli.backends.text_base.RecordGenerator`).
 `yes_no_many`, `choice_many` and `generate_many` ask every question about every unit (a frame or
 a clip) in one call, which is how a backend can reuse a unit's image work across its questions.
+A clip's frames may come as a `Clip` (a list carrying the frames' presentation times), which a
+backend switched to native video input (`set_video_input`) gives its model as one video.
 numpy only: no torch here (tensor types appear in annotations alone).
 """
 
