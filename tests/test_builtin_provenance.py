@@ -86,9 +86,10 @@ def test_specs_of_builtin_files_are_builtin():
     assert canonical_spec("hf:HuggingFaceTB/SmolVLM2-256M-Video-Instruct").startswith("hf:Hug")
     assert canonical_spec("openclip:ViT-B-32@/elsewhere/w.safetensors").endswith("w.safetensors")
     record = model_record(f"openclip:zsar-world-rn@{weights}")
-    assert record == {"model_spec": CLIP, "model_sha256": builtin_digest("world-clip")}
+    digest = builtin_digest("world-clip")
+    assert record == {"model_spec": CLIP, "model_sha256": digest, "model_revision": digest}
     assert record["model_sha256"].startswith("sha256:") and len(record["model_sha256"]) == 71
-    assert model_record("fake:clip") == {"model_spec": "fake:clip"}
+    assert model_record("fake:clip") == {"model_spec": "fake:clip", "model_revision": ""}
 
 
 def test_no_artifact_records_the_install_path(world, runner, tmp_path):

@@ -69,3 +69,43 @@ def test_reuse_parity_at_real_size(real):
     np.testing.assert_allclose(cached.p_yes, plain.p_yes, atol=1e-5)
     assert lvlm.features.vision_runs == 2
     assert lvlm.stats["shared_rows"] == 4  # every family here puts the images first
+
+
+@pytest.fixture(scope="module")
+def real_qwen():
+    folder = ensure("qwen2.5-vl-3b-vision")
+    return load_lvlm(f"hf:{folder}", device="cpu", dtype="float32", batch_size=2)
+
+
+def test_qwen_self_res_and_native_times_at_real_size(real_qwen):
+    """Qwen2.5-VL-3B's vision tower and processor (tokens_per_second 2): every token kept gives
+    the plain p_yes (1e-4), and a VFR clip's temporal positions follow its real times."""
+    from zsar_cli.backends.lvlm_base import Clip, set_video_input
+    from zsar_cli.stages.select_tokens import FrameItem, select_video_tokens
+    from zsar_cli.stages.select_tokens_config import SelectTokensConfig
+    from zsar_cli.stages.self_res import answer_yes_no, kept_from_selection
+    from zsar_cli.stages.token_scores import uncapped_frames
+
+    lvlm = real_qwen
+    rng = np.random.default_rng(3)
+    obj = random_object(rng, 320, 180)
+    images = [render_frame(320, 180, [obj], rng=rng) for _ in range(4)]
+    items = [FrameItem(i, i * 0.5, i // 2, im) for i, im in enumerate(images)]
+    question = QUESTIONS[1]
+    one = select_video_tokens(
+        lvlm, "v", items[:1], question, SelectTokensConfig(question="q", budget=1, segments=1)
+    )
+    everything = 4 * one.tokens_per_frame
+    sel = select_video_tokens(
+        lvlm, "v", items, question, SelectTokensConfig(question="q", budget=everything)
+    )
+    with uncapped_frames(lvlm):
+        plain = lvlm.yes_no([images], [question])
+    p_yes = answer_yes_no(lvlm, kept_from_selection(sel), 320, 180, question)[0]
+    assert abs(p_yes - float(plain.p_yes[0])) <= 1e-4
+    set_video_input(lvlm, "native")
+    times = [12.0, 12.04, 14.0, 14.1]  # two temporal patches, starting at 12.0 and 14.0 s
+    inputs = lvlm.build_inputs([Clip(images, times)], [question])
+    temporal = inputs.position_ids[0, 0, inputs.image_token_mask[0]]
+    assert lvlm.model.config.vision_config.tokens_per_second == 2
+    assert sorted(set((temporal - temporal.min()).tolist())) == [0, 4]  # 2 s × 2 per second

@@ -19,12 +19,14 @@ IDEFICS3_TEMPLATE = (
     "{% else %}{{ part['text'] }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
     "{% if add_generation_prompt %}Assistant:{% endif %}"
 )
-# Qwen2.5-VL's layout: system turn, then each image wrapped in vision start/end, then the text.
+# Qwen2.5-VL's layout: system turn, then each image (or the video) wrapped in vision start/end,
+# then the text. Qwen3-VL's processor expands the video into timestamped frames itself.
 QWEN_TEMPLATE = (
     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{% for part in message['content'] %}{% if part['type'] == 'image' %}"
-    "<|vision_start|><|image_pad|><|vision_end|>{% else %}{{ part['text'] }}{% endif %}"
+    "<|vision_start|><|image_pad|><|vision_end|>{% elif part['type'] == 'video' %}"
+    "<|vision_start|><|video_pad|><|vision_end|>{% else %}{{ part['text'] }}{% endif %}"
     "{% endfor %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
@@ -113,7 +115,8 @@ def build_tiny_llava_onevision(out: Path) -> Path:
     )
     template = (
         "{% for m in messages %}<|im_start|>{{ m['role'] }} {% for p in m['content'] %}"
-        "{% if p['type'] == 'image' %}<image>{% else %}{{ p['text'] }}{% endif %}{% endfor %}"
+        "{% if p['type'] == 'image' %}<image>{% elif p['type'] == 'video' %}<video>"
+        "{% else %}{{ p['text'] }}{% endif %}{% endfor %}"
         "<|im_end|>{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant {% endif %}"
     )
     # Two grid pinpoints so a wide frame is split (anyres: base view + 2 crops, unpadded).
@@ -174,7 +177,7 @@ def build_tiny_qwen2_5_vl(out: Path) -> Path:
     processor = Qwen2_5_VLProcessor(
         image_processor=image_processor,
         tokenizer=tok,
-        video_processor=Qwen2VLVideoProcessor(),
+        video_processor=Qwen2VLVideoProcessor(min_pixels=28 * 28 * 4, max_pixels=28 * 28 * 16),
         chat_template=QWEN_TEMPLATE,
     )
     config = Qwen2_5_VLConfig(
@@ -213,5 +216,113 @@ def build_tiny_qwen2_5_vl(out: Path) -> Path:
     )
     torch.manual_seed(0)
     Qwen2_5_VLForConditionalGeneration(config).save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def build_tiny_qwen3_vl(out: Path) -> Path:
+    """A random Qwen3-VL (16-px patches, learned position embeddings, DeepStack features into
+    the first decoder layers, interleaved multimodal RoPE) with its image and video processors
+    capped at 32·32·16 pixels; the processor writes "<t seconds>" before each frame."""
+    from transformers import (
+        Qwen2VLImageProcessor,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
+
+    tok = world_tokenizer(["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"])
+    cap = {"min_pixels": 32 * 32 * 4, "max_pixels": 32 * 32 * 16}
+    processor = Qwen3VLProcessor(
+        image_processor=Qwen2VLImageProcessor(patch_size=16, **cap),
+        tokenizer=tok,
+        video_processor=Qwen3VLVideoProcessor(
+            size={"shortest_edge": cap["min_pixels"], "longest_edge": cap["max_pixels"]}
+        ),
+        chat_template=QWEN_TEMPLATE,
+    )
+    config = Qwen3VLConfig(
+        vision_config={
+            "depth": 2,
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_heads": 2,
+            "out_hidden_size": 32,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "num_position_embeddings": 64,
+            "deepstack_visual_indexes": [0],
+        },
+        text_config={
+            "vocab_size": len(tok),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": 16,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 5e6,
+                "mrope_section": [2, 3, 3],
+                "mrope_interleaved": True,
+            },
+            "pad_token_id": tok.pad_token_id,
+            "eos_token_id": tok.eos_token_id,
+            "bos_token_id": None,
+        },
+        image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
+        video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"),
+        vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"),
+        vision_end_token_id=tok.convert_tokens_to_ids("<|vision_end|>"),
+    )
+    torch.manual_seed(0)
+    Qwen3VLForConditionalGeneration(config).save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+def build_tiny_smolvlm(out: Path) -> Path:
+    """A random SmolVLM (SmolVLM2's classes: Idefics3 architecture, SmolVLMProcessor with its
+    video path, which writes "Frame from MM:SS:" before each frame and needs num2words)."""
+    from transformers import (
+        SmolVLMConfig,
+        SmolVLMForConditionalGeneration,
+        SmolVLMImageProcessor,
+        SmolVLMProcessor,
+        SmolVLMVideoProcessor,
+    )
+    from transformers.models.smolvlm.processing_smolvlm import DEFAULT_CHAT_TEMPLATE
+
+    tok = world_tokenizer(["<fake_token_around_image>", "<global-img>", "<end_of_utterance>"])
+    edge = {"longest_edge": 32}
+    processor = SmolVLMProcessor(
+        image_processor=SmolVLMImageProcessor(
+            size=edge, max_image_size=edge, do_image_splitting=False
+        ),
+        tokenizer=tok,
+        video_processor=SmolVLMVideoProcessor(size=edge, max_image_size=edge),
+        image_seq_len=4,
+        chat_template=DEFAULT_CHAT_TEMPLATE,
+    )
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2}
+    config = SmolVLMConfig(
+        vision_config={**small, "num_attention_heads": 2, "image_size": 32, "patch_size": 8},
+        text_config={
+            **small,
+            "model_type": "llama",
+            "vocab_size": len(tok),
+            "num_attention_heads": 2,
+            "num_key_value_heads": 2,
+            "pad_token_id": tok.pad_token_id,
+        },
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        scale_factor=2,
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    SmolVLMForConditionalGeneration(config).save_pretrained(out)
     processor.save_pretrained(out)
     return out

@@ -317,3 +317,15 @@ def request_retries() -> Any:
         min=0,
         run_only=True,
     )
+
+
+VIDEO_INPUTS: tuple[str, ...] = ("auto", "native", "images")
+
+
+def video_input(where: str = "clip prompts") -> Any:
+    return opt(
+        "auto",
+        f"How {where} reach the LVLM: native (the processor's video path, told the frames' real "
+        "times), images (one image per frame), auto (native where the family has a video path).",
+        choices=VIDEO_INPUTS,
+    )

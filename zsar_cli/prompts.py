@@ -67,18 +67,20 @@ def format_choice_prompt(question: str, options: Sequence[str]) -> str:
     return "\n".join([*lines, CHOICE_INSTRUCTION])
 
 
-def user_turn(num_images: int, text: str) -> list[dict[str, object]]:
-    """The chat messages of one prompt: a single user turn, its images first, then the text.
+def user_turn(num_images: int, text: str, video: bool = False) -> list[dict[str, object]]:
+    """The chat messages of one prompt: a single user turn, its images (or one video) first,
+    then the text.
 
     Where the images end up is the chat template's business (the world LVLM's puts them after
     the text); this order is what every template receives."""
-    content: list[dict[str, str]] = [{"type": "image"} for _ in range(num_images)]
+    kind = "video" if video else "image"
+    content: list[dict[str, str]] = [{"type": kind} for _ in range(1 if video else num_images)]
     content.append({"type": "text", "text": text})
     return [{"role": "user", "content": content}]
 
 
 def context_turns(
-    examples: Sequence[tuple[int, str, str]], num_images: int, text: str
+    examples: Sequence[tuple[int, str, str]], num_images: int, text: str, video: bool = False
 ) -> list[dict[str, object]]:
     """In-context examples before the query: per example (its image count, its text, its correct
     answer) a user turn laid out like the query's and an assistant turn with the answer, then the
@@ -87,4 +89,4 @@ def context_turns(
     for count, example_text, answer in examples:
         messages += user_turn(count, example_text)
         messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
-    return messages + user_turn(num_images, text)
+    return messages + user_turn(num_images, text, video=video)

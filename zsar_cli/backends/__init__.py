@@ -173,12 +173,16 @@ def canonical_spec(spec: str) -> str:
 
 
 def model_record(spec: str) -> dict[str, str]:
-    """What an artifact records about the model of `spec`: `model_spec`, and for a built-in
-    model `builtin:NAME` with the `model_sha256` of its files."""
+    """What an artifact records about the model of `spec`: `model_spec`, `model_revision` (the
+    Hub commit or the content hash of the weights, `zsar_cli.backends.revision`), and for a
+    built-in model `builtin:NAME` with the `model_sha256` of its files."""
+    from zsar_cli.backends.revision import model_revision
+
     canonical = canonical_spec(spec)
     if not canonical.startswith("builtin:"):
-        return {"model_spec": spec}
-    return {"model_spec": canonical, "model_sha256": builtin_digest(canonical.partition(":")[2])}
+        return {"model_spec": spec, "model_revision": model_revision(spec)}
+    digest = builtin_digest(canonical.partition(":")[2])
+    return {"model_spec": canonical, "model_sha256": digest, "model_revision": digest}
 
 
 def check_recorded_model(spec: str, recorded_sha256: str | None, source: str) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from zsar_cli.backends.hf_reuse import ReuseBlocked, greedy_decode
-from zsar_cli.backends.lvlm_base import LVLMInputs
+from zsar_cli.backends.lvlm_base import Clip, LVLMInputs
 
 if TYPE_CHECKING:
     from zsar_cli.backends.hf_lvlm import HFLVLM
@@ -46,6 +46,17 @@ class GreedyGeneration:
             getattr(config, name, None) in allowed for name, allowed in GREEDY_CHANGERS.items()
         )
 
+    def _own_positions(self, inputs: LVLMInputs) -> bool:
+        """Whether the batch's positions are ours, not what the model's `generate` would
+        compute (Qwen2.5-VL clips: temporal positions from real times, which its single
+        interval per video cannot express): decoding must then continue from them."""
+        lvlm = cast("HFLVLM", self)  # the mixin runs on an HFLVLM
+        return (
+            lvlm.model_type == "qwen2_5_vl"
+            and lvlm.video_input == "native"
+            and any(isinstance(ims, Clip) for ims in inputs.images or [])
+        )
+
     def _end_ids(self) -> list[int]:
         lvlm = cast("HFLVLM", self)  # the mixin runs on an HFLVLM
         config = getattr(lvlm.model, "generation_config", None)
@@ -72,7 +83,7 @@ class GreedyGeneration:
         for part in lvlm._batches(capped):
             inputs = lvlm._processed([capped[i] for i in part], [prompts[i] for i in part])
             texts = None
-            if lvlm.reusing and lvlm._plain_greedy():
+            if (lvlm.reusing or lvlm._own_positions(inputs)) and lvlm._plain_greedy():
                 with contextlib.suppress(ReuseBlocked):
                     texts = lvlm._generate_reusing(inputs, max_new_tokens)
             if texts is None:

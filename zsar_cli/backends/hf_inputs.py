@@ -18,11 +18,12 @@ def chat_prompt(
     processor: Any,
     num_images: int,
     text: str,
+    video: bool = False,
     examples: Sequence[tuple[int, str, str]] = (),
 ) -> str:
-    """The query's user turn (the images first, then the text), after the in-context examples'
-    turns if any, rendered with the processor's template."""
-    messages = context_turns(examples, num_images, text)
+    """The query's user turn (the images or the video first, then the text), after the
+    in-context examples' turns if any, rendered with the processor's template."""
+    messages = context_turns(examples, num_images, text, video=video)
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
@@ -70,6 +71,20 @@ def _image_token_id(model: Any, processor: Any) -> int:
     return int(processor.tokenizer.convert_tokens_to_ids(token))
 
 
+def _video_token_id(model: Any, processor: Any) -> int | None:
+    """The placeholder id of video features (None for families without one: SmolVLM expands a
+    video into image tokens)."""
+    for owner, name in (
+        (model.config, "video_token_id"),
+        (model.config, "video_token_index"),
+        (processor, "video_token_id"),
+    ):
+        value = getattr(owner, name, None)
+        if isinstance(value, int):
+            return value
+    return None
+
+
 class InContextMethods:
     """In-context examples for the transformers backend (`InContext`): inside `in_context`,
     every prompt renders the examples' turns before the query's, and its images start with the
@@ -80,12 +95,6 @@ class InContextMethods:
     max_pixels: int | None
     context: tuple[ContextTurn, ...]
     _context_images: list[np.ndarray]
-
-    def prompt_text(self, num_images: int, text: str) -> str:
-        """The rendered prompt of a query with `num_images` images of its own (after the
-        in-context examples' turns, if a block of `in_context` is open)."""
-        examples = [(len(t.images), t.text, t.answer) for t in self.context]
-        return chat_prompt(self.processor, num_images, text, examples)
 
     @contextlib.contextmanager
     def in_context(self, turns: Sequence[ContextTurn]) -> Iterator[None]:

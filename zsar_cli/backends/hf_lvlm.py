@@ -8,10 +8,12 @@ run on `inputs_embeds` with attentions/hidden states).
 
 Models load through `AutoProcessor` + `AutoModelForImageTextToText` and prompts are built with the
 processor's own chat template, so any family those Auto classes know works the same way. Tested
-families: Idefics3 / SmolVLM (the default `hf:HuggingFaceTB/SmolVLM2-256M-Video-Instruct` and the
-shipped world model) and LLaVA-OneVision (a tiny random-init model in the tests). Source checks
-and device/dtype resolution are in `hf_loading`, text-only generation (`describe`) in `hf_text`,
-the prompt wording in `zsar_cli.prompts`.
+families (tiny random-init models in the tests; see the README's model table): Idefics3 /
+SmolVLM2 (the default `hf:HuggingFaceTB/SmolVLM2-256M-Video-Instruct` and the shipped world
+model), LLaVA-OneVision, Qwen2.5-VL and Qwen3-VL. A `lvlm_base.Clip` goes in as one native video
+with its frames' real times where `video_input` is native (`hf_video`); batches are laid out in
+`hf_batch`. Source checks and device/dtype resolution are in `hf_loading`, text-only generation
+(`describe`) in `hf_text`, the prompt wording in `zsar_cli.prompts`.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ import numpy as np
 import torch
 
 from zsar_cli.backends.contract import check_lvlm_folder
+from zsar_cli.backends.hf_batch import BatchMethods
 from zsar_cli.backends.hf_generation import GreedyGeneration
 from zsar_cli.backends.hf_hooks import SelectionHookMethods
-from zsar_cli.backends.hf_inputs import InContextMethods, _image_token_id
+from zsar_cli.backends.hf_inputs import InContextMethods, _image_token_id, _video_token_id
 from zsar_cli.backends.hf_inputs import cap_pixels as cap_pixels
 from zsar_cli.backends.hf_inputs import chat_prompt as chat_prompt
 from zsar_cli.backends.hf_inputs import single_token_ids as single_token_ids
@@ -56,6 +59,7 @@ from zsar_cli.backends.hf_reuse import (
     plan_groups,
     prefill,
 )
+from zsar_cli.backends.hf_video import video_support
 from zsar_cli.backends.hub import offline_if_unreachable
 
 # Re-exported: frame caps, the hook dataclasses and the prompt text live in light modules (the
@@ -127,7 +131,7 @@ def load_hf_lvlm(
 # The backend
 
 
-class HFLVLM(GreedyGeneration, SelectionHookMethods, InContextMethods):
+class HFLVLM(BatchMethods, GreedyGeneration, SelectionHookMethods, InContextMethods):
     """A loaded transformers image-text-to-text model with its processor (implements `LVLM` and
     `SelectionHooks`).
 
@@ -147,6 +151,7 @@ class HFLVLM(GreedyGeneration, SelectionHookMethods, InContextMethods):
         batch_size: int = 8,
         reuse: bool = True,
         feature_cache_mb: int = DEFAULT_CACHE_MB,
+        video_input: str = "images",
     ) -> None:
         self.model = model
         self.processor = processor
@@ -167,7 +172,11 @@ class HFLVLM(GreedyGeneration, SelectionHookMethods, InContextMethods):
                 f"{'yes' if not self.yes_ids else 'no'}; yes/no scoring is impossible"
             )
         self.image_token_id = _image_token_id(model, processor)
+        self.video_token_id = _video_token_id(model, processor)
         self.model_type = str(getattr(model.config, "model_type", ""))
+        # How clip prompts (`lvlm_base.Clip`) reach the model: "images" (one image per frame)
+        # or "native" (the processor's video path with the frames' times); see set_video_input.
+        self.video_input = video_input
         self.pass_position_ids = self.model_type not in MODEL_COMPUTES_POSITIONS
         self.reuse = reuse
         # Why reuse was switched off for this model, if it was (see PLAIN_DECODER_ARGS).
@@ -189,72 +198,9 @@ class HFLVLM(GreedyGeneration, SelectionHookMethods, InContextMethods):
     def reusing(self) -> bool:
         return self.reuse and self.reuse_blocked is None
 
-    # -- inputs ------------------------------------------------------------------------------
-    def capped(self, images_per_prompt: Sequence[Sequence[np.ndarray]]) -> list[list[np.ndarray]]:
-        """The frame and pixel caps applied; an image object shared by several prompts is
-        resized once and stays one object (so its features are looked up once)."""
-        done: dict[int, np.ndarray] = {}
-        out = []
-        for ims in images_per_prompt:
-            # The examples' images first (never frame-capped: the cap is the query's).
-            row = list(self._context_images)
-            for im in cap_frames(ims, self.max_frames):
-                if id(im) not in done:
-                    done[id(im)] = cap_pixels(writable(im), self.max_pixels)
-                row.append(done[id(im)])
-            out.append(row)
-        return out
-
-    def build_inputs(
-        self, images_per_prompt: Sequence[Sequence[np.ndarray]], prompts: Sequence[str]
-    ) -> LVLMInputs:
-        """Apply the chat template and the processor to a batch (pixel and frame caps applied)."""
-        if len(images_per_prompt) != len(prompts):
-            raise ValueError("one image list per prompt is required")
-        return self._processed(self.capped(images_per_prompt), prompts)
-
-    def _processed(self, capped: list[list[np.ndarray]], prompts: Sequence[str]) -> LVLMInputs:
-        own = len(self._context_images)  # each prompt's images start with the examples'
-        texts = [
-            self.prompt_text(len(ims) - own, p) for ims, p in zip(capped, prompts, strict=True)
-        ]
-        has_images = any(capped)
-        if has_images and not all(capped):
-            raise ValueError("a batch must not mix prompts with and without images")
-        call: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True}
-        if has_images:
-            call["images"] = capped
-        batch = self.processor(**call)
-        tensors = {k: v.to(self.device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-        for key, value in tensors.items():
-            if value.is_floating_point():
-                tensors[key] = value.to(self.model.dtype)
-        mask = tensors["attention_mask"]
-        position_ids = None
-        if self.pass_position_ids:
-            position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        image_mask = tensors["input_ids"] == self.image_token_id
-        return LVLMInputs(tensors, position_ids, image_mask, images=capped)
-
-    def _forward_kwargs(self, inputs: LVLMInputs) -> dict[str, Any]:
-        kwargs: dict[str, Any] = dict(inputs.tensors)
-        if inputs.position_ids is not None:
-            kwargs["position_ids"] = inputs.position_ids
-        kwargs["use_cache"] = False
-        return kwargs
-
-    def _batches(self, capped: Sequence[Sequence[np.ndarray]]) -> list[list[int]]:
-        """Prompt indices per processor batch: whole image sets (every prompt about the same
-        images in one batch, so they share one prefix pass), up to `batch_size` sets each."""
-        order: dict[object, list[int]] = {}
-        for i, ims in enumerate(capped):
-            key: object = tuple(id(im) for im in ims) if ims else ("text", i)
-            order.setdefault(key, []).append(i)
-        sets = list(order.values())
-        return [
-            [i for members in sets[s : s + self.batch_size] for i in members]
-            for s in range(0, len(sets), self.batch_size)
-        ]
+    def video_support(self) -> str | None:
+        """None when clips can go in as native video, else what is missing."""
+        return video_support(self.model_type, self.processor)
 
     # -- reuse: cached image features, shared prefixes -----------------------------------------
     def decoder(self) -> Decoder:

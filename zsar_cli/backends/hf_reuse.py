@@ -46,6 +46,9 @@ def images_key(images: Sequence[np.ndarray]) -> bytes:
     """A content hash of a prompt's images (shape, dtype and pixels of each, in order)."""
     digest = hashlib.blake2b(digest_size=20)
     digest.update(str(len(images)).encode())
+    times = getattr(images, "times", None)  # a Clip: its times shape a native video's prompt
+    if times is not None:
+        digest.update(("clip" + ",".join(map(repr, times))).encode())
     for image in images:
         array = np.ascontiguousarray(image)
         digest.update(f"{array.shape}{array.dtype}".encode())

@@ -13,6 +13,8 @@ Three Protocols, because not every backend can do everything:
   `zsar_cli.backends.text_base.RecordGenerator`).
 `yes_no_many`, `choice_many` and `generate_many` ask every question about every unit (a frame or
 a clip) in one call, which is how a backend can reuse a unit's image work across its questions.
+A clip's frames may come as a `Clip` (a list carrying the frames' presentation times), which a
+backend switched to native video input (`set_video_input`) gives its model as one video.
 numpy only: no torch here (tensor types appear in annotations alone).
 """
 
@@ -24,6 +26,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
+
+from zsar_cli.errors import ModelError
 
 if TYPE_CHECKING:
     import torch
@@ -49,12 +53,48 @@ class ContextTurn:
     answer: str
 
 
+class Clip(list):  # type: ignore[type-arg]
+    """A clip's frames (RGB arrays, in temporal order) with their presentation times in seconds.
+
+    A list of images to every backend; one whose video input is `native` hands the frames to
+    its processor's video path with these times (never an assumed frame rate), so a model is
+    told when each frame was shown even for variable-frame-rate or mid-video clips."""
+
+    def __init__(self, frames: Sequence[np.ndarray], times: Sequence[float]) -> None:
+        super().__init__(frames)
+        if len(times) != len(self):
+            raise ValueError(f"{len(self)} frames but {len(times)} times")
+        self.times: tuple[float, ...] = tuple(float(t) for t in times)
+
+
 def cap_frames(images: Sequence[np.ndarray], max_frames: int | None) -> list[np.ndarray]:
-    """Keep at most `max_frames` images, uniformly spaced (first and last kept)."""
+    """Keep at most `max_frames` images, uniformly spaced (first and last kept); a `Clip` stays
+    a `Clip` with the kept frames' times."""
     if not max_frames or len(images) <= max_frames:
-        return list(images)
+        return images if isinstance(images, Clip) else list(images)
     idx = np.linspace(0, len(images) - 1, max_frames).round().astype(int)
+    if isinstance(images, Clip):
+        return Clip([images[i] for i in idx], [images.times[i] for i in idx])
     return [images[i] for i in idx]
+
+
+def set_video_input(lvlm: object, requested: str) -> str:
+    """Switch a backend's clip prompts to `native` video or separate `images`; `auto` picks
+    native where the backend's family has a video path. Returns the mode in effect; a backend
+    that cannot serve `native` fails with one line naming what is missing."""
+    spec = getattr(lvlm, "spec", type(lvlm).__name__)
+    support = getattr(lvlm, "video_support", None)
+    missing = support() if callable(support) else "this backend has no video input"
+    if requested == "auto":
+        requested = "images" if missing else "native"
+    if requested == "native" and missing:
+        raise ModelError(f"{spec}: --video-input native: {missing}; use --video-input images")
+    if getattr(lvlm, "video_input", requested) != requested:
+        lvlm.video_input = requested  # type: ignore[attr-defined]
+        features = getattr(lvlm, "features", None)
+        if features is not None:  # cached features of clips laid out the other way
+            features.clear()
+    return requested
 
 
 @runtime_checkable
@@ -173,6 +213,9 @@ class LVLMInputs:
     images: list[list[np.ndarray]] | None = None
     """Per prompt, the images as the processor received them (caps applied): what a backend
     keys its cache of image features by. None where the batch was assembled otherwise."""
+    texts: list[str] | None = None
+    """Per prompt, the rendered chat text handed to the processor (before it expands image and
+    video placeholders): where a native clip's times can be read back."""
 
     @property
     def input_ids(self) -> torch.Tensor:

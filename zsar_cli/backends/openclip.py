@@ -298,11 +298,12 @@ class OpenClipEncoder:
     def describe(self) -> dict[str, object]:
         from zsar_cli.backends import model_record
 
-        # A built-in model is `builtin:NAME` and the hash of its files, not its install path.
-        record = model_record(self.spec) if self.spec.startswith("builtin:") else {}
+        # The resolved revision names the weights; a built-in model is `builtin:NAME` and the
+        # hash of its files, not its install path.
+        record = model_record(self.spec)
         return {
-            "model_spec": self.spec,
             **record,
+            "model_spec": self.spec,
             "pretrained": record.get("model_sha256", self.pretrained),
             "preprocess": " | ".join(str(t).replace("\n", " ") for t in self.preprocess.transforms),
             "embedding_dim": self.dim,

@@ -44,7 +44,8 @@ def classify(
     labels: Annotated[Path, LABELS_OPTION],
     config: ClassifyConfig,
     lvlm_config: Annotated[
-        LVLMChoiceConfig, Fields("self_res", "shortlist", "frames", "examples_file")
+        LVLMChoiceConfig,
+        Fields("self_res", "shortlist", "frames", "video_input", "examples_file"),
     ],
     output: Annotated[
         str | None,

@@ -17,7 +17,8 @@ import numpy as np
 import pyarrow as pa
 
 from zsar_cli.artifacts import ArtifactWriter, iter_batches, iter_video_groups
-from zsar_cli.backends.lvlm_base import cap_frames
+from zsar_cli.backends import model_record
+from zsar_cli.backends.lvlm_base import Clip, cap_frames, set_video_input
 from zsar_cli.errors import ConfigError, InputError, ModelError, ZsarError
 from zsar_cli.outputs import scoped
 from zsar_cli.prompts import format_choice_prompt
@@ -56,7 +57,11 @@ def lvlm_rerank(
     """Option probabilities over `shortlist` from linear frames (after the in-context
     `examples` whose label is on the shortlist) or from Self-ReS tokens."""
     if not config.self_res:
-        images = cap_frames([f.image for f in frames], config.frames)
+        images: list[np.ndarray] = [f.image for f in frames]
+        if all(f.timestamp is not None for f in frames):
+            # With their real times: a native video input tells the model when each was shown.
+            images = Clip(images, [float(f.timestamp or 0.0) for f in frames])
+        images = cap_frames(images, config.frames)
         turns = choice_turns(examples, config.question, list(shortlist))
         context = check_backend(lvlm).in_context(turns) if examples else contextlib.nullcontext()
         with uncapped_frames(lvlm), context:
@@ -104,6 +109,9 @@ def classify_with_lvlm(
             max_pixels=lcfg.max_pixels,
             max_frames=None,
         )
+    # The Self-ReS final pass answers from per-frame image tokens (the tokens it selected), so
+    # only the linearly sampled frames can go in as a native video.
+    video_input = "images" if lcfg.self_res else set_video_input(lvlm, lcfg.video_input)
     if lcfg.self_res:
         check_family(lvlm)
     examples: list[Example] = []
@@ -184,7 +192,12 @@ def classify_with_lvlm(
             "predictions",
             {"clip": config.provenance(), "lvlm": lcfg},
             upstream=[*upstream, key, *([examples_key(examples)] if examples else [])],
-            extra_metadata={"model_spec": clip_summary.model, "lvlm_spec": lvlm.spec},
+            extra_metadata={
+                "model_spec": clip_summary.model,
+                "lvlm_spec": lvlm.spec,
+                "lvlm_revision": model_record(lvlm.spec)["model_revision"],
+                "video_input": video_input,
+            },
             force=force,
         ) as writer:
             writer.write(clf.predictions_table(results))

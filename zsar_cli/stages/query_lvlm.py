@@ -219,7 +219,7 @@ def _decode(frame: _Frame, encoding: str) -> tuple[np.ndarray | None, str | None
 
 def _load(unit: _Unit, encoding: str, level: str, max_frames: int) -> None:
     """Decode a unit's images (clip level: its decodable frames, capped to `max_frames`)."""
-    from zsar_cli.backends.lvlm_base import cap_frames
+    from zsar_cli.backends.lvlm_base import Clip, cap_frames
 
     decoded = [(m, *_decode(m, encoding)) for m in unit.members]
     if level == "frame":
@@ -231,7 +231,11 @@ def _load(unit: _Unit, encoding: str, level: str, max_frames: int) -> None:
     stamps = [m.timestamp for m, _ in good if m.timestamp is not None]
     unit.timestamp = float(np.mean(stamps)) if stamps else None
     unit.error = None if good else (decoded[0][2] or "no decodable frame")
-    unit.images = cap_frames([image for _, image in good], max_frames)
+    images = [image for _, image in good]
+    if good and len(stamps) == len(good):
+        # The frames' real times travel with them: a native video input tells the model these.
+        images = Clip(images, stamps)
+    unit.images = cap_frames(images, max_frames)
 
 
 def units_per_call(config: QueryConfig) -> int:
@@ -421,9 +425,22 @@ class AnswerTask:
         return load_model(self.config, self.responses)
 
     def facts(self, model: LVLM) -> dict[str, Any]:
-        return {}
+        """The model that answered (its own spec, even when handed in by a caller) and, for
+        clip prompts, the video input in effect (`auto` resolves per family)."""
+        spec = getattr(model, "spec", None) or self.config.model or DEFAULT_MODEL
+        facts: dict[str, Any] = dict(model_record(spec))
+        if self.config.level == "clip":
+            facts["video_input"] = self._video_input(model)
+        return facts
+
+    def _video_input(self, model: LVLM) -> str:
+        from zsar_cli.backends.lvlm_base import set_video_input
+
+        return set_video_input(model, self.config.video_input)
 
     def __call__(self, model: LVLM, video: pa.Table) -> pa.Table:
+        if self.config.level == "clip":
+            self._video_input(model)  # before the first clip, wherever the model was loaded
         return answer_video(
             model, video, self.encoding, self.queries, self.labels, self.config, self.examples
         )
@@ -497,7 +514,7 @@ def run(
             config=provenance,
             upstream=upstream,
             units=units,
-            extra_metadata=extra,
+            extra_metadata=lambda: {**extra, **ex.facts(task)},
             shard=shard,
             force=force,
             on_unit=None if on_video is None else lambda unit, _rows: on_video(unit.video_id or ""),

@@ -79,6 +79,7 @@ class QueryConfig(ConfigBase):
         omit_unset=True,  # runs without examples keep their cache keys
     )
     max_frames: int = opt(8, "At most this many frames per clip prompt (uniformly kept).", min=1)
+    video_input: str = o.video_input("--level clip prompts")
     max_pixels: int = o.max_pixels()
     max_new_tokens: int = opt(32, "Generation length for --mode generate.", min=1)
     device: str = o.device()
@@ -97,6 +98,10 @@ class QueryConfig(ConfigBase):
         if not o.served_spec(self.model):
             # Only a served model's answers depend on it; local runs keep their cache keys.
             out.pop("top_logprobs")
+        if self.level == "frame":
+            # Only clip prompts have a video layout: frame-level answers (and their cache keys)
+            # do not depend on it.
+            out.pop("video_input", None)
         return out
 
     def check(self) -> QueryConfig:

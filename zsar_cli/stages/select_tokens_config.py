@@ -108,6 +108,7 @@ class LVLMChoiceConfig(ConfigBase):
     )
     question: str = opt(DEFAULT_CHOICE_QUESTION, "The question before the options.")
     frames: int = opt(16, "Frames linearly sampled per video.", min=1)
+    video_input: str = o.video_input("the linearly sampled frames (without --self-res)")
     segments: int = opt(4, "With --self-res: segments (reflection paths) per video.", min=1)
     frames_per_segment: int = opt(8, "With --self-res: frames per segment.", min=1)
     scorer: str = opt(

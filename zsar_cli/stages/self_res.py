@@ -12,7 +12,9 @@ kept token embeddings, and the slots of dropped tokens are removed from the sequ
 for 1-D RoPE families (Idefics3/SmolVLM with a Llama text model, LLaVA-OneVision with Qwen2) the
 shortened sequence is numbered 0..L'-1, i.e. the model sees a shorter clip, never gaps it was not
 trained on; with every token kept the sequence, the positions and hence p_yes equal the plain
-frame path exactly. Families with multimodal 3-D RoPE (Qwen2-VL/2.5-VL/3-VL, GLM-4V) are refused.
+frame path exactly. Multimodal 3-D RoPE families (Qwen2-VL, Qwen2.5-VL) keep each kept token's
+(t, h, w) position computed on the whole sequence, and the text after the frames its own, so the
+final pass is position-consistent with the plain one. Qwen3-VL (DeepStack) is refused.
 """
 
 from __future__ import annotations
@@ -146,11 +148,16 @@ def final_inputs(
         sequence = embeds[keep].unsqueeze(0)
         length = sequence.shape[1]
         attention = torch.ones((1, length), dtype=inputs.attention_mask.dtype, device=ids.device)
-        positions = torch.arange(length, device=ids.device).unsqueeze(0)
+        if inputs.position_ids is not None and inputs.position_ids.dim() == 3:
+            # Multimodal RoPE: each kept token keeps the (t, h, w) position it has in the whole
+            # sequence, and the text after the frames keeps its own; gaps mark dropped tokens.
+            positions = inputs.position_ids[:, :1, keep]
+        else:
+            positions = torch.arange(length, device=ids.device).unsqueeze(0)
     return EmbeddedInputs(
         inputs_embeds=sequence,
         attention_mask=attention,
-        position_ids=positions if lvlm.pass_position_ids else None,
+        position_ids=positions if inputs.position_ids is not None else None,
         image_token_mask=image_mask[keep].unsqueeze(0),
         extra={},
     )

@@ -22,9 +22,13 @@ from zsar_cli.errors import ConfigError, ModelError
 if TYPE_CHECKING:
     from zsar_cli.backends.lvlm_base import SelectionHooks
 
-# Families whose rotary positions are 3-D and computed from the image grid (multimodal RoPE):
-# a subset of visual tokens has no well-defined 1-D renumbering there.
-UNSUPPORTED_FAMILIES = frozenset({"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "glm4v"})
+# Families whose kept tokens cannot be re-fed from their embeddings alone, and why. Qwen2-VL and
+# Qwen2.5-VL are served: their 3-D positions are computed on the whole sequence and gathered.
+UNSUPPORTED_FAMILIES: dict[str, str] = {
+    "qwen3_vl": "feeds DeepStack visual features into its early decoder layers besides the "
+    "token embeddings, which a tokens artifact does not hold",
+    "glm4v": "computes multimodal (3-D) RoPE positions zsar does not lay out",
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -40,11 +44,11 @@ def check_family(lvlm: object) -> SelectionHooks:
     # The family first: a multimodal-RoPE model is refused for what it is, even by a backend
     # that lacks the hooks as well.
     family = str(getattr(lvlm, "model_type", ""))
-    if family in UNSUPPORTED_FAMILIES or getattr(lvlm, "pass_position_ids", True) is False:
+    if family in UNSUPPORTED_FAMILIES:
         raise ModelError(
-            f"{spec}: model family {family or '?'} computes multimodal (3-D) RoPE positions from "
-            "the image grid, so a subset of its visual tokens cannot be re-fed; Self-ReS supports "
-            "1-D position families (Idefics3/SmolVLM, LLaVA-OneVision)"
+            f"{spec}: model family {family} {UNSUPPORTED_FAMILIES[family]}, so a subset of its "
+            "visual tokens cannot be re-fed; Self-ReS supports Idefics3/SmolVLM, "
+            "LLaVA-OneVision, Qwen2-VL and Qwen2.5-VL"
         )
     if not isinstance(lvlm, SelectionHooks):
         missing = ", ".join(missing_members(lvlm, SelectionHooks))

@@ -1,0 +1,75 @@
+"""The resolved model revision in provenance (`zsar_cli.backends.revision`): a Hub snapshot's
+commit, or the content hash of a local folder or checkpoint file, for LVLM and CLIP specs."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from zsar_cli.backends import model_record
+from zsar_cli.backends import revision as rev
+
+
+@pytest.fixture(autouse=True)
+def fresh(monkeypatch, tmp_path):
+    monkeypatch.setenv("ZSAR_CACHE_DIR", str(tmp_path / "zsar-cache"))
+    monkeypatch.setattr(rev, "_RESOLVED", {})
+
+
+def model_folder(path):
+    path.mkdir(parents=True)
+    (path / "config.json").write_text('{"model_type": "idefics3"}')
+    (path / "model.safetensors").write_bytes(b"\x00" * 64)
+    (path / ".DS_Store").write_bytes(b"junk")
+    return path
+
+
+def test_local_folder_revision_is_a_content_hash(tmp_path, monkeypatch):
+    folder = model_folder(tmp_path / "m")
+    first = model_record(f"hf:{folder}")["model_revision"]
+    assert first.startswith("sha256:") and len(first) == 7 + 64
+    # The same files elsewhere are the same model; one changed byte (same size) is not.
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    (copy / ".DS_Store").write_bytes(b"other junk")
+    assert rev.folder_content_digest(copy) == first
+    (copy / "model.safetensors").write_bytes(b"\x00" * 63 + b"\x01")
+    assert rev.folder_content_digest(copy) != first
+    # Digests are remembered by path, size and mtime: a second look reads no file.
+    monkeypatch.setattr(rev, "CHUNK", 0)  # reading would now loop forever on an empty chunk
+    assert rev.folder_content_digest(folder) == first
+
+
+def test_hub_model_revision_is_the_cached_snapshots_commit(tmp_path, monkeypatch):
+    import huggingface_hub.constants as constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = tmp_path / "hub" / "models--Org--Tiny-VL" / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert model_record("hf:Org/Tiny-VL")["model_revision"] == f"hub:{commit}"
+    assert model_record("hf:Org/Not-Cached")["model_revision"] == ""
+
+
+def test_clip_checkpoint_and_builtin_revisions(tmp_path):
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"weights")
+    import hashlib
+
+    expected = "sha256:" + hashlib.sha256(b"weights").hexdigest()
+    assert model_record(f"openclip:ViT-B-32@{weights}")["model_revision"] == expected
+    world = model_record("builtin:world-lvlm")
+    assert world["model_revision"] == world["model_sha256"]
+    assert model_record("openclip:ViT-B-32/laion2b_s34b_b79k")["model_revision"]
+
+
+def test_encoder_metadata_records_the_revision():
+    from zsar_cli.backends import load_encoder
+
+    encoder = load_encoder("builtin:world-clip", device="cpu")
+    described = encoder.describe()
+    assert described["model_revision"] == described["model_sha256"]
