@@ -252,7 +252,9 @@ def test_cache_keys_did_not_move(monkeypatch):
         "encode-text": key("text_embeddings", TextEncodeConfig().provenance()),
         "extract-frames": key("frames", ExtractConfig().validated().provenance()),
         "classify": key("predictions", ClassifyConfig().validated().provenance()),
-        "classify-lvlm": key("predictions", {"clip": clip, "lvlm": LVLMChoiceConfig().validated()}),
+        "classify-lvlm": key(
+            "predictions", {"clip": clip, "lvlm": LVLMChoiceConfig().validated().provenance()}
+        ),
         "query-lvlm": key("answers", QueryConfig(question="Is it?").validated().provenance()),
         "select-tokens": key(
             "tokens", SelectTokensConfig(question="Is it?").validated().provenance()

@@ -190,7 +190,7 @@ def classify_with_lvlm(
         with ArtifactWriter(
             output,
             "predictions",
-            {"clip": config.provenance(), "lvlm": lcfg},
+            {"clip": config.provenance(), "lvlm": lcfg.provenance()},
             upstream=[*upstream, key, *([examples_key(examples)] if examples else [])],
             extra_metadata={
                 "model_spec": clip_summary.model,
