@@ -5,7 +5,7 @@ DEMO_DIR ?= build/demo
 KSHOT_DIR ?= build/kshot
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test test-all bench demo recipe-world-kshot zeal zeal-demo slurm-pipeline
+.PHONY: help install lint test test-all bench demo recipe-world-kshot recipe-world-icl zeal zeal-demo slurm-pipeline
 
 help: ## Show this help.
 	@grep -E '^[a-zA-Z0-9_ %-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ demo: ## Generate world videos and classify them with the built-in world CLIP.
 
 recipe-world-kshot: ## k-shot curves of zsar adapt on world videos with nonsense label names (into KSHOT_DIR).
 	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) examples/world_kshot.py $(KSHOT_DIR)
+
+recipe-world-icl: ## k-shot curve of in-context examples (classify --lvlm --examples) on the same world (into KSHOT_DIR/icl).
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) examples/world_icl.py $(KSHOT_DIR)/icl
 
 # --- The ZEAL chain on a folder of videos (examples/zeal_chain.sh, stage by stage with the CLI)
 zeal: ## ZEAL chain: make zeal VIDEOS=dir LABELS=labels.txt DESCRIPTIONS=desc.json OUT=dir [GT=gt.json]
