@@ -293,10 +293,13 @@ def test_response_cache_a_failed_run_resends_only_the_unanswered(world, fresh, t
     out = tmp_path / "answers.parquet"
     with pytest.raises(ModelError, match="HTTP 400"):
         stage.run(world["frames"], out, config(world, served(fresh), request_concurrency=2))
-    answered = stats(fresh)["completions"]
-    assert answered >= 9
+    completed = stats(fresh)["completions"]
     cache = list(tmp_path.glob(".answers.parquet.ckpt-*/responses/*.jsonl"))
-    assert len(cache) == 1 and len(cache[0].read_text().splitlines()) == answered
+    assert len(cache) == 1
+    # Every answer the client received is cached. With 2 requests in flight, one the server
+    # completed may still be on its way when the run stops, so the cache can hold one fewer.
+    answered = len(cache[0].read_text().splitlines())
+    assert 9 <= answered <= completed
     call(fresh, "/control", {"reset": True})
     summary = stage.run(world["frames"], out, config(world, served(fresh)))
     total = summary.rows
