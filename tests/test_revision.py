@@ -73,3 +73,38 @@ def test_encoder_metadata_records_the_revision():
     encoder = load_encoder("builtin:world-clip", device="cpu")
     described = encoder.describe()
     assert described["model_revision"] == described["model_sha256"]
+
+
+def test_a_model_changed_under_the_same_spec_is_not_up_to_date(tmp_path, runner):
+    """query-lvlm keys its answers by the model's revision: the same command after the weights
+    changed is refused as other settings (exit 1, naming --force), never skipped as up to date."""
+    from safetensors.torch import load_file, save_file
+
+    from zsar_cli.artifacts import read_artifact
+    from zsar_cli.cli.app import app
+
+    from .test_query_lvlm_cli import fresh_frames
+    from .tiny_lvlms import build_tiny_idefics3
+
+    folder = build_tiny_idefics3(tmp_path / "tiny")
+    frames, _ = fresh_frames(tmp_path / "frames.parquet", n_videos=2)
+    out = tmp_path / "answers.parquet"
+    args = ["query-lvlm", str(frames), "-o", str(out), "-m", f"hf:{folder}", "--device", "cpu",
+            "--question", "Is there any object in this frame?"]  # fmt: skip
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "up to date" in again.output, again.output
+    weights = next(folder.glob("*.safetensors"))
+    tensors = load_file(weights)
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] + 0.01
+    save_file(tensors, weights, metadata={"format": "pt"})
+    rev._RESOLVED.clear()  # a new process would resolve the revision afresh
+    changed = runner.invoke(app, args)
+    assert changed.exit_code == 1 and "--force" in changed.output, changed.output
+    assert "up to date" not in changed.output
+    forced = runner.invoke(app, [*args, "--force"])
+    assert forced.exit_code == 0, forced.output
+    revisions = [k for k in read_artifact(out, "answers").meta.upstream if k.startswith("model:")]
+    assert revisions == [f"model:{model_record(f'hf:{folder}')['model_revision']}"]

@@ -185,6 +185,14 @@ def model_record(spec: str) -> dict[str, str]:
     return {"model_spec": canonical, "model_sha256": digest, "model_revision": digest}
 
 
+def revision_key(spec: str) -> list[str]:
+    """The model's resolved revision as an upstream key of the artifacts it answers into, so a
+    model rebuilt or updated under the same spec never passes for "up to date" ([] where no
+    revision can be named: served models, test backends)."""
+    revision = model_record(spec).get("model_revision", "")
+    return [f"model:{revision}"] if revision else []
+
+
 def check_recorded_model(spec: str, recorded_sha256: str | None, source: str) -> str:
     """The spec an artifact recorded, to load again: a built-in one must still be the model
     that made the artifact (same files), else one line saying to remake it."""

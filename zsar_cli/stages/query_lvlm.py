@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from zsar_cli.artifacts import build_table
-from zsar_cli.backends import model_record
+from zsar_cli.backends import model_record, revision_key
 from zsar_cli.images import decode_image, image_encoding
 from zsar_cli.outputs import scoped
 from zsar_cli.runner import RunSummary, run_stage
@@ -389,7 +389,11 @@ def run(
         extra["top_logprobs"] = cfg.top_logprobs  # the truncation p_yes was read under
     with executor(engine, lvlm, output=str(output)) as ex:
         meta, input_key, units = ex.units(str(frames), "frames", shard)
-        upstream = [input_key, queries_key(queries, labels)]
+        upstream = [
+            input_key,
+            queries_key(queries, labels),
+            *revision_key(cfg.model or DEFAULT_MODEL),
+        ]
         examples: list[Example] = []
         excluded: list[str] = []
         if cfg.examples_file is not None:

@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from zsar_cli.artifacts import build_table
-from zsar_cli.backends import canonical_spec, check_recorded_model, model_record
+from zsar_cli.backends import canonical_spec, check_recorded_model, model_record, revision_key
 from zsar_cli.backends.lvlm_base import EmbeddedInputs
 from zsar_cli.errors import ConfigError, InputError, ModelError
 from zsar_cli.outputs import scoped
@@ -270,7 +270,7 @@ def run_from_tokens(
         str(output),
         kind="answers",
         config={**cfg.provenance(), "level": "tokens"},
-        upstream=[key, q.queries_key(queries, labels)],
+        upstream=[key, q.queries_key(queries, labels), *revision_key(cfg.model or spec)],
         units=units,
         work=work,
         extra_metadata={**model_record(cfg.model or spec), "mode": cfg.mode, "level": "tokens"},
