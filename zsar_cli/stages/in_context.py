@@ -81,17 +81,20 @@ def read_rows(path: str | Path, mode: str) -> list[tuple[str, str, str | None, s
     return rows
 
 
-def _frames_of_artifact(path: Path, video_id: str, count: int, where: str) -> list[np.ndarray]:
+def _artifact_videos(path: Path, wanted: set[str]) -> dict[str, list[np.ndarray]]:
+    """The decoded frames of the `wanted` videos of a frames artifact, read in one pass."""
     from zsar_cli.artifacts import iter_batches, iter_video_groups
     from zsar_cli.images import image_encoding
     from zsar_cli.stages.select_tokens import decode_video_frames
 
     meta, batches = iter_batches(str(path), "frames")
+    found = {}
     for video in iter_video_groups(batches):
-        if video.column("video_id")[0].as_py() == video_id:
+        video_id = video.column("video_id")[0].as_py()
+        if video_id in wanted:
             frames, _ = decode_video_frames(video, image_encoding(meta.extra))
-            return _pick([f.image for f in frames], count)
-    raise InputError(f"{where}: {path} has no video {video_id!r}")
+            found[video_id] = [f.image for f in frames]
+    return found
 
 
 def _pick(images: Sequence[np.ndarray], count: int) -> list[np.ndarray]:
@@ -116,15 +119,31 @@ def _frames_of_video(path: Path, count: int, where: str) -> tuple[str, list[np.n
 
 def load_examples(path: str | Path, mode: str, frames_per_example: int) -> list[Example]:
     """The examples of `path` with `frames_per_example` frames each (decoded once per run)."""
-    examples = []
+    rows = read_rows(path, mode)
     base = Path(path).parent
-    for source, label, answer, where in read_rows(path, mode):
-        if "#" in source and source.split("#", 1)[0].endswith((".parquet", ".arrow")):
-            artifact, video_id = source.split("#", 1)
-            file = Path(artifact) if Path(artifact).is_absolute() else base / artifact
-            images = _frames_of_artifact(file, video_id, frames_per_example, where)
+
+    def resolved(source: str) -> tuple[Path, str | None]:
+        """(file, video id in a frames artifact, or None for a video file)."""
+        artifact, _, video_id = source.partition("#")
+        if video_id and artifact.endswith((".parquet", ".arrow")):
+            return (Path(artifact) if Path(artifact).is_absolute() else base / artifact), video_id
+        return (Path(source) if Path(source).is_absolute() else base / source), None
+
+    # Each frames artifact is read once for all the examples taken from it.
+    wanted: dict[Path, set[str]] = {}
+    for source, *_ in rows:
+        file, video_id = resolved(source)
+        if video_id is not None:
+            wanted.setdefault(file, set()).add(video_id)
+    videos = {file: _artifact_videos(file, ids) for file, ids in wanted.items()}
+    examples = []
+    for source, label, answer, where in rows:
+        file, video_id = resolved(source)
+        if video_id is not None:
+            if video_id not in videos[file]:
+                raise InputError(f"{where}: {file} has no video {video_id!r}")
+            images = _pick(videos[file][video_id], frames_per_example)
         else:
-            file = Path(source) if Path(source).is_absolute() else base / source
             if not file.is_file():
                 raise InputError(f"{where}: no such video {file}")
             video_id, images = _frames_of_video(file, frames_per_example, where)
