@@ -8,6 +8,12 @@ and text of the one user turn go through the model's own chat template and proce
 (log-softmax in float64 of the local logits, token texts decoded); with `max_tokens > 1` and no
 log-probs it generates greedily. It listens on 127.0.0.1 only and prints `PORT <n>` once ready.
 
+With `--text` the model is a text generator (`describe`'s `hf:` backend): a request's
+`response_format` `json_schema` is honoured the way vLLM's guided decoding does, by decoding
+under that schema (zsar's own constraint, `generate_records`); `json_object` and no format
+generate plain greedy text (this server has no JSON mode), which then need not parse. Every
+answer carries a `system_fingerprint`.
+
 For the tests it also counts requests and injects faults, set through `POST /control`:
 `{"fail": [[429, 2], [500, 1]]}` answers the next requests with those statuses (429 with
 `Retry-After: 1`), `{"delay": [3.0, 1]}` holds the next request(s) that many seconds,
@@ -100,7 +106,50 @@ def completion(lvlm: Any, body: dict[str, Any], name: str) -> dict[str, Any]:
     }
 
 
-def make_handler(lvlm: Any, name: str, state: State) -> type[BaseHTTPRequestHandler]:
+def record_schema_of(schema: dict[str, Any]) -> Any:
+    """A JSON Schema of describe's shape (string and list-of-string properties) as the
+    `RecordSchema` the constrained decoder takes."""
+    from zsar_cli.backends.text_base import ListField, RecordSchema, StringField
+
+    fields: list[Any] = []
+    for name, prop in schema["properties"].items():
+        if prop["type"] == "string":
+            fields.append(StringField(name, prop["maxLength"], prop.get("pattern") == r"\?$"))
+        else:
+            items = prop["items"]
+            fields.append(ListField(name, items["maxLength"], prop["minItems"], prop["maxItems"]))
+    return RecordSchema(tuple(fields))
+
+
+def text_completion(generator: Any, body: dict[str, Any], name: str) -> dict[str, Any]:
+    _, prompt = parse_turn(body)
+    max_tokens = int(body.get("max_completion_tokens") or body.get("max_tokens") or 16)
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        schema = record_schema_of(response_format["json_schema"]["schema"])
+        (answer,) = generator.generate_records([prompt], schema, max_tokens)
+    else:
+        (answer,) = generator.generate_text([prompt], max_tokens)
+    return {
+        "id": f"chatcmpl-{time.monotonic_ns()}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": name,
+        "system_fingerprint": "fp_test",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "stop",
+                "message": {"role": "assistant", "content": answer},
+                "logprobs": None,
+            }
+        ],
+    }
+
+
+def make_handler(
+    lvlm: Any, name: str, state: State, text: bool = False
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -187,7 +236,8 @@ def make_handler(lvlm: Any, name: str, state: State) -> type[BaseHTTPRequestHand
                 return
             try:
                 with state.model_lock:
-                    payload = completion(lvlm, body, name)
+                    answer = text_completion if text else completion
+                    payload = answer(lvlm, body, name)
             except Exception as exc:  # a bad request: say so, as servers do
                 self.send_json(400, {"error": {"message": f"{type(exc).__name__}: {exc}"}})
                 return
@@ -205,15 +255,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", default="builtin:world-lvlm")
     parser.add_argument("--name", default="world-lvlm", help="the model name clients send")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--text", action="store_true", help="serve a text model (describe)")
     args = parser.parse_args(argv)
 
     import torch
 
-    from zsar_cli.backends import load_lvlm
+    from zsar_cli.backends import load_lvlm, load_text_generator
 
     torch.set_num_threads(1)
-    lvlm = load_lvlm(args.model, device="cpu")
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(lvlm, args.name, State()))
+    load = load_text_generator if args.text else load_lvlm
+    model = load(args.model, device="cpu")
+    handler = make_handler(model, args.name, State(), text=args.text)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), handler)
     server.daemon_threads = True
     print(f"PORT {server.server_address[1]}", flush=True)
     try:

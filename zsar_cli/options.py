@@ -230,8 +230,8 @@ LVLM_MODEL_HELP = (
     "ZSAR_OPENAI_API_KEY), or builtin:world-lvlm (offline world model)."
 )
 TEXT_MODEL_HELP = (
-    "Text model: hf:ORG/NAME or hf:/dir (a causal LM, or an LVLM's language model), or "
-    "builtin:world-lvlm."
+    "Text model: hf:ORG/NAME or hf:/dir (a causal LM, or an LVLM's language model), "
+    "openai:URL#MODEL (served), or builtin:world-lvlm."
 )
 
 

@@ -7,7 +7,8 @@ Specs are `scheme:name[/tag][@path]`:
 - vision-language models (`lvlm_base.LVLM`): `hf:HuggingFaceTB/SmolVLM2-256M-Video-Instruct`,
   `hf:/local/dir`, `builtin:world-lvlm`, and models behind an OpenAI-compatible server
   (`openai:http://HOST:8000/v1#Qwen/Qwen2.5-VL-7B-Instruct`, `openai_lvlm`);
-- text generators (`text_base.RecordGenerator`, for `describe`): `hf:...`, `builtin:world-lvlm`.
+- text generators (`text_base.RecordGenerator`, for `describe`): `hf:...`, `builtin:world-lvlm`,
+  `openai:URL#MODEL` (served).
 
 This module imports nothing heavy: each backend module imports torch/open_clip/transformers
 itself, and is imported only when a spec of its scheme is loaded. An unknown spec fails with an
@@ -43,6 +44,7 @@ LVLM_SCHEMES: dict[str, str] = {
 }
 TEXT_SCHEMES: dict[str, str] = {
     "hf": "zsar_cli.backends.hf_text:load_hf_text",
+    "openai": "zsar_cli.backends.openai_text:load_openai_text",
 }
 SCHEMES: dict[str, dict[str, str]] = {
     "encoder": ENCODER_SCHEMES,

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zsar_cli import options as o
+from zsar_cli.backends.openai_text import RESPONSE_FORMATS
 from zsar_cli.backends.text_base import RecordSchema
 from zsar_cli.errors import ConfigError, InputError, ModelError
 from zsar_cli.options import ConfigBase, opt
@@ -85,9 +86,19 @@ class DescribeConfig(ConfigBase):
         320, "Token budget per label; decoding always closes the record within it.", min=16
     )
     batch_size: int = o.batch_size(8, "Labels per generation batch.")
+    response_format: str = opt(
+        "json_schema",
+        "Served models (openai:URL#MODEL): json_schema (the record's JSON Schema as the "
+        "provider's structured output: valid on the first try), json_object (JSON mode: fields "
+        "checked, regenerated once, repaired) or none (plain text).",
+        choices=RESPONSE_FORMATS,
+    )
     device: str = o.device()
     dtype: str = o.lvlm_dtype()
     trust_remote_code: bool = o.trust_remote_code()
+    request_concurrency: int = o.request_concurrency()
+    request_timeout: float = o.request_timeout()
+    request_retries: int = o.request_retries()
     cache_dir: str | None = opt(
         None,
         "Cache of generated descriptions per (label, model, prompt) "
@@ -102,6 +113,9 @@ class DescribeConfig(ConfigBase):
                 out.pop(name, None)
         else:
             out["prompt_version"] = PROMPT_VERSION
+        if self.from_file is not None or not o.served_spec(self.model):
+            # Only a served model's answers depend on it; local runs keep their cache keys.
+            out.pop("response_format", None)
         return out
 
 
@@ -131,6 +145,8 @@ def cache_path(
             config.descriptors,
             schema.key(),
             prompt_for(label, config.descriptors),
+            # Served models only, so local runs keep their cache keys.
+            *([config.response_format] if o.served_spec(config.model) else []),
         ]
     )
     return cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
@@ -323,16 +339,28 @@ def run(
         if generator is None:
             from zsar_cli.backends import load_text_generator
 
+            served: dict[str, Any] = {}
+            if o.served_spec(cfg.model):
+                served = {
+                    "response_format": cfg.response_format,
+                    "concurrency": cfg.request_concurrency,
+                    "timeout": cfg.request_timeout,
+                    "retries": cfg.request_retries,
+                }
             generator = load_text_generator(
                 cfg.model,
                 device=cfg.device,
                 dtype=cfg.dtype,
                 trust_remote_code=cfg.trust_remote_code,
+                **served,
             )
         cache = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
         result = describe_labels(labels, generator, cfg, cache, on_batch)
         rows = result.rows
         provenance["model_revision"] = str(getattr(generator, "revision", ""))
+        fingerprints = sorted(getattr(generator, "fingerprints", ()))
+        if fingerprints:  # what a provider says of the weights that answered
+            provenance["system_fingerprints"] = fingerprints
         source = "\n".join(labels).encode()
     upstream = ["labels:" + hashlib.sha256(source).hexdigest()[:32]]
     from zsar_cli.artifacts import write_artifact
