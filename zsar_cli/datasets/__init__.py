@@ -3,8 +3,8 @@
 Input: UCF101 split lists (`classInd.txt`, `testlist0N.txt`), HMDB51 split files
 (`<class>_test_splitN.txt`), THUMOS14 per-class files (`<Class>_test.txt` + `Ambiguous_test.txt`),
 ActivityNet JSON (ground truth `database{...}` and predictions `results{...}`), UCF-Crime temporal
-annotation lines, `video,label` list files, and zsar artifacts (`frames` label column,
-`predictions` true_label column).
+annotation lines and split lists (`Anomaly_Test.txt`), `video,label` list files, and zsar
+artifacts (`frames` label column, `predictions` true_label column).
 Output: plain in-memory ground truth (`ClassificationGT`, `LocalizationGT`, `AnomalyGT`) and, for
 ActivityNet predictions, an `intervals` table.
 
@@ -16,7 +16,7 @@ lists, artifact labels), `temporal` (THUMOS14, ActivityNet), `anomaly` (UCF-Crim
 (format detection and `load_ground_truth`, which dispatches to the others).
 """
 
-from zsar_cli.datasets.anomaly import read_ucf_crime
+from zsar_cli.datasets.anomaly import UCF_CRIME_CLASSES, read_ucf_crime, read_ucf_crime_split
 from zsar_cli.datasets.classification import (
     read_artifact_labels,
     read_hmdb51,
@@ -54,6 +54,7 @@ __all__ = [
     "CLASSIFICATION_FORMATS",
     "GT_FORMATS",
     "LOCALIZATION_FORMATS",
+    "UCF_CRIME_CLASSES",
     "AnomalyGT",
     "ClassificationGT",
     "GroundTruth",
@@ -71,5 +72,6 @@ __all__ = [
     "read_ucf101_classind",
     "read_ucf101_split",
     "read_ucf_crime",
+    "read_ucf_crime_split",
     "video_key",
 ]

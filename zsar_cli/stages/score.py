@@ -36,7 +36,11 @@ from zsar_cli.errors import InputError
 from zsar_cli.metrics import ANET_TIOU, THUMOS_TIOU
 from zsar_cli.outputs import note_input, scoped
 from zsar_cli.stages.score_anomaly import AnomalyReport, score_anomaly
-from zsar_cli.stages.score_classification import ClassificationReport, score_classification
+from zsar_cli.stages.score_classification import (
+    ClassificationReport,
+    gt_from_true_label,
+    score_classification,
+)
 from zsar_cli.stages.score_common import IdMatcher
 from zsar_cli.stages.score_config import (
     AMBIGUOUS_MODES,
@@ -139,7 +143,7 @@ def evaluate(
     if gt_path is None:
         if task != "classification":
             raise InputError(f"{pred.source}: {pred.kind} need ground truth: pass --gt")
-        return score_classification(pred.table), None, None
+        return classification(pred.table, None, config), None, None
     fmt, gt = load_ground_truth(gt_path, config.gt_format, config.split, config.subset)
     if task == "classification":
         if isinstance(gt, LocalizationGT):
@@ -147,7 +151,7 @@ def evaluate(
         if not isinstance(gt, ClassificationGT):
             raise InputError(f"{gt_path}: {fmt} annotations cannot score classification")
         check_overlap(pred, gt, gt_path)
-        return score_classification(pred.table, gt), fmt, str(gt_path)
+        return classification(pred.table, gt, config), fmt, str(gt_path)
     if task == "localization":
         if not isinstance(gt, LocalizationGT):
             raise InputError(
@@ -161,7 +165,53 @@ def evaluate(
             f"{gt_path}: {fmt} annotations cannot score anomaly frames (use {ANOMALY_FORMATS[0]})"
         )
     check_overlap(pred, gt, gt_path)
-    return score_anomaly(pred.table, gt, config), fmt, str(gt_path)
+    counts = None
+    if config.frames is not None:
+        counts, frames_key = read_frame_counts(config.frames)
+        if frames_key:  # the frames artifact decides the result too: it joins the provenance
+            pred.upstream.append(frames_key)
+    return score_anomaly(pred.table, gt, config, counts), fmt, str(gt_path)
+
+
+def classification(
+    table: pa.Table, gt: ClassificationGT | None, config: ScoreConfig
+) -> ClassificationReport:
+    """score_classification, under --exclude-class and --class-splits when given."""
+    if not (config.exclude_classes or config.class_splits):
+        return score_classification(table, gt)
+    from zsar_cli.stages.score_splits import exclude_classes, score_class_splits
+
+    gt = gt or gt_from_true_label(table)
+    excluded: dict[str, int] = {}
+    if config.exclude_classes:
+        table, gt, excluded = exclude_classes(table, gt, config.exclude_classes)
+    report = score_classification(table, gt)
+    report.excluded = excluded
+    if config.class_splits:
+        report.class_splits = score_class_splits(report, config)
+    return report
+
+
+def read_frame_counts(path: str | Path) -> tuple[dict[str, int], str | None]:
+    """Each video's frame_count from a frames artifact (only video_id and frame_count are
+    read, never the images); returns (counts, the artifact's cache key)."""
+    import numpy as np
+
+    art = read_artifact(path, "frames", columns=["video_id", "frame_count"])
+    if "frame_count" not in art.table.schema.names:
+        raise InputError(
+            f"--frames {path}: the frames artifact has no frame_count column (made before "
+            "extract-frames recorded video lengths?)"
+        )
+    ids = art.table.column("video_id").to_pylist()
+    values = art.table.column("frame_count").to_numpy(zero_copy_only=False)
+    counts: dict[str, int] = {}
+    for vid, value in zip(ids, values, strict=True):
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            continue  # an error row: no length known
+        if counts.setdefault(vid, int(value)) != int(value):
+            raise InputError(f"--frames {path}: video {vid!r} has two frame_count values")
+    return counts, art.cache_key
 
 
 @scoped
