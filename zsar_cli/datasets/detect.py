@@ -62,10 +62,10 @@ def _sniff_txt(path: Path) -> str:
         )
     if _HMDB_NAME.match(name):
         return "hmdb51"
+    if UCF_CRIME_SPLIT_NAME.match(name):  # before THUMOS14: "Anomaly_Test.txt" is <X>_test.txt
+        return "ucf_crime_split"
     if _THUMOS_NAME.match(name):
         return "thumos14"
-    if UCF_CRIME_SPLIT_NAME.match(name):
-        return "ucf_crime_split"
     for _number, line in _lines(path):
         parts = line.split()
         if _is_ucf_crime_split_line(parts):
