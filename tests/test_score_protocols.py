@@ -443,3 +443,11 @@ def test_cli_anomaly_frames_artifact_gives_the_counts(runner, tmp_path, half_sco
     write_artifact(frames.drop(["frame_count"]), no_count, "frames", {})
     result = runner.invoke(app, ["score", str(fs), "--gt", str(gt), "--frames", str(no_count)])
     assert result.exit_code == 1 and "no frame_count column" in result.output
+
+
+def test_options_of_another_task_are_refused(runner, tmp_path, split_world):
+    tmp, _truth, _scores = split_world
+    result = runner.invoke(
+        app, ["score", str(tmp / "p.parquet"), "--gt", str(tmp / "gt.csv"), "--frames", "f.pq"]
+    )
+    assert result.exit_code != 0 and "--frames applies to anomaly scoring" in result.output

@@ -32,7 +32,7 @@ from zsar_cli.datasets import (
     load_ground_truth,
     read_activitynet_predictions,
 )
-from zsar_cli.errors import InputError
+from zsar_cli.errors import ConfigError, InputError
 from zsar_cli.metrics import ANET_TIOU, THUMOS_TIOU
 from zsar_cli.outputs import note_input, scoped
 from zsar_cli.stages.score_anomaly import AnomalyReport, score_anomaly
@@ -134,12 +134,24 @@ def check_overlap(
         )
 
 
+def check_task_options(config: ScoreConfig, task: str, source: str) -> None:
+    """An option of another task is a mistake of the command line, not something to ignore."""
+    for flag, value, wanted in (
+        ("--exclude-class", config.exclude_classes, "classification"),
+        ("--class-splits", config.class_splits, "classification"),
+        ("--frames", config.frames, "anomaly"),
+    ):
+        if value and task != wanted:
+            raise ConfigError(f"{flag} applies to {wanted} scoring; {source} is {task}")
+
+
 def evaluate(
     pred: LoadedPredictions, gt_path: str | Path | None, config: ScoreConfig
 ) -> tuple[Report, str | None, str | None]:
     """Score loaded predictions; returns (report, gt format, gt source)."""
     config.validate()
     task = TASK_BY_KIND[pred.kind]
+    check_task_options(config, task, pred.source)
     if gt_path is None:
         if task != "classification":
             raise InputError(f"{pred.source}: {pred.kind} need ground truth: pass --gt")
@@ -234,7 +246,9 @@ def run(
             metrics_table(report),
             output,
             "metrics",
-            config,
+            # The provenance, not the dataclass: options added later (--class-splits, --frames,
+            # ...) stay out of the key while unset, so earlier metrics keep theirs.
+            config.provenance(),
             upstream=pred.upstream,
             extra_metadata={
                 "task": report.task,
