@@ -24,6 +24,7 @@ from zsar_cli.datasets.classification import (
     read_ucf101_split,
 )
 from zsar_cli.datasets.common import AnomalyGT, ClassificationGT, LocalizationGT, _lines
+from zsar_cli.datasets.grounding import GroundingGT, is_grounding_line, read_charades_sta
 from zsar_cli.datasets.temporal import _THUMOS_NAME, read_activitynet, read_thumos14
 from zsar_cli.errors import InputError
 
@@ -34,6 +35,7 @@ GT_FORMATS: tuple[str, ...] = (
     "activitynet",
     "ucf_crime",
     "ucf_crime_split",
+    "charades_sta",
     "list",
     "artifact",
 )
@@ -49,6 +51,7 @@ CLASSIFICATION_FORMATS = (
     "ucf_crime_split",
 )
 LOCALIZATION_FORMATS = ("thumos14", "activitynet")
+GROUNDING_FORMATS = ("charades_sta",)
 ANOMALY_FORMATS = ("ucf_crime",)
 
 
@@ -64,6 +67,11 @@ def _sniff_txt(path: Path) -> str:
         return "hmdb51"
     if UCF_CRIME_SPLIT_NAME.match(name):  # before THUMOS14: "Anomaly_Test.txt" is <X>_test.txt
         return "ucf_crime_split"
+    # Before THUMOS14: "charades_sta_test.txt" is <X>_test.txt, and its "VIDEO 1.0 2.0##..."
+    # lines have three fields before the sentence.
+    first = next(_lines(path), None)
+    if first is not None and is_grounding_line(first[1]):
+        return "charades_sta"
     if _THUMOS_NAME.match(name):
         return "thumos14"
     for _number, line in _lines(path):
@@ -111,7 +119,7 @@ def detect_gt_format(path: str | Path) -> str:
     return _sniff_txt(path)
 
 
-GroundTruth = ClassificationGT | LocalizationGT | AnomalyGT
+GroundTruth = ClassificationGT | LocalizationGT | AnomalyGT | GroundingGT
 
 
 def load_ground_truth(
@@ -139,6 +147,8 @@ def load_ground_truth(
         gt = read_ucf_crime(p)
     elif fmt == "ucf_crime_split":
         gt = read_ucf_crime_split(p)
+    elif fmt == "charades_sta":
+        gt = read_charades_sta(p)
     elif fmt == "list":
         gt = read_label_list(p)
     else:

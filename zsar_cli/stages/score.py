@@ -3,7 +3,8 @@
 Input: a `predictions` artifact (classification), an `intervals` artifact or ActivityNet
 predictions JSON (temporal localization), or a `frame_scores` artifact (anomaly); ground truth in
 any format of `zsar_cli.datasets` (predictions with a `true_label` column need none).
-Output: a report object (`ClassificationReport`, `LocalizationReport`, `AnomalyReport`) with a
+Output: a report object (`ClassificationReport`, `LocalizationReport`, `AnomalyReport`,
+`GroundingReport` for intervals against Charades-STA moments) with a
 JSON summary, and optionally a `metrics` artifact (one row per metric value).
 
 Nothing is dropped silently: videos without predictions or with error rows count as wrong and
@@ -11,8 +12,8 @@ are reported; predicted labels unknown to the ground truth, videos unknown to it
 intervals and NaN scores are counted and listed as warnings.
 
 This module loads, dispatches by artifact kind and writes; the scoring of each task lives in
-`score_classification`, `score_localization` and `score_anomaly` (re-exported here), the
-options in `score_config`.
+`score_classification`, `score_localization`, `score_grounding` and `score_anomaly`
+(re-exported here), the options in `score_config`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from zsar_cli.datasets import (
     ANOMALY_FORMATS,
     AnomalyGT,
     ClassificationGT,
+    GroundingGT,
     LocalizationGT,
     load_ground_truth,
     read_activitynet_predictions,
@@ -49,6 +51,7 @@ from zsar_cli.stages.score_config import (
     TASK_BY_KIND,
     ScoreConfig,
 )
+from zsar_cli.stages.score_grounding import GroundingReport, score_grounding
 from zsar_cli.stages.score_localization import LocalizationReport, score_localization
 
 PRESETS = {"thumos": THUMOS_TIOU, "anet": ANET_TIOU}
@@ -61,6 +64,7 @@ __all__ = [
     "TASK_BY_KIND",
     "AnomalyReport",
     "ClassificationReport",
+    "GroundingReport",
     "LoadedPredictions",
     "LocalizationReport",
     "Report",
@@ -71,10 +75,11 @@ __all__ = [
     "run",
     "score_anomaly",
     "score_classification",
+    "score_grounding",
     "score_localization",
 ]
 
-Report = ClassificationReport | LocalizationReport | AnomalyReport
+Report = ClassificationReport | LocalizationReport | AnomalyReport | GroundingReport
 
 
 def metrics_table(report: Report) -> pa.Table:
@@ -107,7 +112,9 @@ def load_predictions(path: str | Path) -> LoadedPredictions:
     return LoadedPredictions(art.kind, art.table, [art.cache_key] if art.cache_key else [], source)
 
 
-def gt_video_ids(gt: ClassificationGT | LocalizationGT | AnomalyGT) -> list[str]:
+def gt_video_ids(gt: ClassificationGT | LocalizationGT | AnomalyGT | GroundingGT) -> list[str]:
+    if isinstance(gt, GroundingGT):
+        return gt.videos
     if isinstance(gt, ClassificationGT):
         return list(gt.labels)
     if isinstance(gt, LocalizationGT):
@@ -116,7 +123,9 @@ def gt_video_ids(gt: ClassificationGT | LocalizationGT | AnomalyGT) -> list[str]
 
 
 def check_overlap(
-    pred: LoadedPredictions, gt: ClassificationGT | LocalizationGT | AnomalyGT, gt_path: Any
+    pred: LoadedPredictions,
+    gt: ClassificationGT | LocalizationGT | AnomalyGT | GroundingGT,
+    gt_path: Any,
 ) -> None:
     """No video in common is a mistake of the command line (wrong --gt, wrong split), never a
     score of 0: refused, naming the file and one id of each side. (Partial overlaps are
@@ -164,11 +173,14 @@ def evaluate(
             raise InputError(f"{gt_path}: {fmt} annotations cannot score classification")
         check_overlap(pred, gt, gt_path)
         return classification(pred.table, gt, config), fmt, str(gt_path)
+    if task == "localization" and isinstance(gt, GroundingGT):
+        check_overlap(pred, gt, gt_path)
+        return score_grounding(pred.table, gt, config.tiou), fmt, str(gt_path)
     if task == "localization":
         if not isinstance(gt, LocalizationGT):
             raise InputError(
-                f"{gt_path}: {fmt} annotations cannot score localization (use THUMOS14 or "
-                "ActivityNet ground truth)"
+                f"{gt_path}: {fmt} annotations cannot score localization (use THUMOS14, "
+                "ActivityNet or Charades-STA ground truth)"
             )
         check_overlap(pred, gt, gt_path)
         return score_localization(pred.table, gt, config, fmt), fmt, str(gt_path)

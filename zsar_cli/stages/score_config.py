@@ -23,6 +23,7 @@ GT_FORMATS: tuple[str, ...] = (
     "activitynet",
     "ucf_crime",
     "ucf_crime_split",
+    "charades_sta",
     "list",
     "artifact",
 )
