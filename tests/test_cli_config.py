@@ -265,8 +265,9 @@ def test_cache_keys_did_not_move(monkeypatch):
         ),
         # localize writes its config's provenance (options left unset, e.g. --adapter, omitted)
         "localize": key("intervals", LocalizeConfig().provenance()),
-        "score": key("metrics", ScoreConfig()),
-        "report": key("metrics", ReportConfig()),
+        # score writes its config's provenance (options left unset, e.g. --class-splits, omitted)
+        "score": key("metrics", ScoreConfig().provenance()),
+        "report": key("metrics", ReportConfig().provenance()),
     }
     assert keys == CACHE_KEYS
 

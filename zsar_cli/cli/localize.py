@@ -1,4 +1,5 @@
-"""`zsar localize`: temporal proposals (ZEAL or the CLIP-only baseline) and anomaly scores.
+"""`zsar localize`: temporal proposals (ZEAL or the CLIP-only baseline), anomaly scores, and
+moments of free-text queries (`--method grounding --queries FILE`).
 
 Reads `embeddings`, `text_embeddings` and `answers` artifacts; writes `intervals` (or
 ActivityNet results JSON with `--format activitynet`), or `frame_scores` for `--method anomaly`.
@@ -59,6 +60,13 @@ def localize(
             "class filtering: ActivityNet JSON or THUMOS annotation folder.",
         ),
     ] = None,
+    queries: Annotated[
+        str | None,
+        typer.Option(
+            help="grounding: free-text queries, one per line: a sentence (asked of every video), "
+            "VIDEO##SENTENCE, or Charades-STA lines VIDEO START END##SENTENCE (spans not read)."
+        ),
+    ] = None,
     output: Annotated[
         str | None,
         typer.Option(
@@ -84,7 +92,8 @@ def localize(
     engine: Annotated[EngineName, ENGINE_OPTION] = "local",
     ray_address: Annotated[str | None, RAY_ADDRESS_OPTION] = None,
 ) -> None:
-    """Localize actions in time (ZEAL or a CLIP-only baseline) or score frames for anomalies."""
+    """Localize actions in time (ZEAL or a CLIP-only baseline), score frames for anomalies, or
+    ground free-text queries (moments per sentence)."""
     from zsar_cli.sharding import parse_shard
     from zsar_cli.stages.localize import run
 
@@ -94,6 +103,7 @@ def localize(
         text=text,
         answers=answers,
         gt_labels=gt_labels,
+        queries=queries,
         output=output,
         output_format=output_format,
         intervals_output=intervals,

@@ -13,7 +13,14 @@ from zsar_cli.cli.build import Fields, config_command
 from zsar_cli.cli.common import FORCE_OPTION, err_console, esc
 from zsar_cli.stages.report_config import ReportConfig
 
-SCORE_FIELDS = ("score.gt_format", "score.tiou", "score.compat", "score.label")
+SCORE_FIELDS = (
+    "score.gt_format",
+    "score.tiou",
+    "score.compat",
+    "score.label",
+    "score.exclude_classes",
+    "score.frames",
+)
 
 
 def register(app: typer.Typer) -> None:

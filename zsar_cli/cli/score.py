@@ -16,8 +16,8 @@ PRED_HELP = (
 )
 GT_HELP = (
     "Ground truth: UCF101 testlist/folder, HMDB51 split file/folder, THUMOS14 txt/folder, "
-    "ActivityNet JSON, UCF-Crime lines, video,label CSV or a zsar artifact. Not needed for "
-    "predictions carrying true_label."
+    "ActivityNet JSON, UCF-Crime temporal lines or split list (Anomaly_Test.txt), video,label "
+    "CSV or a zsar artifact. Not needed for predictions carrying true_label."
 )
 
 

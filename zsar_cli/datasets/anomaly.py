@@ -1,14 +1,25 @@
-"""Reader of UCF-Crime temporal anomaly annotations.
+"""Readers of UCF-Crime annotations: temporal anomaly spans, and the official split lists.
 
-Input: lines "Abuse028_x264.mp4  Abuse  165  240  -1  -1" (1-based inclusive frame numbers).
-Output: `AnomalyGT` with 0-based inclusive spans.
+Input: temporal lines "Abuse028_x264.mp4  Abuse  165  240  -1  -1" (1-based inclusive frame
+numbers); split lists `Anomaly_Train.txt` / `Anomaly_Test.txt` (one "Abuse/Abuse028_x264.mp4"
+path per line). Output: `AnomalyGT` with 0-based inclusive spans; `ClassificationGT` (the video's
+folder is its class, every Normal* folder the class "Normal").
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from zsar_cli.datasets.common import AnomalyGT, _bad, _int, _lines, video_key
+from zsar_cli.datasets.common import (
+    AnomalyGT,
+    ClassificationGT,
+    _bad,
+    _int,
+    _lines,
+    normalize_label,
+    video_key,
+)
 from zsar_cli.errors import InputError
 
 
@@ -42,3 +53,66 @@ def read_ucf_crime(path: str | Path) -> AnomalyGT:
     if not spans:
         raise InputError(f"{path}: no videos")
     return AnomalyGT(spans, classes, str(path))
+
+
+# The 13 anomaly classes in the dataset's own spelling and order, then the normal class.
+UCF_CRIME_CLASSES: tuple[str, ...] = (
+    "Abuse",
+    "Arrest",
+    "Arson",
+    "Assault",
+    "Burglary",
+    "Explosion",
+    "Fighting",
+    "RoadAccidents",
+    "Robbery",
+    "Shooting",
+    "Shoplifting",
+    "Stealing",
+    "Vandalism",
+)
+UCF_CRIME_NORMAL = "Normal"
+# The split lists name the class by folder; the normal videos sit in several folders
+# (Normal_Videos_event, Testing_Normal_Videos_Anomaly, Training_Normal_Videos_Anomaly, ...).
+_NORMAL_FOLDER = re.compile(r"^(testing_|training_)?normal", re.IGNORECASE)
+UCF_CRIME_SPLIT_NAME = re.compile(r"^anomaly_(train|test)\w*\.txt$", re.IGNORECASE)
+
+
+def ucf_crime_folder_class(folder: str) -> str | None:
+    """The class of a split-list folder: an anomaly class, "Normal", or None if neither."""
+    if _NORMAL_FOLDER.match(folder):
+        return UCF_CRIME_NORMAL
+    by_key = {normalize_label(c): c for c in UCF_CRIME_CLASSES}
+    return by_key.get(normalize_label(folder))
+
+
+def read_ucf_crime_split(path: str | Path) -> ClassificationGT:
+    """`Anomaly_Train.txt` / `Anomaly_Test.txt`: "Abuse/Abuse028_x264.mp4" per line.
+
+    The class is the folder; every Normal* folder is the class "Normal" (14 classes in all;
+    `zsar score --exclude-class Normal` gives the 13-class protocol). The video id is the file
+    stem ("Abuse028_x264"), as extract-frames and the temporal annotations name videos. A folder
+    that is none of the 14 classes is refused: a typo would otherwise become a 15th class.
+    """
+    path = Path(path)
+    labels: dict[str, str] = {}
+    for number, line in _lines(path):
+        rel = line.replace("\\", "/")
+        parts = [p for p in rel.split("/") if p]
+        if len(parts) < 2 or len(line.split()) != 1:
+            raise _bad(path, number, f"expected 'CLASS/VIDEO.mp4', got {line!r}")
+        label = ucf_crime_folder_class(parts[-2])
+        if label is None:
+            raise _bad(
+                path,
+                number,
+                f"folder {parts[-2]!r} is not a UCF-Crime class "
+                f"({', '.join(UCF_CRIME_CLASSES)} or Normal*)",
+            )
+        vid = video_key(rel)
+        if vid in labels and labels[vid] != label:
+            raise _bad(path, number, f"video {vid!r} listed twice with different classes")
+        labels[vid] = label
+    if not labels:
+        raise InputError(f"{path}: no videos")
+    return ClassificationGT(labels, [*UCF_CRIME_CLASSES, UCF_CRIME_NORMAL], str(path))

@@ -9,7 +9,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from zsar_cli.datasets.anomaly import read_ucf_crime
+from zsar_cli.datasets.anomaly import (
+    UCF_CRIME_SPLIT_NAME,
+    read_ucf_crime,
+    read_ucf_crime_split,
+    ucf_crime_folder_class,
+)
 from zsar_cli.datasets.classification import (
     _HMDB_NAME,
     _read_ucf101_folder,
@@ -19,6 +24,7 @@ from zsar_cli.datasets.classification import (
     read_ucf101_split,
 )
 from zsar_cli.datasets.common import AnomalyGT, ClassificationGT, LocalizationGT, _lines
+from zsar_cli.datasets.grounding import GroundingGT, is_grounding_line, read_charades_sta
 from zsar_cli.datasets.temporal import _THUMOS_NAME, read_activitynet, read_thumos14
 from zsar_cli.errors import InputError
 
@@ -28,13 +34,24 @@ GT_FORMATS: tuple[str, ...] = (
     "thumos14",
     "activitynet",
     "ucf_crime",
+    "ucf_crime_split",
+    "charades_sta",
     "list",
     "artifact",
 )
 
 # Which task each ground-truth format can serve.
-CLASSIFICATION_FORMATS = ("ucf101", "hmdb51", "list", "artifact", "activitynet", "thumos14")
+CLASSIFICATION_FORMATS = (
+    "ucf101",
+    "hmdb51",
+    "list",
+    "artifact",
+    "activitynet",
+    "thumos14",
+    "ucf_crime_split",
+)
 LOCALIZATION_FORMATS = ("thumos14", "activitynet")
+GROUNDING_FORMATS = ("charades_sta",)
 ANOMALY_FORMATS = ("ucf_crime",)
 
 
@@ -48,16 +65,32 @@ def _sniff_txt(path: Path) -> str:
         )
     if _HMDB_NAME.match(name):
         return "hmdb51"
+    if UCF_CRIME_SPLIT_NAME.match(name):  # before THUMOS14: "Anomaly_Test.txt" is <X>_test.txt
+        return "ucf_crime_split"
+    # Before THUMOS14: "charades_sta_test.txt" is <X>_test.txt, and its "VIDEO 1.0 2.0##..."
+    # lines have three fields before the sentence.
+    first = next(_lines(path), None)
+    if first is not None and is_grounding_line(first[1]):
+        return "charades_sta"
     if _THUMOS_NAME.match(name):
         return "thumos14"
     for _number, line in _lines(path):
         parts = line.split()
+        if _is_ucf_crime_split_line(parts):
+            return "ucf_crime_split"
         if len(parts) == 6 and all(re.fullmatch(r"-?\d+", p) for p in parts[2:]):
             return "ucf_crime"
         if len(parts) == 3:
             return "thumos14"
         break
     raise InputError(f"{path}: cannot tell the annotation format; pass --gt-format")
+
+
+def _is_ucf_crime_split_line(parts: list[str]) -> bool:
+    """One "Abuse/Abuse028_x264.mp4" path whose folder is a UCF-Crime class (a renamed copy of
+    Anomaly_Test.txt; UCF101 testlists look alike but their folders are other classes)."""
+    folders = parts[0].replace("\\", "/").split("/") if len(parts) == 1 else []
+    return len(folders) >= 2 and ucf_crime_folder_class(folders[-2]) is not None
 
 
 def detect_gt_format(path: str | Path) -> str:
@@ -86,7 +119,7 @@ def detect_gt_format(path: str | Path) -> str:
     return _sniff_txt(path)
 
 
-GroundTruth = ClassificationGT | LocalizationGT | AnomalyGT
+GroundTruth = ClassificationGT | LocalizationGT | AnomalyGT | GroundingGT
 
 
 def load_ground_truth(
@@ -112,6 +145,10 @@ def load_ground_truth(
         gt = read_activitynet(p, subset)
     elif fmt == "ucf_crime":
         gt = read_ucf_crime(p)
+    elif fmt == "ucf_crime_split":
+        gt = read_ucf_crime_split(p)
+    elif fmt == "charades_sta":
+        gt = read_charades_sta(p)
     elif fmt == "list":
         gt = read_label_list(p)
     else:

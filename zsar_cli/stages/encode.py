@@ -294,8 +294,10 @@ def run_text(
     encoder: Any | None = None,
     force: bool = False,
 ) -> TextEncodeSummary:
-    """Labels (+ templates/descriptions) → `text_embeddings` artifact."""
-    labels = read_labels(labels_file)
+    """Labels (+ templates/descriptions) → `text_embeddings` artifact. A query file (lines with
+    `##`: Charades-STA or VIDEO##SENTENCE) gives its distinct sentences as the labels, for
+    `localize --method grounding`."""
+    labels = read_label_source(labels_file)
     prompts = prompts_for(labels, config.prompts)
     for side_input in (config.prompts.descriptions, config.prompts.templates):
         if side_input is not None and side_input not in ("none", "video"):
@@ -314,6 +316,19 @@ def run_text(
         force=force,
     )
     return TextEncodeSummary(len(labels), len(prompts), key)
+
+
+def read_label_source(path: str | Path) -> list[str]:
+    """A labels file, or the distinct sentences of a query file (a line holding `##`)."""
+    from zsar_cli.datasets.grounding import SEPARATOR, query_sentences
+
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return read_labels(path)  # its own one-line error
+    if any(SEPARATOR in line for line in text.splitlines() if not line.lstrip().startswith("#")):
+        return query_sentences(path)
+    return read_labels(path)
 
 
 def embeddings_meta_model(meta: ArtifactMeta) -> str | None:

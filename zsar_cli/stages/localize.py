@@ -286,6 +286,7 @@ def run(
     text: str | None = None,
     answers: str | None = None,
     gt_labels: str | None = None,
+    queries: str | None = None,
     output: str | None = None,
     output_format: str = "parquet",
     intervals_output: str | None = None,
@@ -321,9 +322,19 @@ def run(
     if gt is not None and not config.use_gt_labels:
         config = _replace(config, use_gt_labels=True)
     require_inputs(config, embeddings, text, answers)
+    if (config.method == "grounding") != (queries is not None):
+        raise ConfigError(
+            "--method grounding needs --queries FILE"
+            if queries is None
+            else "--queries applies to --method grounding"
+        )
+    if engine is not None and engine.ray and config.method == "grounding":
+        raise ConfigError("--engine ray localizes with --method zeal or clip")
     config = resolve_adapter_weight(config)
     sources = (embeddings, text, answers, config.adapter)
     upstream = [input_key(p) for p in sources if p is not None and p != "-"]
+    if queries is not None:  # a text file, keyed by its content
+        upstream.append(queries_key(queries))
     upstream += [f"shard:{shard}"] if shard is not None else []
     if config.method == "anomaly":
         return anomaly.run(
@@ -342,7 +353,11 @@ def run(
 
     def result() -> tuple[LocalizeResult, dict[str, Any]]:
         if not computed:
-            computed.append(_localize(config, embeddings, text, answers, gt, owned, engine))
+            if config.method == "grounding":
+                assert embeddings is not None and text is not None and queries is not None
+                computed.append(_ground(config, embeddings, text, queries, owned))
+            else:
+                computed.append(_localize(config, embeddings, text, answers, gt, owned, engine))
         return computed[0]
 
     if output is not None and output_format == "activitynet":
@@ -412,6 +427,34 @@ def _localize(
     result.notes[:0] = notes + ([rate_note] if rate_note else [])
 
     return result, extra
+
+
+def queries_key(path: str) -> str:
+    import hashlib
+
+    from zsar_cli.outputs import note_input
+
+    note_input(path)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise InputError(f"--queries {path}: cannot read ({exc.strerror})") from None
+    return "queries:" + hashlib.sha256(data).hexdigest()[:32]
+
+
+def _ground(
+    config: LocalizeConfig, embeddings: str, text: str, queries: str, owned: set[str] | None
+) -> tuple[LocalizeResult, dict[str, Any]]:
+    """Free-text moment grounding of the (shard's) videos."""
+    from zsar_cli.datasets import read_queries
+    from zsar_cli.stages.localize_grounding import localize_grounding
+
+    frames, sentences, sentence_emb, _ = read_clip_inputs(embeddings, text, owned)
+    result = localize_grounding(frames, read_queries(queries), sentences, sentence_emb, config)
+    rate_note = fps_note(frames, embeddings, config)
+    result.notes[:0] = [rate_note] if rate_note else []
+    return result, {"method": config.method}
 
 
 def _by_video(

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from zsar_cli.errors import ConfigError
 from zsar_cli.options import ConfigBase, opt
 
-METHODS = ("zeal", "clip", "anomaly")
+METHODS = ("zeal", "clip", "anomaly", "grounding")
+# Only --method grounding reads these; other methods keep their cache keys without them.
+GROUNDING_FIELDS = ("moments", "min_moment", "nms_iou")
 COMPAT_MODES = ("zeal",)
 ANOMALY_SOURCES = ("clip", "lvlm")
 BOUNDARY_MODES = ("answers", "presence")
@@ -22,8 +24,8 @@ class LocalizeConfig(ConfigBase):
 
     method: str = opt(
         "zeal",
-        "zeal (LVLM boundaries + CLIP actionness), clip (CLIP-only baseline) or anomaly "
-        "(per-frame anomaly scores).",
+        "zeal (LVLM boundaries + CLIP actionness), clip (CLIP-only baseline), anomaly "
+        "(per-frame anomaly scores) or grounding (moments of free-text --queries).",
         choices=METHODS,
     )
     compat: str | None = opt(
@@ -88,8 +90,16 @@ class LocalizeConfig(ConfigBase):
         flags=("--anomaly-label",),
         metavar="LABEL",
     )
-    smooth: int = opt(5, "anomaly: moving-average window in frames (1 = none).", min=1)
+    smooth: int = opt(5, "anomaly, grounding: moving-average window in frames (1 = none).", min=1)
     threshold: float = opt(0.5, "anomaly: frames scoring at least this form intervals.")
+    # free-text moment grounding (localize_grounding)
+    moments: int = opt(5, "grounding: ranked moments kept per query (R@5 needs 5).", min=1)
+    min_moment: float = opt(
+        0.05, "grounding: shortest moment, as a fraction of the video.", gt=0, max=1
+    )
+    nms_iou: float = opt(
+        0.5, "grounding: a moment overlapping a better one more than this is dropped.", gt=0, max=1
+    )
     # a head from `zsar adapt` added to the text logits (clip and anomaly --source clip)
     adapter: str | None = opt(
         None,
@@ -108,6 +118,13 @@ class LocalizeConfig(ConfigBase):
     logit_scale: float | None = opt(
         None, "CLIP logit scale (default: the encoder's, from the artifacts, else 100)."
     )
+
+    def provenance(self) -> dict[str, object]:
+        out = super().provenance()
+        if self.method != "grounding":
+            for name in GROUNDING_FIELDS:
+                out.pop(name, None)
+        return out
 
     def check(self) -> LocalizeConfig:
         if self.compat is not None and self.method != "zeal":

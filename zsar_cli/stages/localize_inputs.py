@@ -254,7 +254,7 @@ def require_inputs(
     config: LocalizeConfig, embeddings: str | None, text: str | None, answers: str | None
 ) -> None:
     """The artifacts the method (and for anomaly, its --source) needs are given."""
-    uses_clip = config.method in ("zeal", "clip") or config.source == "clip"
+    uses_clip = config.method in ("zeal", "clip", "grounding") or config.source == "clip"
     if uses_clip and embeddings is None:
         raise ConfigError(f"--method {config.method} needs --embeddings (frame embeddings)")
     if uses_clip and text is None:

@@ -35,6 +35,7 @@ from zsar_cli.stages.report_config import ReportConfig as ReportConfig
 from zsar_cli.stages.score import (
     AnomalyReport,
     ClassificationReport,
+    GroundingReport,
     LocalizationReport,
     Report,
     evaluate,
@@ -291,6 +292,25 @@ def _anomaly_curves(rep: AnomalyReport, outdir: Path, config: ReportConfig) -> l
     return [Figure("roc_pr.png", "ROC and precision-recall")]
 
 
+def _grounding_recall(rep: GroundingReport, outdir: Path, config: ReportConfig) -> list[Figure]:
+    """R@1 as the IoU threshold rises (the protocol's 0.3/0.5/0.7 marked)."""
+    if rep.per_moment_iou.size == 0:
+        return []
+    plt = _plt()
+    thresholds = np.linspace(0.05, 0.95, 19)
+    recall = [(rep.per_moment_iou >= t).mean() for t in thresholds]
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.plot(thresholds, recall, marker=".")
+    for t in (0.3, 0.5, 0.7):
+        ax.axvline(t, ls="--", color="gray", lw=0.8)
+    ax.set_xlabel("temporal IoU threshold")
+    ax.set_ylabel("R@1")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"Moment grounding R@1 (mIoU {rep.miou:.3f})")
+    _save(fig, outdir, "grounding_recall.png", config.dpi)
+    return [Figure("grounding_recall.png", "R@1 by IoU threshold")]
+
+
 # ---------------------------------------------------------------------------------------------
 # HTML and run
 
@@ -334,6 +354,8 @@ def render_html(rep: Report, figures: list[Figure], outdir: Path, title: str) ->
 def build_figures(rep: Report, outdir: Path, config: ReportConfig) -> list[Figure]:
     if isinstance(rep, ClassificationReport):
         return [_confusion_figure(rep, outdir, config.dpi), _classification_pr(rep, outdir, config)]
+    if isinstance(rep, GroundingReport):
+        return _grounding_recall(rep, outdir, config)
     if isinstance(rep, LocalizationReport):
         return [
             *_localization_curves(rep, outdir, config),

@@ -41,6 +41,14 @@ class ClassificationReport:
     video_ids: list[str] = field(default_factory=list, repr=False)
     true_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)
     score_matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)), repr=False)
+    # Per video and class: the class's place in the video's ranking (0 = best), NOT_RANKED
+    # where the video has no row for it; restricting the ranking to some classes (class
+    # splits) keeps this order, which is the predictions' rank, not always their score order.
+    rank_matrix: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int32), repr=False)
+    # Classes dropped by --exclude-class, and how many ground-truth videos went with them.
+    excluded: dict[str, int] = field(default_factory=dict)
+    # Zero-shot class splits (zsar_cli.stages.score_splits.SplitsResult), when asked.
+    class_splits: Any = None
 
     task = "classification"
 
@@ -66,6 +74,8 @@ class ClassificationReport:
                 "columns": [*self.classes, "(no prediction)"],
                 "matrix": acc.confusion[: self.n_gt_classes].tolist(),
             },
+            **({"excluded_classes": self.excluded} if self.excluded else {}),
+            **({"class_splits": self.class_splits.summary()} if self.class_splits else {}),
             "warnings": self.warnings,
         }
 
@@ -93,6 +103,8 @@ class ClassificationReport:
                             self.task, "confusion", float(count), label=label, predicted=columns[j]
                         )
                     )
+        if self.class_splits:
+            rows.extend(self.class_splits.metric_rows(self.task))
         return rows
 
     def headline(self) -> list[tuple[str, str]]:
@@ -103,7 +115,27 @@ class ClassificationReport:
             ("top-5", f"{acc.top5:.4f}"),
             ("mean-class accuracy", f"{acc.mean_class:.4f}"),
             ("missing / error videos (wrong)", f"{len(self.missing)} / {len(self.errors)}"),
+            *((f"excluded class {c} (videos)", str(n)) for c, n in self.excluded.items()),
+            *(self.class_splits.headline() if self.class_splits else ()),
         ]
+
+
+NOT_RANKED = np.iinfo(np.int32).max
+
+
+def gt_from_true_label(predictions: pa.Table) -> ClassificationGT:
+    """The ground truth a `predictions` table carries in its true_label column."""
+    names = predictions.schema.names
+    if "true_label" not in names:
+        raise InputError("predictions have no true_label column; give ground truth with --gt")
+    truth: dict[str, str] = {}
+    ids = predictions.column("video_id").to_pylist()
+    for vid, tl in zip(ids, predictions.column("true_label").to_pylist(), strict=True):
+        if tl is not None:
+            truth.setdefault(vid, tl)
+    if not truth:
+        raise InputError("predictions' true_label column is empty; give ground truth with --gt")
+    return ClassificationGT(truth, sorted(set(truth.values()), key=normalize_label), "true_label")
 
 
 def score_classification(
@@ -122,15 +154,7 @@ def score_classification(
     ranks = predictions.column("rank").to_pylist() if "rank" in names else [None] * len(ids)
     errors = predictions.column("error").to_pylist() if "error" in names else [None] * len(ids)
     if gt is None:
-        if "true_label" not in names:
-            raise InputError("predictions have no true_label column; give ground truth with --gt")
-        truth: dict[str, str] = {}
-        for vid, tl in zip(ids, predictions.column("true_label").to_pylist(), strict=True):
-            if tl is not None:
-                truth.setdefault(vid, tl)
-        if not truth:
-            raise InputError("predictions' true_label column is empty; give ground truth with --gt")
-        gt = ClassificationGT(truth, sorted(set(truth.values()), key=normalize_label), "true_label")
+        gt = gt_from_true_label(predictions)
 
     matcher = IdMatcher(list(gt.labels))
     classes = list(gt.classes)
@@ -166,6 +190,7 @@ def score_classification(
     ranked = np.full((n, top_k), -1, np.int64)
     true_idx = np.empty(n, np.int64)
     score_matrix = np.full((n, len(classes)), np.nan)
+    rank_matrix = np.full((n, len(classes)), NOT_RANKED, np.int32)
     missing: list[str] = []
     for row, gid in enumerate(video_ids):
         true_idx[row] = index[normalize_label(gt.labels[gid])]
@@ -177,8 +202,10 @@ def score_classification(
         entries.sort()
         best = [e[2] for e in entries[:top_k]]
         ranked[row, : len(best)] = best
-        for _r, neg, cls in entries:
+        for place, (_r, neg, cls) in enumerate(entries):
             score_matrix[row, cls] = -neg
+            # A label listed twice keeps its better place (the first after sorting).
+            rank_matrix[row, cls] = min(rank_matrix[row, cls], place)
 
     acc = accuracy_metrics(true_idx, ranked, len(classes))
     warnings = []
@@ -214,4 +241,5 @@ def score_classification(
         video_ids,
         true_idx,
         score_matrix,
+        rank_matrix,
     )

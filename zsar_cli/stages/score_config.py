@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from zsar_cli.errors import ConfigError
 from zsar_cli.options import ConfigBase, opt
 
 PRESET_NAMES: tuple[str, ...] = ("thumos", "anet")  # 0.3:0.1:0.7 | 0.5:0.05:0.95
@@ -21,6 +22,8 @@ GT_FORMATS: tuple[str, ...] = (
     "thumos14",
     "activitynet",
     "ucf_crime",
+    "ucf_crime_split",
+    "charades_sta",
     "list",
     "artifact",
 )
@@ -63,7 +66,7 @@ class ScoreConfig(ConfigBase):
         None, "Also report mAP over K random classes per split (zero-shot protocol).", min=1
     )
     subset_splits: int = opt(10, "Number of random class splits for --subset-classes.", min=1)
-    seed: int = opt(0, "Seed of the class splits.")
+    seed: int = opt(0, "Seed of the class splits (--subset-classes, --class-splits).")
     split: int = opt(1, "UCF101 testlist / HMDB51 split number for folders.")
     subset: str | None = opt(
         None, "ActivityNet subset to keep, e.g. validation (default: all videos)."
@@ -82,6 +85,48 @@ class ScoreConfig(ConfigBase):
         "the spans.",
         choices=AMBIGUOUS_MODES,
     )
+
+    exclude_classes: tuple[str, ...] = opt(
+        (),
+        "Classification: drop this class's ground-truth videos and rank the other labels only "
+        "(repeatable; UCF-Crime's 13-class protocol is --exclude-class Normal).",
+        flags=("--exclude-class",),
+        metavar="CLASS",
+        keyed_if_set=True,
+    )
+    class_splits: str | None = opt(
+        None,
+        "Classification, zero-shot class splits: half:N (N splits of half the classes), KxN (K "
+        "classes), novel:KxN (K of the classes not in --base-classes), or a file of splits (one "
+        "per line, classes separated by ';', or a JSON list of lists). Each split keeps its "
+        "classes' videos and ranks its classes only; mean ± std over splits (seeded by --seed).",
+        omit_unset=True,
+        metavar="SPEC",
+    )
+    base_classes: str | None = opt(
+        None,
+        "Labels file of the seen classes for --class-splits novel:KxN (e.g. Kinetics-400's, to "
+        "draw from the classes Kinetics-600 adds).",
+        omit_unset=True,
+        metavar="LABELS",
+    )
+    frames: str | None = opt(
+        None,
+        "Anomaly: a frames artifact whose frame_count column gives each video's length, so the "
+        "frames after the last sample are evaluated too (only video_id, frame_count are read).",
+        omit_unset=True,
+        metavar="FRAMES",
+    )
+
+    def check(self) -> ScoreConfig:
+        if self.base_classes is not None and not (self.class_splits or "").startswith("novel:"):
+            raise ConfigError("--base-classes is used only with --class-splits novel:KxN")
+        novel = (self.class_splits or "").startswith("novel:")
+        if novel and self.base_classes is None:
+            raise ConfigError(
+                f"--class-splits {self.class_splits}: novel classes need --base-classes"
+            )
+        return self
 
     def thresholds(self, gt_format: str | None) -> tuple[float, ...]:
         from zsar_cli.metrics import ANET_TIOU, THUMOS_TIOU
