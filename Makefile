@@ -5,7 +5,9 @@ DEMO_DIR ?= build/demo
 KSHOT_DIR ?= build/kshot
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test test-all bench demo recipe-world-kshot recipe-world-icl zeal zeal-demo slurm-pipeline
+.PHONY: help install lint test test-all bench demo recipe-world-kshot recipe-world-icl zeal zeal-demo slurm-pipeline \
+	recipe-ucfcrime-selfres recipe-ucf101 recipe-hmdb51 recipe-k600 recipe-thumos14-zeal recipe-ucfcrime-auc \
+	recipe-charades-sta
 
 help: ## Show this help.
 	@grep -E '^[a-zA-Z0-9_ %-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-16s %s\n", $$1, $$2}'
@@ -37,6 +39,30 @@ recipe-world-kshot: ## k-shot curves of zsar adapt on world videos with nonsense
 
 recipe-world-icl: ## k-shot curve of in-context examples (classify --lvlm --examples) on the same world (into KSHOT_DIR/icl).
 	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PYTHON) examples/world_icl.py $(KSHOT_DIR)/icl
+
+# --- The seeds' tables from datasets on disk (zsar_cli/recipes): make recipe-NAME ROOT=/data/set
+# [OUT=build/recipes] [CLIP=spec] [LVLM=spec] [DEVICE=cuda] [RECIPE_ARGS='--descriptions d.json'].
+# Try one on a world stand-in first: zsar synth /tmp/w --layout ucf101, then ROOT=/tmp/w with
+# CLIP=builtin:world-clip LVLM=builtin:world-lvlm.
+OUT ?= build/recipes
+CLIP ?= openclip:ViT-B-16/openai
+LVLM ?= hf:Qwen/Qwen2.5-VL-7B-Instruct
+DEVICE ?= auto
+RECIPE = $(PYTHON) -m zsar_cli.recipes $(1) --root $(ROOT) --out $(OUT) --clip '$(CLIP)' --lvlm '$(LVLM)' --device $(DEVICE) $(RECIPE_ARGS)
+recipe-ucfcrime-selfres: ## UCF-Crime classification: CLIP, LVLM on 16 linear frames, LVLM + Self-ReS (ROOT=...).
+	$(call RECIPE,ucfcrime-selfres)
+recipe-ucf101: ## UCF101 over 10 half-class splits: names, templates, descriptors, random control (ROOT=...).
+	$(call RECIPE,ucf101)
+recipe-hmdb51: ## HMDB51, the same rows as recipe-ucf101 (ROOT=...).
+	$(call RECIPE,hmdb51)
+recipe-k600: ## Kinetics-600 novel classes, 3 x 160 splits (ROOT=...; a K400 class list beside validate.csv).
+	$(call RECIPE,k600)
+recipe-thumos14-zeal: ## THUMOS14 ZEAL vs the CLIP-only baseline, mAP@0.3:0.7 (ROOT=...).
+	$(call RECIPE,thumos14-zeal)
+recipe-ucfcrime-auc: ## UCF-Crime frame ROC-AUC over every frame of every test video (ROOT=...).
+	$(call RECIPE,ucfcrime-auc)
+recipe-charades-sta: ## Charades-STA moment grounding, R@1 at IoU 0.3/0.5/0.7 and mIoU (ROOT=...).
+	$(call RECIPE,charades-sta)
 
 # --- The ZEAL chain on a folder of videos (examples/zeal_chain.sh, stage by stage with the CLI)
 zeal: ## ZEAL chain: make zeal VIDEOS=dir LABELS=labels.txt DESCRIPTIONS=desc.json OUT=dir [GT=gt.json]
