@@ -17,7 +17,7 @@ cancels out.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -60,15 +60,22 @@ def ask_in_orders(
 
     `ask(shown)` returns the probabilities of the prompt's letters for the options in the order
     shown (A first)."""
-    rows = []
-    for ordering in orderings:
-        probs = np.asarray(ask([options[i] for i in ordering]), dtype=np.float64)
-        if probs.shape != (len(options),):
-            raise ValueError(f"expected {len(options)} option probabilities, got {probs.shape}")
-        back = np.empty(len(options), dtype=np.float64)
-        back[list(ordering)] = probs
-        rows.append(back)
-    return np.stack(rows)
+    return np.stack([to_canonical(ask(shown(options, o)), o) for o in orderings])
+
+
+def shown(options: Sequence[str], ordering: Sequence[int]) -> list[str]:
+    """The options in the order one ask shows them."""
+    return [options[i] for i in ordering]
+
+
+def to_canonical(probs: Sequence[float] | np.ndarray, ordering: Sequence[int]) -> np.ndarray:
+    """Letter probabilities of one ask (A first) as probabilities of the canonical options."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.shape != (len(ordering),):
+        raise ValueError(f"expected {len(ordering)} option probabilities, got {probs.shape}")
+    back = np.empty(len(ordering), dtype=np.float64)
+    back[list(ordering)] = probs
+    return back
 
 
 def label_probabilities(asked: np.ndarray) -> np.ndarray:
@@ -83,3 +90,18 @@ def rank_options(probs: np.ndarray) -> list[int]:
     bits (a pure position bias averaged over rotations), and that noise must not reorder."""
     rounded = np.round(np.asarray(probs, dtype=np.float64), 12)
     return [int(i) for i in np.argsort(-rounded, kind="stable")]
+
+
+def choice_rows(
+    options: Sequence[str], orderings: Sequence[Sequence[int]], asked: np.ndarray | None
+) -> Iterator[tuple[int, str, str, float | None]]:
+    """`answers` rows of choice asks: (ordering, label, its letter in that ask, probability),
+    per ordering the options in canonical order (so the first ask's rows list them as CLIP
+    ranked them, and `predict` breaks ties the way classify --lvlm does)."""
+    from zsar_cli.prompts import option_letters
+
+    letters = option_letters(len(options))
+    for k, ordering in enumerate(orderings):
+        where = positions(ordering)
+        for i, label in enumerate(options):
+            yield k, label, letters[where[i]], None if asked is None else float(asked[k, i])

@@ -54,6 +54,14 @@ class SelectTokensConfig(ConfigBase):
     labels_file: str | None = opt(
         None, "Labels file: one selection per label ({label}).", flags=("--labels", "-l")
     )
+    shortlist_from: str | None = opt(
+        None,
+        "Select for the multiple-choice prompt of classify --lvlm --self-res: --question then "
+        "each video's top --shortlist labels of this predictions artifact (zsar classify) as "
+        "options, in CLIP's order.",
+        omit_unset=True,  # runs without a shortlist keep their cache keys
+    )
+    shortlist: int = opt(5, "With --shortlist-from: labels offered per video.", min=2)
     scorer: str = opt(
         "attention",
         "attention: attention of the last input token; similarity: cosine of hidden states to "
@@ -75,9 +83,23 @@ class SelectTokensConfig(ConfigBase):
     trust_remote_code: bool = o.trust_remote_code()
     strict: bool = o.strict()
 
+    def provenance(self) -> dict[str, object]:
+        out = super().provenance()
+        if self.shortlist_from is None:
+            out.pop("shortlist")
+        return out
+
     def check(self) -> SelectTokensConfig:
         if not self.question:
             raise ConfigError("give --question (what the tokens are selected for)")
+        if self.shortlist_from is not None:
+            if self.labels_file is not None or "{label}" in self.question:
+                raise ConfigError(
+                    "--shortlist-from selects once per video for its options; drop --labels "
+                    "and {label}"
+                )
+            if self.scorer == "clip":
+                raise ConfigError("--shortlist-from needs an LVLM scorer (attention, similarity)")
         if self.labels_file is not None and "{label}" not in self.question:
             raise ConfigError("--labels needs a --question containing {label}")
         if self.labels_file is None and "{label}" in self.question:
