@@ -219,8 +219,10 @@ CACHE_KEYS = {
     "extract-frames": "5e00b100a5a5f142974b31bfccfc9fc3",
     "classify": "b2ae18ac4e81f86dce7d2f1983720e2a",
     # Moved on purpose (issue 14): --video-input (default auto: native clips where the family has
-    # a video path) changes classify --lvlm's answers, so its key must change.
-    "classify-lvlm": "1faf99dac9f9c7d2b7f63189c58a11f8",
+    # a video path) changes classify --lvlm's answers, so its key must change. Moved again on
+    # purpose (issue 15): --option-order circular (the new default) asks once per rotation of
+    # the options, so runs made in CLIP's order are never reused as circular ones.
+    "classify-lvlm": "4d6aa9434b9f19723d818789aa089636",
     "query-lvlm": "09c7a88c68d1852f34b2fc09b3b41123",
     "select-tokens": "3b0d619d91fe15c3d47524192e98e8ef",
     # moved on purpose when describe began decoding under a schema (provenance prompt_version 2)

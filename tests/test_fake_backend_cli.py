@@ -133,11 +133,14 @@ def test_query_lvlm_choice_and_generate(tmp_path, runner, frames, labels_file):
     out = tmp_path / "choice.parquet"
     rows = query(runner, path, out, "--mode", "choice", "--labels", labels_file)
     first = [r for r in rows if r["video_id"] == "vid1" and r["frame_index"] == 2]
-    assert [r["answer"] for r in first] == ["A", "B", "C"]
+    # --option-order circular (default): one ask per rotation, rows in the labels' order
+    assert [r["ordering"] for r in first] == [0] * 3 + [1] * 3 + [2] * 3
+    assert [r["answer"] for r in first] == ["A", "B", "C", "C", "A", "B", "B", "C", "A"]
     offsets = np.array([prompt_offset(o) for o in LABELS])
     logits = -8.0 * np.abs(mean_brightness([pixels["vid1"][2]]) - offsets)
     want = np.exp(logits) / np.exp(logits).sum()
-    np.testing.assert_allclose([r["p_yes"] for r in first], want, atol=1e-12)
+    # The fake scores options by content, not position: every rotation maps back to the same.
+    np.testing.assert_allclose([r["p_yes"] for r in first], np.tile(want, 3), atol=1e-12)
 
     out = tmp_path / "generate.parquet"
     rows = query(

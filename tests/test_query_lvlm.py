@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -225,19 +226,41 @@ def test_clip_level_and_choice_mode(tmp_path, labels_file, lvlm):
     assert seg0["p_yes"] == pytest.approx(float(direct.p_yes[0]), abs=1e-6)
 
     out2 = tmp_path / "choice.parquet"
-    cfg = QueryConfig(model=MODEL, mode="choice", labels_file=str(labels_file), device="cpu")
+    cfg = QueryConfig(
+        model=MODEL,
+        mode="choice",
+        labels_file=str(labels_file),
+        device="cpu",
+        option_order="clip",
+    )
     stage.run(frames, out2, cfg, lvlm=lvlm)
     rows = read_artifact(out2, "answers").table.to_pylist()
     assert len(rows) == 8 * 2  # one row per frame and option
-    assert {r["answer"] for r in rows} == {"A", "B"}
+    assert {r["answer"] for r in rows} == {"A", "B"} and {r["ordering"] for r in rows} == {0}
     by_frame: dict = {}
     for r in rows:
         by_frame.setdefault((r["video_id"], r["frame_index"]), []).append(r)
     for options in by_frame.values():
         assert sum(o["p_yes"] for o in options) == pytest.approx(1.0)
     first = by_frame[("v0", 0)]
-    direct = lvlm.choice([images[0]], first[0]["question"], ["a red circle", "a blue square"])
+    offered = ["a red circle", "a blue square"]
+    direct = lvlm.choice([images[0]], first[0]["question"], offered)
     assert [o["p_yes"] for o in first] == pytest.approx(direct.tolist(), abs=1e-6)
+
+    # circular (the default): a second ask with the options rotated, rows per ordering
+    out3 = tmp_path / "circular.parquet"
+    stage.run(frames, out3, replace(cfg, option_order="circular"), lvlm=lvlm)
+    rows = read_artifact(out3, "answers").table.to_pylist()
+    assert len(rows) == 8 * 2 * 2
+    first = [r for r in rows if (r["video_id"], r["frame_index"]) == ("v0", 0)]
+    assert [(r["ordering"], r["label"], r["answer"]) for r in first] == [
+        (0, offered[0], "A"),
+        (0, offered[1], "B"),
+        (1, offered[0], "B"),
+        (1, offered[1], "A"),
+    ]
+    rotated = lvlm.choice([images[0]], first[0]["question"], offered[::-1])
+    assert [r["p_yes"] for r in first[2:]] == pytest.approx(rotated.tolist()[::-1], abs=1e-6)
 
 
 def test_generate_mode(tmp_path, lvlm):

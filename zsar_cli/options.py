@@ -329,3 +329,31 @@ def video_input(where: str = "clip prompts") -> Any:
         "times), images (one image per frame), auto (native where the family has a video path).",
         choices=VIDEO_INPUTS,
     )
+
+
+# Multiple-choice option order (zsar_cli.stages.option_order).
+OPTION_ORDERS: tuple[str, ...] = ("circular", "shuffled", "clip")
+
+
+def option_order(canonical: str = "CLIP's rank order: its top-1 is always option A") -> Any:
+    return opt(
+        "circular",
+        "Order of the options in the prompt: circular (one ask per rotation of the options, "
+        "probabilities averaged per label: no position bias), shuffled (one seeded random order "
+        f"per video), clip ({canonical}).",
+        choices=OPTION_ORDERS,
+    )
+
+
+def option_seed() -> Any:
+    return opt(0, "With --option-order shuffled: seed of the per-video permutations.", min=0)
+
+
+def drop_option_order(provenance: dict[str, object], choice: bool = True) -> dict[str, object]:
+    """Keep the option order in a cache key only where options are asked, and the seed only
+    where it draws them (other runs keep the keys they had before the options existed)."""
+    if not choice:
+        provenance.pop("option_order", None)
+    if not choice or provenance.get("option_order") != "shuffled":
+        provenance.pop("option_seed", None)
+    return provenance

@@ -53,6 +53,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "query_lvlm",
     "describe",
     "select_tokens",
+    "predict",
     "doctor",
 )
 

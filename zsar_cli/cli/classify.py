@@ -45,7 +45,20 @@ def classify(
     config: ClassifyConfig,
     lvlm_config: Annotated[
         LVLMChoiceConfig,
-        Fields("self_res", "shortlist", "frames", "video_input", "examples_file"),
+        Fields(
+            "self_res",
+            "shortlist",
+            "question",
+            "option_order",
+            "option_seed",
+            "frames",
+            "video_input",
+            "examples_file",
+            "segments",
+            "frames_per_segment",
+            "scorer",
+            "budget",
+        ),
     ],
     output: Annotated[
         str | None,

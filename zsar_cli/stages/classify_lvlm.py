@@ -30,6 +30,12 @@ from zsar_cli.stages.in_context import (
     examples_key,
     load_examples,
 )
+from zsar_cli.stages.option_order import (
+    ask_in_orders,
+    label_probabilities,
+    option_orders,
+    rank_options,
+)
 from zsar_cli.stages.select_tokens import FrameItem, SelectionError, select_video_tokens
 from zsar_cli.stages.self_res import answer_choice, kept_from_selection
 from zsar_cli.stages.token_scores import check_family, uncapped_frames
@@ -54,25 +60,43 @@ def lvlm_rerank(
     device: str,
     examples: Sequence[Example] = (),
 ) -> np.ndarray:
-    """Option probabilities over `shortlist` from linear frames (after the in-context
-    `examples` whose label is on the shortlist) or from Self-ReS tokens."""
+    """Probabilities of the `shortlist` labels (in its order) from linear frames (after the
+    in-context `examples` whose label is on the shortlist) or from Self-ReS tokens, asked in
+    the orderings of `config.option_order` and averaged per label."""
+    options = list(shortlist)
+    orderings = option_orders(len(options), config.option_order, config.option_seed, video_id)
+    ask: Callable[[list[str]], np.ndarray]
     if not config.self_res:
         images: list[np.ndarray] = [f.image for f in frames]
         if all(f.timestamp is not None for f in frames):
             # With their real times: a native video input tells the model when each was shown.
             images = Clip(images, [float(f.timestamp or 0.0) for f in frames])
         images = cap_frames(images, config.frames)
-        turns = choice_turns(examples, config.question, list(shortlist))
-        context = check_backend(lvlm).in_context(turns) if examples else contextlib.nullcontext()
-        with uncapped_frames(lvlm), context:
-            return np.asarray(lvlm.choice(images, config.question, list(shortlist)))
-    hooks = check_family(lvlm)  # checked before the first video; this only narrows the type
-    prompt = format_choice_prompt(config.question, list(shortlist))
-    selection = config.selection(device)
-    sel = select_video_tokens(hooks, video_id, frames, prompt, selection)
-    return answer_choice(
-        hooks, kept_from_selection(sel), sel.width, sel.height, config.question, list(shortlist)
-    )
+
+        def ask(shown: list[str]) -> np.ndarray:
+            # The examples' answer letters follow the options as shown in this ask.
+            turns = choice_turns(examples, config.question, shown)
+            context = (
+                check_backend(lvlm).in_context(turns) if examples else contextlib.nullcontext()
+            )
+            with uncapped_frames(lvlm), context:
+                return np.asarray(lvlm.choice(images, config.question, shown))
+
+    else:
+        hooks = check_family(lvlm)  # checked before the first video; this only narrows the type
+        # The selection prompt lists the options, so the kept tokens would depend on their
+        # order: they are selected once, with the options in the canonical (CLIP) order, and
+        # only the final pass is asked per ordering. One selection per video whatever the
+        # order, and `select-tokens --shortlist-from` makes the same tokens for every order.
+        prompt = format_choice_prompt(config.question, options)
+        selection = config.selection(device)
+        sel = select_video_tokens(hooks, video_id, frames, prompt, selection)
+        kept = kept_from_selection(sel)
+
+        def ask(shown: list[str]) -> np.ndarray:
+            return answer_choice(hooks, kept, sel.width, sel.height, config.question, shown)
+
+    return label_probabilities(ask_in_orders(ask, options, orderings))
 
 
 @scoped
@@ -167,7 +191,7 @@ def classify_with_lvlm(
                 probs = lvlm_rerank(
                     lvlm, frames, res.video_id, shortlist, lcfg, config.device, examples
                 )
-                order = np.argsort(-probs, kind="stable")
+                order = rank_options(probs)  # ties keep CLIP's order
                 res.labels = [shortlist[i] for i in order] + res.labels[lcfg.shortlist :]
                 res.scores = [float(probs[i]) for i in order] + [0.0] * (
                     len(res.scores) - len(shortlist)

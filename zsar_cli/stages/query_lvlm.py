@@ -42,6 +42,7 @@ from zsar_cli.stages.query_lvlm_config import MODES as MODES
 from zsar_cli.stages.query_lvlm_config import QUERY_KINDS as QUERY_KINDS
 from zsar_cli.stages.query_lvlm_config import ZEAL_FRAME_PROMPT as ZEAL_FRAME_PROMPT
 from zsar_cli.stages.query_lvlm_config import QueryConfig as QueryConfig
+from zsar_cli.stages.shortlist import ChoiceOptions
 
 if TYPE_CHECKING:
     from zsar_cli.backends.lvlm_base import LVLM
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
     from zsar_cli.stages.in_context import Example
 
 SEGMENT_FIELD = pa.field("segment", pa.int32())
+# Choice mode: which ordering of the options a row was asked in (--option-order).
+ORDERING_FIELD = pa.field("ordering", pa.int32())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,13 +213,26 @@ def answer_video(
     labels: Sequence[str],
     config: QueryConfig,
     examples: Sequence[Example] = (),
+    choice: ChoiceOptions | None = None,
 ) -> pa.Table:
     """The `answers` rows of one video (all its frames or clips × all queries), after the
-    in-context `examples` if any."""
-    from zsar_cli.prompts import option_letters
+    in-context `examples` if any. Choice mode offers `choice`'s options for the video (default:
+    `labels`), one row per option and ordering (`--option-order`)."""
+    from zsar_cli.stages.option_order import choice_rows, shown, to_canonical
+    from zsar_cli.stages.shortlist import NoOptions
 
     video_id = video.column("video_id")[0].as_py()
     units = _units(_frames(video), config.level)
+    options: list[str] = []
+    orderings: list[list[int]] = []
+    options_error = None
+    if config.mode == "choice":
+        if choice is None:
+            choice = ChoiceOptions(tuple(labels), config.option_order, config.option_seed)
+        try:
+            options, orderings = choice.for_video(video_id)
+        except NoOptions as exc:
+            options_error = str(exc)
     rows: dict[str, list[Any]] = {
         name: []
         for name in (
@@ -232,6 +248,7 @@ def answer_video(
             "no_mass",
             "answer",
             "error",
+            *(("ordering",) if config.mode == "choice" else ()),
         )
     }
 
@@ -243,18 +260,39 @@ def answer_video(
         rows["label"].append(label)
         rows["query_kind"].append(kind)
         rows["question"].append(question)
-        for name in ("p_yes", "yes_mass", "no_mass", "answer"):
-            rows[name].append(values.get(name))
+        for name in ("p_yes", "yes_mass", "no_mass", "answer", "ordering"):
+            if name in rows:
+                rows[name].append(values.get(name))
         rows["error"].append(unit.error)
 
     step = units_per_call(config)
     for start in range(0, len(units), step):
         chunk = units[start : start + step]
         for unit in chunk:
-            _load(unit, encoding, config.level, config.max_frames)
+            if options_error is None:
+                _load(unit, encoding, config.level, config.max_frames)
+            else:
+                unit.error = options_error
         good = [u for u in chunk if u.error is None]
         answered: dict[int, list[dict[str, Any]]] = {}
-        if good:
+        if good and config.mode == "choice":
+            # One ask per ordering; each mapped back to the options in canonical order.
+            per_order = [
+                _ask(lvlm, good, queries, shown(options, o), config, examples) for o in orderings
+            ]
+            for ui, unit in enumerate(good):
+                answered[id(unit)] = [
+                    {
+                        "asked": np.stack(
+                            [
+                                to_canonical(per_order[k][ui][qi]["probs"], o)
+                                for k, o in enumerate(orderings)
+                            ]
+                        )
+                    }
+                    for qi in range(len(queries))
+                ]
+        elif good:
             asked = _ask(lvlm, good, queries, labels, config, examples)
             answered = {id(u): values for u, values in zip(good, asked, strict=True)}
         for unit in chunk:
@@ -263,20 +301,14 @@ def answer_video(
             for qi, query in enumerate(queries):
                 values = values_per_query[qi] if values_per_query is not None else {}
                 if config.mode == "choice":
-                    letters = option_letters(len(labels))
-                    probs = values.get("probs")
-                    for li, label in enumerate(labels):
-                        add(
-                            unit,
-                            label,
-                            query.kind,
-                            query.text,
-                            p_yes=None if probs is None else float(probs[li]),
-                            answer=letters[li],
-                        )
+                    for k, label, letter, p in choice_rows(options, orderings, values.get("asked")):
+                        add(unit, label, query.kind, query.text, p_yes=p, answer=letter, ordering=k)
+                    if not options:  # no shortlist for this video: one error row per query
+                        add(unit, None, query.kind, query.text, ordering=0)
                 else:
                     add(unit, query.label, query.kind, query.text, **values)
-    return build_table("answers", rows, extra_fields=[SEGMENT_FIELD])
+    extra = [SEGMENT_FIELD, *([ORDERING_FIELD] if config.mode == "choice" else [])]
+    return build_table("answers", rows, extra_fields=extra)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,6 +352,7 @@ class AnswerTask:
     encoding: str
     responses: str | None = None  # a served model's response cache (beside the checkpoints)
     examples: tuple[Example, ...] = ()  # in-context examples before every query
+    choice: ChoiceOptions | None = None  # choice mode: each video's options and orderings
 
     @property
     def uses_gpu(self) -> bool:
@@ -351,7 +384,14 @@ class AnswerTask:
         if self.config.level == "clip":
             self._video_input(model)  # before the first clip, wherever the model was loaded
         return answer_video(
-            model, video, self.encoding, self.queries, self.labels, self.config, self.examples
+            model,
+            video,
+            self.encoding,
+            self.queries,
+            self.labels,
+            self.config,
+            self.examples,
+            self.choice,
         )
 
 
@@ -406,10 +446,16 @@ def run(
 
             per_example = 1 if cfg.level == "frame" else cfg.max_frames
             examples = load_examples(cfg.examples_file, cfg.mode, per_example)
-            if cfg.mode == "choice":
+            if cfg.mode == "choice" and cfg.labels_file is not None:
                 check_labels(examples, labels, f"--labels {cfg.labels_file}")
             upstream.append(examples_key(examples))
             units = without_examples(units, {e.video_id for e in examples}, excluded)
+        choice = None
+        if cfg.mode == "choice":
+            from zsar_cli.stages.shortlist import choice_options
+
+            choice, shortlist_keys = choice_options(cfg, labels)
+            upstream += shortlist_keys
         responses = None
         if served:
             responses = shard_response_cache(str(output), shard, "answers", provenance, upstream)
@@ -420,6 +466,7 @@ def run(
             image_encoding(meta.extra),
             responses,
             tuple(examples),
+            choice,
         )
         summary = run_stage(
             str(output),

@@ -65,6 +65,16 @@ class QueryConfig(ConfigBase):
     choice_question: str = opt(
         DEFAULT_CHOICE_QUESTION, "The question of --mode choice before its options.", cli=False
     )
+    shortlist_from: str | None = opt(
+        None,
+        "--mode choice: offer each video its top --shortlist labels of this predictions "
+        "artifact (zsar classify), in CLIP's order, as classify --lvlm does (instead of "
+        "--labels).",
+        omit_unset=True,  # runs without a shortlist keep their cache keys
+    )
+    shortlist: int = opt(5, "With --shortlist-from: labels offered per video.", min=2)
+    option_order: str = o.option_order("the order given: CLIP's rank order with --shortlist-from")
+    option_seed: int = o.option_seed()
     query_kind: str | None = opt(
         None,
         "query_kind of --question rows (default: class with labels, else anomaly).",
@@ -98,6 +108,10 @@ class QueryConfig(ConfigBase):
         if not o.served_spec(self.model):
             # Only a served model's answers depend on it; local runs keep their cache keys.
             out.pop("top_logprobs")
+        if self.shortlist_from is None:
+            out.pop("shortlist")
+        # Options are ordered only in choice mode: other runs keep their cache keys.
+        o.drop_option_order(out, self.mode == "choice")
         if self.level == "frame":
             # Only clip prompts have a video layout: frame-level answers (and their cache keys)
             # do not depend on it.
@@ -118,9 +132,17 @@ class QueryConfig(ConfigBase):
                 raise ConfigError(
                     "--examples works with --question/--questions, not --descriptions"
                 )
+        if self.shortlist_from is not None:
+            if self.mode != "choice":
+                raise ConfigError("--shortlist-from gives the options of --mode choice")
+            if self.labels_file is not None:
+                raise ConfigError(
+                    "--shortlist-from takes each video's options from its predictions; drop "
+                    "--labels"
+                )
         if self.mode == "choice":
-            if self.labels_file is None:
-                raise ConfigError("--mode choice needs --labels (the options)")
+            if self.labels_file is None and self.shortlist_from is None:
+                raise ConfigError("--mode choice needs --labels or --shortlist-from (the options)")
             if self.descriptions_file is not None:
                 raise ConfigError("--mode choice does not use --descriptions")
         elif (

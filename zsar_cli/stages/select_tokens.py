@@ -42,6 +42,7 @@ from zsar_cli.outputs import check_output_path, scoped
 from zsar_cli.runner import RunSummary, Unit, run_stage
 from zsar_cli.sharding import Shard
 from zsar_cli.stages.select_tokens_config import SelectTokensConfig
+from zsar_cli.stages.shortlist import ChoiceOptions, NoOptions, choice_options
 
 # Re-exported: the model side (checks, switches, scoring one path) lives in token_scores.
 from zsar_cli.stages.token_scores import UNSUPPORTED_FAMILIES as UNSUPPORTED_FAMILIES
@@ -331,6 +332,8 @@ class SelectTask:
     grid: tuple[int, ...] | None = None  # --scorer clip: the embeddings' patch grid
     encoder_spec: str = ""  # --scorer clip: the model that made the embeddings
     encoder_sha256: str | None = None  # and, for a built-in one, the digest of its files
+    # --shortlist-from: one choice prompt per video over its shortlist (the prompts unused).
+    choice: ChoiceOptions | None = None
     lvlm: Any = field(default=None, compare=False)  # given models (tests, classify)
     encoder: Any = field(default=None, compare=False)
 
@@ -379,10 +382,21 @@ class SelectTask:
         selections: list[SelectedTokens] = []
         errors: list[tuple[str, str | None, str]] = []
         carried = _carried_error(video)
+        prompts = self.prompts
+        if self.choice is not None and carried is None:
+            from zsar_cli.prompts import format_choice_prompt
+
+            try:
+                # The options in CLIP's order, as classify --lvlm --self-res selects (its
+                # rotations re-ask only the final pass, see classify_lvlm.lvlm_rerank).
+                options, _ = self.choice.for_video(video_id)
+                prompts = ((None, format_choice_prompt(cfg.question or "", options)),)
+            except NoOptions as exc:
+                carried = str(exc)
         frames: list[FrameItem] = []
         if carried is None and not self.clip:
             frames, _ = decode_video_frames(video, self.encoding)
-        for pi, (label, prompt) in enumerate(self.prompts):
+        for pi, (label, prompt) in enumerate(prompts):
             if carried is not None:
                 errors.append((video_id, label, carried))
                 continue
@@ -444,6 +458,12 @@ def run(
                     f"{inputs}: --scorer clip needs patch tokens; make the embeddings with "
                     "`zsar encode --patch-tokens`"
                 )
+        upstream = [input_key]
+        choice = None
+        if cfg.shortlist_from is not None:
+            choice, keys = choice_options(cfg, [])
+            upstream += keys
+            extra["shortlist"] = cfg.shortlist
         task = SelectTask(
             cfg,
             tuple(prompts),
@@ -452,6 +472,7 @@ def run(
             grid=tuple(grid) if grid is not None else None,
             encoder_spec=str(meta.extra_json("model_spec") or "") if clip else "",
             encoder_sha256=meta.extra.get("model_sha256") if clip else None,
+            choice=choice,
             lvlm=lvlm,
             encoder=encoder,
         )
@@ -465,7 +486,7 @@ def run(
             str(output),
             kind="tokens",
             config=cfg.provenance(),
-            upstream=[input_key],
+            upstream=upstream,
             units=units,
             extra_metadata=lambda: {**extra, **ex.facts(task)},
             shard=shard,

@@ -54,6 +54,14 @@ class SelectTokensConfig(ConfigBase):
     labels_file: str | None = opt(
         None, "Labels file: one selection per label ({label}).", flags=("--labels", "-l")
     )
+    shortlist_from: str | None = opt(
+        None,
+        "Select for the multiple-choice prompt of classify --lvlm --self-res: --question then "
+        "each video's top --shortlist labels of this predictions artifact (zsar classify) as "
+        "options, in CLIP's order.",
+        omit_unset=True,  # runs without a shortlist keep their cache keys
+    )
+    shortlist: int = opt(5, "With --shortlist-from: labels offered per video.", min=2)
     scorer: str = opt(
         "attention",
         "attention: attention of the last input token; similarity: cosine of hidden states to "
@@ -75,9 +83,23 @@ class SelectTokensConfig(ConfigBase):
     trust_remote_code: bool = o.trust_remote_code()
     strict: bool = o.strict()
 
+    def provenance(self) -> dict[str, object]:
+        out = super().provenance()
+        if self.shortlist_from is None:
+            out.pop("shortlist")
+        return out
+
     def check(self) -> SelectTokensConfig:
         if not self.question:
             raise ConfigError("give --question (what the tokens are selected for)")
+        if self.shortlist_from is not None:
+            if self.labels_file is not None or "{label}" in self.question:
+                raise ConfigError(
+                    "--shortlist-from selects once per video for its options; drop --labels "
+                    "and {label}"
+                )
+            if self.scorer == "clip":
+                raise ConfigError("--shortlist-from needs an LVLM scorer (attention, similarity)")
         if self.labels_file is not None and "{label}" not in self.question:
             raise ConfigError("--labels needs a --question containing {label}")
         if self.labels_file is None and "{label}" in self.question:
@@ -106,22 +128,29 @@ class LVLMChoiceConfig(ConfigBase):
         flags=("--examples",),
         omit_unset=True,  # runs without examples keep their cache keys
     )
-    question: str = opt(DEFAULT_CHOICE_QUESTION, "The question before the options.")
-    frames: int = opt(16, "Frames linearly sampled per video.", min=1)
+    question: str = opt(DEFAULT_CHOICE_QUESTION, "With --lvlm: the question before the options.")
+    option_order: str = o.option_order()
+    option_seed: int = o.option_seed()
+    frames: int = opt(16, "With --lvlm: frames linearly sampled per video.", min=1)
     video_input: str = o.video_input("the linearly sampled frames (without --self-res)")
     segments: int = opt(4, "With --self-res: segments (reflection paths) per video.", min=1)
     frames_per_segment: int = opt(8, "With --self-res: frames per segment.", min=1)
     scorer: str = opt(
         "attention",
-        "With --self-res: attention or similarity.",
+        "With --self-res: token scorer, attention or similarity.",
         choices=("attention", "similarity"),
     )
     layers: tuple[int, ...] = opt((), LAYERS_HELP, parse=parse_layers, cli_default="all")
-    budget: int | None = opt(None, BUDGET_HELP, min=1)
+    budget: int | None = opt(
+        None, f"With --self-res: {BUDGET_HELP[0].lower()}{BUDGET_HELP[1:]}", min=1
+    )
     baseline_frames: int = opt(16, BASELINE_FRAMES_HELP, min=1)
     max_pixels: int = o.max_pixels()
     dtype: str = o.lvlm_dtype()
     trust_remote_code: bool = o.trust_remote_code()
+
+    def provenance(self) -> dict[str, object]:
+        return o.drop_option_order(super().provenance())
 
     def check(self) -> LVLMChoiceConfig:
         if self.examples_file is not None and self.self_res:

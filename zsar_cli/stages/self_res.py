@@ -19,6 +19,7 @@ final pass is position-consistent with the plain one. Qwen3-VL (DeepStack) is re
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,19 +33,23 @@ from zsar_cli.backends import canonical_spec, check_recorded_model, model_record
 from zsar_cli.backends.lvlm_base import EmbeddedInputs
 from zsar_cli.errors import ConfigError, InputError, ModelError
 from zsar_cli.outputs import scoped
-from zsar_cli.prompts import format_choice_prompt, option_letters
+from zsar_cli.prompts import format_choice_prompt
 from zsar_cli.runner import RunSummary, Unit, artifact_units, run_stage
 from zsar_cli.sharding import Shard
+from zsar_cli.stages.option_order import ask_in_orders, choice_rows
 from zsar_cli.stages.select_tokens import (
     SelectedTokens,
     SelectionError,
 )
+from zsar_cli.stages.shortlist import ChoiceOptions, NoOptions, choice_options
 from zsar_cli.stages.token_scores import check_family, uncapped_frames
 
 if TYPE_CHECKING:
     from zsar_cli.backends.lvlm_base import SelectionHooks
 
 SEGMENT_FIELD = pa.field("segment", pa.int32())
+# Choice mode: which ordering of the options a row was asked in (--option-order).
+ORDERING_FIELD = pa.field("ordering", pa.int32())
 
 
 @dataclass
@@ -259,18 +264,26 @@ def run_from_tokens(
     if cfg.mode not in ("yesno", "choice"):
         raise ConfigError(f"--tokens answers in --mode yesno or choice, not {cfg.mode}")
     queries, labels = q.build_queries(cfg)
+    choice, shortlist_keys = choice_options(cfg, labels)
+    if cfg.mode == "choice":
+        _check_shortlist(meta, cfg, shortlist_keys, str(tokens))
     loaded: list[Any] = [lvlm] if lvlm is not None else []
 
     def work(unit: Unit) -> pa.Table:
         if not loaded:
             loaded.append(check_family(q.load_model(cfg)))
-        return answer_video_from_tokens(loaded[0], unit.data, queries, labels, cfg.mode)
+        return answer_video_from_tokens(loaded[0], unit.data, queries, labels, cfg.mode, choice)
 
     summary = run_stage(
         str(output),
         kind="answers",
         config={**cfg.provenance(), "level": "tokens"},
-        upstream=[key, q.queries_key(queries, labels), *revision_key(cfg.model or spec)],
+        upstream=[
+            key,
+            q.queries_key(queries, labels),
+            *shortlist_keys,
+            *revision_key(cfg.model or spec),
+        ],
         units=units,
         work=work,
         extra_metadata={**model_record(cfg.model or spec), "mode": cfg.mode, "level": "tokens"},
@@ -281,18 +294,50 @@ def run_from_tokens(
     return summary
 
 
+def _check_shortlist(meta: Any, config: Any, shortlist_keys: Sequence[str], tokens: str) -> None:
+    """Tokens selected for a shortlist's choice prompt are answered with the same shortlist."""
+    selected_for = meta.extra_json("shortlist")
+    if selected_for is None:
+        return
+    if config.shortlist_from is None:
+        raise ConfigError(
+            f"{tokens}: tokens were selected for a shortlist of {selected_for} labels; give "
+            "the same --shortlist-from and --shortlist"
+        )
+    if int(selected_for) != config.shortlist or (
+        meta.upstream and not set(shortlist_keys) <= set(meta.upstream)
+    ):
+        raise InputError(
+            f"{tokens}: tokens were selected for another shortlist (--shortlist {selected_for} "
+            "of other predictions) than --shortlist-from "
+            f"{config.shortlist_from} --shortlist {config.shortlist}"
+        )
+
+
 def answer_video_from_tokens(
     lvlm: SelectionHooks,
     video: pa.Table,
     queries: Sequence[Any],
     labels: Sequence[str],
     mode: str,
+    choice: ChoiceOptions | None = None,
 ) -> pa.Table:
-    """`answers` rows of one video from its `tokens` rows."""
+    """`answers` rows of one video from its `tokens` rows. Choice mode offers `choice`'s
+    options for the video in its orderings (default: `labels` in their order, one ask)."""
     video_id = video.column("video_id")[0].as_py()
     names: tuple[str, ...] = ("video_id", "frame_index", "timestamp", "segment", "label")
     names += ("query_kind", "question", "p_yes", "yes_mass", "no_mass", "answer", "error")
+    if mode == "choice":
+        names += ("ordering",)
     rows: dict[str, list[Any]] = {n: [] for n in names}
+    options: list[str] = []
+    orderings: list[list[int]] = []
+    options_error = None
+    if mode == "choice":
+        try:
+            options, orderings = (choice or ChoiceOptions(tuple(labels))).for_video(video_id)
+        except NoOptions as exc:
+            options_error = str(exc)
 
     def add(label: Any, kind: str, text: str, error: str | None = None, **values: Any) -> None:
         for name, value in (
@@ -306,13 +351,14 @@ def answer_video_from_tokens(
             ("error", error),
         ):
             rows[name].append(value)
-        for name in ("p_yes", "yes_mass", "no_mass", "answer"):
-            rows[name].append(values.get(name))
+        for name in ("p_yes", "yes_mass", "no_mass", "answer", "ordering"):
+            if name in rows:
+                rows[name].append(values.get(name))
 
     token_labels = video.column("label").to_pylist() if "label" in video.column_names else []
     per_label = any(lab is not None for lab in token_labels)
     for query in queries:
-        error = None
+        error = options_error
         subset = video
         if per_label:
             if query.label is None:
@@ -332,23 +378,19 @@ def answer_video_from_tokens(
             height = int(good.column("height")[0].as_py())
             kept = kept_from_rows(good)
         if mode == "choice":
-            letters = option_letters(len(labels))
-            probs = None
+            asked = None
             if error is None:
-                probs = answer_choice(lvlm, kept, width, height, query.text, labels)
-            for li, label in enumerate(labels):
-                add(
-                    label,
-                    query.kind,
-                    query.text,
-                    error,
-                    p_yes=None if probs is None else float(probs[li]),
-                    answer=letters[li],
-                )
+                ask = functools.partial(answer_choice, lvlm, kept, width, height, query.text)
+                asked = ask_in_orders(ask, options, orderings)
+            for k, label, letter, p in choice_rows(options, orderings, asked):
+                add(label, query.kind, query.text, error, p_yes=p, answer=letter, ordering=k)
+            if not options:  # no shortlist for this video: one error row per query
+                add(None, query.kind, query.text, error, ordering=0)
         else:
             values: dict[str, Any] = {}
             if error is None:
                 p_yes, yes, no = answer_yes_no(lvlm, kept, width, height, query.text)
                 values = {"p_yes": p_yes, "yes_mass": yes, "no_mass": no}
             add(query.label, query.kind, query.text, error, **values)
-    return build_table("answers", rows, extra_fields=[SEGMENT_FIELD])
+    extra = [SEGMENT_FIELD, *([ORDERING_FIELD] if mode == "choice" else [])]
+    return build_table("answers", rows, extra_fields=extra)
