@@ -104,14 +104,16 @@ def zsar(*args: str | os.PathLike[str]) -> None:
     argv = [str(a) for a in args]
     print("$ zsar " + " ".join(shlex.quote(a) for a in argv), file=sys.stderr, flush=True)
     try:
-        get_command(app).main(argv, prog_name="zsar", standalone_mode=False)
-    except SystemExit as exc:  # typer.Exit and the commands' own exits
-        if exc.code not in (0, None):
-            raise RecipeError(f"step failed (exit {exc.code}): zsar {' '.join(argv)}") from None
+        # Without standalone mode click returns a command's exit code instead of exiting.
+        code = get_command(app).main(argv, prog_name="zsar", standalone_mode=False)
+    except SystemExit as exc:
+        code = exc.code
     except Exception as exc:  # click usage errors and the like
         if getattr(exc, "exit_code", 1) == 0:
             return
         raise RecipeError(f"step failed ({exc}): zsar {' '.join(argv)}") from None
+    if code not in (0, None):
+        raise RecipeError(f"step failed (exit {code}): zsar {' '.join(argv)}")
 
 
 def metric_summary(metrics: Path) -> dict[str, Any]:
