@@ -273,18 +273,18 @@ def test_plan_layout_is_pure_and_seeded(tmp_path):
 
 def test_synth_cli_layout_summary_force_and_codec(runner, tmp_path):
     out = tmp_path / "ucf"
-    args = ["synth", str(out), "--layout", "ucf101", "--trimmed", "12", "--size", "160x120",
+    args = ["synth", str(out), "--layout", "ucf101", "--size", "160x120",
             "--fps", "10", "--trimmed-duration", "0.2"]  # fmt: skip
-    result = runner.invoke(app, args, terminal_width=200)
+    result = runner.invoke(app, [*args, "--trimmed", "13"], terminal_width=200)
     assert result.exit_code == 0, result.output
-    assert "wrote a ucf101 stand-in: 12 videos, 12 classes" in result.stderr
+    assert "wrote a ucf101 stand-in: 13 videos, 12 classes" in result.stderr
     assert "mpeg4 avi" in result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["UCF-101", "labels.txt", "ucfTrainTestlist"]
     again = runner.invoke(app, args, terminal_width=200)
     assert again.exit_code == 1 and "--force" in again.stderr
-    result = runner.invoke(app, [*args, "--force", "--codec", "libx264", "--trimmed", "24"])
+    result = runner.invoke(app, [*args, "--force", "--codec", "libx264", "--trimmed", "12"])
     assert result.exit_code == 0, result.output
     assert "libx264 avi" in result.stderr
-    assert len(_stems(out / "UCF-101")) == 24  # the earlier stand-in was replaced
+    assert len(_stems(out / "UCF-101")) == 12  # the earlier stand-in's 13th clip is gone
     bad = runner.invoke(app, ["synth", str(tmp_path / "x"), "--layout", "imagenet"])
     assert bad.exit_code == 1 and "--layout 'imagenet': unknown" in bad.stderr

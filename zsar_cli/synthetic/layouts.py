@@ -81,10 +81,15 @@ def camel_case(label: str) -> str:
 def layout_config(config: SynthConfig, name: str) -> SynthConfig:
     """The world to render for a layout: only the kind of video the dataset has."""
     kind = layout_spec(name).kind
-    counts = {k: (getattr(config, k) if k == kind else 0) for k in KINDS}
+    counts: dict[str, int] = {k: (getattr(config, k) if k == kind else 0) for k in KINDS}
     if counts[kind] == 0:
         raise ConfigError(f"--layout {name}: needs --{kind} > 0 ({kind} videos)")
-    return replace(config, **counts)
+    return replace(
+        config,
+        trimmed=counts["trimmed"],
+        untrimmed=counts["untrimmed"],
+        anomaly=counts["anomaly"],
+    )
 
 
 def _lines(lines: list[str]) -> str:
