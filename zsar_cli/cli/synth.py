@@ -65,6 +65,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def synth(
+    ctx: typer.Context,
     outdir: Annotated[Path, typer.Argument(help="Folder to write the world into.")],
     trimmed: Annotated[
         int, typer.Option(help="Trimmed clips (one object throughout; labels balanced).")
@@ -81,12 +82,12 @@ def synth(
     ] = f"{_D['width']}x{_D['height']}",
     fps: Annotated[int, typer.Option(help="Frames per second (10-60).")] = _D["fps"],
     codec: Annotated[
-        str | None,
+        str,
         typer.Option(
-            help=f"libx264 (h264), mpeg4, libvpx-vp9 (vp9), mjpeg or ffv1 "
-            f"(default: {_D['codec']}, or the --layout dataset's codec)."
+            help="libx264 (h264), mpeg4, libvpx-vp9 (vp9), mjpeg or ffv1 "
+            "(with --layout, unless given: the dataset's codec)."
         ),
-    ] = None,
+    ] = _D["codec"],
     container: Annotated[
         str | None,
         typer.Option(
@@ -193,7 +194,11 @@ def synth(
 
     spec = layout_spec(layout) if layout is not None else None
     if spec is not None:
-        codec = codec or spec.codec
+        # The dataset's codec unless --codec was given (UCF101's .avi files are MPEG-4 part 2).
+        # (Compared by name: typer may bring its own copy of click's ParameterSource.)
+        source = ctx.get_parameter_source("codec")
+        if getattr(source, "name", "DEFAULT") in ("DEFAULT", "DEFAULT_MAP"):
+            codec = spec.codec
         container = container or spec.container
     config = SynthConfig(
         trimmed=trimmed,
@@ -203,7 +208,7 @@ def synth(
         width=width,
         height=height,
         fps=fps,
-        codec=codec or _D["codec"],
+        codec=codec,
         container=container,
         preset=preset,
         quality=quality,
