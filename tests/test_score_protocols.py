@@ -86,10 +86,26 @@ def test_ucf_crime_split_list_reads_classes_and_is_detected(tmp_path):
     assert gt.classes == [*UCF_CRIME_CLASSES, "Normal"] and len(gt.classes) == 14
     assert load_ground_truth(renamed)[0] == "ucf_crime_split"
 
-    bad = tmp_path / "Anomaly_Train.txt"
-    bad.write_text("Abuse/Abuse001_x264.mp4\nAbuze/Abuse002_x264.mp4\n")
-    with pytest.raises(InputError, match=r"Anomaly_Train.txt:2: folder 'Abuze'"):
+    # A renamed file (found by its content) must name the real classes: a typo is refused.
+    lines = "Abuse/Abuse001_x264.mp4\nAbuze/Abuse002_x264.mp4\n"
+    bad = tmp_path / "train_videos.txt"
+    bad.write_text(lines)
+    with pytest.raises(InputError, match=r"train_videos.txt:2: folder 'Abuze'"):
         read_ucf_crime_split(bad)
+    with pytest.raises(InputError, match=r"folder 'Abuze'"):
+        load_ground_truth(bad, "ucf_crime_split")
+    # The official name takes any folder as the class (a stand-in laid out like UCF-Crime).
+    official = tmp_path / "Anomaly_Train.txt"
+    official.write_text(lines + "Training_Normal_Videos_Anomaly/Normal_Videos001_x264.mp4\n")
+    gt = read_ucf_crime_split(official)
+    assert gt.labels == {
+        "Abuse001_x264": "Abuse",
+        "Abuse002_x264": "Abuze",
+        "Normal_Videos001_x264": "Normal",
+    }
+    assert gt.classes == ["Abuse", "Abuze", "Normal"]
+    with pytest.raises(InputError, match=r"Anomaly_Train.txt:2: folder 'Abuze'"):
+        read_ucf_crime_split(official, any_folder=False)
 
 
 def test_ucf_crime_14_and_13_class_top1(runner, tmp_path):

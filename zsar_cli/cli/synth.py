@@ -3,7 +3,9 @@
 Input: options only (a seed fixes everything). Output: OUTDIR/labels.txt, descriptions.json,
 world.json, trimmed/ (videos + list.csv), untrimmed/ (videos + list.csv + activitynet.json +
 thumos/*_test.txt), anomaly/ (videos + list.csv + temporal_annotation.txt). No Parquet artifact.
-The work is done by `zsar_cli.synthetic.generate_world`; this module only parses options.
+With `--layout NAME` the videos and annotation files are those of a real dataset instead
+(`zsar_cli.synthetic.layouts`). The work is done by `zsar_cli.synthetic.generate_world` /
+`generate_layout`; this module only parses options.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 
 
 def synth(
+    ctx: typer.Context,
     outdir: Annotated[Path, typer.Argument(help="Folder to write the world into.")],
     trimmed: Annotated[
         int, typer.Option(help="Trimmed clips (one object throughout; labels balanced).")
@@ -79,11 +82,18 @@ def synth(
     ] = f"{_D['width']}x{_D['height']}",
     fps: Annotated[int, typer.Option(help="Frames per second (10-60).")] = _D["fps"],
     codec: Annotated[
-        str, typer.Option(help="libx264 (h264), mpeg4, libvpx-vp9 (vp9), mjpeg or ffv1.")
+        str,
+        typer.Option(
+            help="libx264 (h264), mpeg4, libvpx-vp9 (vp9), mjpeg or ffv1 "
+            "(with --layout, unless given: the dataset's codec)."
+        ),
     ] = _D["codec"],
     container: Annotated[
         str | None,
-        typer.Option(help="mp4, avi, webm, mkv or mov (default: the codec's natural one)."),
+        typer.Option(
+            help="mp4, avi, webm, mkv or mov (default: the --layout dataset's, else the "
+            "codec's natural one)."
+        ),
     ] = _D["container"],
     preset: Annotated[str, typer.Option(help="libx264 preset.")] = _D["preset"],
     quality: Annotated[
@@ -142,6 +152,15 @@ def synth(
     normal_fraction: Annotated[
         float, typer.Option(help="Share of anomaly videos that are normal (no object).")
     ] = _D["normal_fraction"],
+    layout: Annotated[
+        str | None,
+        typer.Option(
+            help="Lay the world out like a real dataset: ucf101, hmdb51, kinetics (trimmed "
+            "clips), ucf-crime (anomaly videos), thumos14, charades-sta (untrimmed videos). "
+            "Only that kind of video is made; OUTDIR gets the dataset's folders and "
+            "annotation files plus labels.txt (no world.json)."
+        ),
+    ] = None,
     force: Annotated[
         bool,
         typer.Option("--force", help="Write into a non-empty OUTDIR that holds no world yet."),
@@ -171,8 +190,16 @@ def synth(
         ),
     }
     from zsar_cli.errors import InputError
-    from zsar_cli.synthetic import MANIFEST_NAME, SynthConfig, generate_world
+    from zsar_cli.synthetic import MANIFEST_NAME, SynthConfig, generate_world, layout_spec
 
+    spec = layout_spec(layout) if layout is not None else None
+    if spec is not None:
+        # The dataset's codec unless --codec was given (UCF101's .avi files are MPEG-4 part 2).
+        # (Compared by name: typer may bring its own copy of click's ParameterSource.)
+        source = ctx.get_parameter_source("codec")
+        if getattr(source, "name", "DEFAULT") in ("DEFAULT", "DEFAULT_MAP"):
+            codec = spec.codec
+        container = container or spec.container
     config = SynthConfig(
         trimmed=trimmed,
         untrimmed=untrimmed,
@@ -196,6 +223,14 @@ def synth(
     )
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: exists and is not a folder")
+    if layout is not None:
+        if outdir.is_dir() and any(outdir.iterdir()) and not force:
+            raise InputError(
+                f"{outdir}: folder is not empty; pick another OUTDIR or pass --force "
+                "(which replaces the layout's own folders and files there)"
+            )
+        _synth_layout(outdir, config, layout, json_out)
+        return
     if (
         outdir.is_dir()
         and any(outdir.iterdir())
@@ -231,6 +266,48 @@ def synth(
         err_console.print(f"  anomaly: {manifest.anomaly_annotations}", soft_wrap=True)
     if json_out:
         dump_json(manifest.to_json())
+
+
+def _synth_layout(outdir: Path, config, layout: str, json_out: bool) -> None:
+    from zsar_cli.synthetic import generate_layout, layout_config
+
+    config = layout_config(config, layout)
+    total = config.trimmed + config.untrimmed + config.anomaly
+    started = time.perf_counter()
+    plan, _manifest = _generate(
+        lambda out, cfg, progress=None: generate_layout(out, cfg, layout, progress),
+        outdir,
+        config,
+        total,
+    )
+    elapsed = time.perf_counter() - started
+    err_console.print(
+        f"wrote a {layout} stand-in: {len(plan.videos)} videos, {len(plan.classes)} classes "
+        f"({config.width}x{config.height}, {config.fps} fps, {config.codec} {config.container}, "
+        f"seed {config.seed}) to {outdir} in {elapsed:.1f} s",
+        soft_wrap=True,
+    )
+    for what, paths in (("videos", plan.videos.values()), ("annotations", plan.files)):
+        # One line per top-level folder or file (HMDB51 alone has 36 split files).
+        tops: dict[str, int] = {}
+        for rel in paths:
+            top = rel.split("/")[0] + ("/" if "/" in rel else "")
+            tops[top] = tops.get(top, 0) + 1
+        for top, n in sorted(tops.items()):
+            count = f" ({n} files)" if top.endswith("/") else ""
+            err_console.print(
+                f"  {what}: {outdir / top}{'/' if top.endswith('/') else ''}{count}", soft_wrap=True
+            )
+    err_console.print(f"  labels: {outdir / 'labels.txt'}", soft_wrap=True)
+    if json_out:
+        dump_json(
+            {
+                "layout": layout,
+                "videos": dict(plan.videos),
+                "files": sorted(plan.files),
+                "classes": list(plan.classes),
+            }
+        )
 
 
 def _generate(generate_world, outdir: Path, config, total: int):

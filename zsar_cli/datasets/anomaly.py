@@ -86,22 +86,31 @@ def ucf_crime_folder_class(folder: str) -> str | None:
     return by_key.get(normalize_label(folder))
 
 
-def read_ucf_crime_split(path: str | Path) -> ClassificationGT:
+def read_ucf_crime_split(path: str | Path, any_folder: bool | None = None) -> ClassificationGT:
     """`Anomaly_Train.txt` / `Anomaly_Test.txt`: "Abuse/Abuse028_x264.mp4" per line.
 
     The class is the folder; every Normal* folder is the class "Normal" (14 classes in all;
     `zsar score --exclude-class Normal` gives the 13-class protocol). The video id is the file
-    stem ("Abuse028_x264"), as extract-frames and the temporal annotations name videos. A folder
-    that is none of the 14 classes is refused: a typo would otherwise become a 15th class.
+    stem ("Abuse028_x264"), as extract-frames and the temporal annotations name videos.
+
+    `any_folder` (default: whether the file has the official name, Anomaly_Train*.txt or
+    Anomaly_Test*.txt) takes any folder as the class, as a stand-in laid out like UCF-Crime
+    (`zsar synth --layout ucf-crime`) needs. Otherwise (a renamed file, found by its content)
+    a folder that is none of the 14 classes is refused: a typo would become a 15th class.
     """
     path = Path(path)
+    if any_folder is None:
+        any_folder = UCF_CRIME_SPLIT_NAME.match(path.name) is not None
     labels: dict[str, str] = {}
+    foreign = False
     for number, line in _lines(path):
         rel = line.replace("\\", "/")
         parts = [p for p in rel.split("/") if p]
         if len(parts) < 2 or len(line.split()) != 1:
             raise _bad(path, number, f"expected 'CLASS/VIDEO.mp4', got {line!r}")
         label = ucf_crime_folder_class(parts[-2])
+        if label is None and any_folder:
+            label, foreign = parts[-2], True
         if label is None:
             raise _bad(
                 path,
@@ -115,4 +124,8 @@ def read_ucf_crime_split(path: str | Path) -> ClassificationGT:
         labels[vid] = label
     if not labels:
         raise InputError(f"{path}: no videos")
+    if foreign:
+        # Not the real classes: the classes are the folders found (sorted), then Normal.
+        named = sorted({c for c in labels.values() if c != UCF_CRIME_NORMAL})
+        return ClassificationGT(labels, [*named, UCF_CRIME_NORMAL], str(path))
     return ClassificationGT(labels, [*UCF_CRIME_CLASSES, UCF_CRIME_NORMAL], str(path))

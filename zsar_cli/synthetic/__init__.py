@@ -21,7 +21,8 @@ short exact decimals and comparisons against i/fps cannot flip by rounding.
 The modules, in dependency order: `vocabulary` (labels, label texts, objects), `render` (masks,
 phase styles, frames), `codecs` (encoders, containers; encoding runs in `zsar_cli.video`),
 `config` (`SynthConfig`), `world` (instances, videos, the manifest), `plan` (the pure plan of a
-world), `ground_truth` (the folder's annotation files) and `generate` (videos and folder).
+world), `ground_truth` (the folder's annotation files), `generate` (videos and folder) and
+`layouts` (the world moved into a real dataset's folders and annotation files, `--layout`).
 Importing the package loads none of numpy, ffmpeg or torch: the CLI reads SynthConfig's defaults
 at start-up, and `zsar --help` must stay fast.
 """
@@ -41,6 +42,16 @@ from zsar_cli.synthetic.ground_truth import (
     activitynet_json,
     ucf_crime_line,
     write_ground_truth,
+)
+from zsar_cli.synthetic.layouts import (
+    LAYOUTS,
+    DatasetLayout,
+    LayoutSpec,
+    camel_case,
+    generate_layout,
+    layout_config,
+    layout_spec,
+    plan_layout,
 )
 from zsar_cli.synthetic.plan import plan_world
 from zsar_cli.synthetic.render import (
@@ -84,6 +95,7 @@ __all__ = [
     "FPS_RANGE",
     "KINDS",
     "LABELS",
+    "LAYOUTS",
     "MANIFEST_NAME",
     "NORMAL_CLASS",
     "OUTLINE_INNER",
@@ -93,21 +105,28 @@ __all__ = [
     "SIZE_MAX",
     "SIZE_MIN",
     "STYLES",
+    "DatasetLayout",
     "FrameRenderer",
     "Instance",
+    "LayoutSpec",
     "SynthConfig",
     "WorldManifest",
     "WorldObject",
     "WorldVideo",
     "activitynet_json",
+    "camel_case",
     "generate_background_video",
+    "generate_layout",
     "generate_world",
     "label_phrase",
     "label_token",
+    "layout_config",
+    "layout_spec",
     "load_world",
     "object_mask",
     "object_patch_mask",
     "parse_label",
+    "plan_layout",
     "plan_world",
     "random_object",
     "render_frame",
