@@ -3,7 +3,8 @@
 Input: a generated world (`WorldManifest`, rendered into a work folder). Output: the same videos
 moved and renamed into a dataset's folders, with that dataset's annotation files written from the
 manifest (nothing is re-rendered), plus OUTDIR/labels.txt (the classes as the dataset spells
-them). Layouts: ucf101, hmdb51, kinetics (trimmed clips), ucf-crime (anomaly videos), thumos14
+them) and descriptions.json (the world's descriptions under those names: a stand-in for `zsar
+describe`). Layouts: ucf101, hmdb51, kinetics (trimmed clips), ucf-crime (anomaly videos), thumos14
 and charades-sta (untrimmed videos).
 
 Class names follow each dataset's style and turn back into the world label text through
@@ -16,11 +17,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from zsar_cli.errors import ConfigError, InputError
 from zsar_cli.outputs import write_text_atomic
@@ -339,6 +342,18 @@ def plan_layout(manifest: WorldManifest, name: str) -> DatasetLayout:
     return _PLANNERS[name](manifest, manifest.config.extension)
 
 
+def _descriptions(classes: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The world's hand-written descriptions under the dataset's class names (what `zsar
+    describe` would give a recipe: descriptors and ZEAL's start/end questions)."""
+    from zsar_cli.labels import label_text
+    from zsar_cli.synthetic.vocabulary import world_descriptions
+
+    by_text = {record["label"]: record for record in world_descriptions()}
+    return [
+        {**by_text[label_text(c)], "label": c} for c in classes if label_text(c) in by_text
+    ]
+
+
 def write_layout(plan: DatasetLayout, manifest: WorldManifest, outdir: Path) -> None:
     """Move the world's videos to their dataset paths and write the annotation files."""
     for root in plan.roots:
@@ -353,7 +368,12 @@ def write_layout(plan: DatasetLayout, manifest: WorldManifest, outdir: Path) -> 
         dest = outdir / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         manifest.video(video_id).path.replace(dest)
-    for rel, text in {**plan.files, "labels.txt": _lines(list(plan.classes))}.items():
+    standard = {
+        **plan.files,
+        "labels.txt": _lines(list(plan.classes)),
+        "descriptions.json": json.dumps(_descriptions(plan.classes), indent=2) + "\n",
+    }
+    for rel, text in standard.items():
         path = outdir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, text, force=True)
