@@ -3,8 +3,9 @@
 Input: UCF101 split lists (`classInd.txt`, `testlist0N.txt`), HMDB51 split files
 (`<class>_test_splitN.txt`), THUMOS14 per-class files (`<Class>_test.txt` + `Ambiguous_test.txt`),
 ActivityNet JSON (ground truth `database{...}` and predictions `results{...}`), UCF-Crime temporal
-annotation lines, `video,label` list files, and zsar artifacts (`frames` label column,
-`predictions` true_label column).
+annotation lines, `video,label` list files, zsar artifacts (`frames` label column,
+`predictions` true_label column) and Kinetics-400/600/700 CSVs
+(`label,youtube_id,time_start,time_end,split`, ids `{youtube_id}_{start:06d}_{end:06d}`).
 Output: plain in-memory ground truth (`ClassificationGT`, `LocalizationGT`, `AnomalyGT`) and, for
 ActivityNet predictions, an `intervals` table.
 
@@ -12,8 +13,9 @@ Every reader rejects a malformed line with `file:line: reason` (InputError): a s
 annotation changes a published number.
 
 The modules: `common` (keys, GT containers, line parsing), `classification` (UCF101, HMDB51, label
-lists, artifact labels), `temporal` (THUMOS14, ActivityNet), `anomaly` (UCF-Crime) and `detect`
-(format detection and `load_ground_truth`, which dispatches to the others).
+lists, artifact labels), `temporal` (THUMOS14, ActivityNet), `anomaly` (UCF-Crime), `kinetics`
+(Kinetics CSVs, also read as extract-frames inputs) and `detect` (format detection and
+`load_ground_truth`, which dispatches to the others).
 """
 
 from zsar_cli.datasets.anomaly import read_ucf_crime
@@ -41,6 +43,7 @@ from zsar_cli.datasets.detect import (
     detect_gt_format,
     load_ground_truth,
 )
+from zsar_cli.datasets.kinetics import read_kinetics
 from zsar_cli.datasets.temporal import (
     AMBIGUOUS,
     read_activitynet,
@@ -66,6 +69,7 @@ __all__ = [
     "read_artifact_labels",
     "read_hmdb51",
     "read_hmdb51_split_file",
+    "read_kinetics",
     "read_label_list",
     "read_thumos14",
     "read_ucf101_classind",

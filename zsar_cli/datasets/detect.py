@@ -6,6 +6,7 @@ Output: the format name (`detect_gt_format`) and (format, ground truth) from `lo
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from zsar_cli.datasets.classification import (
     read_ucf101_split,
 )
 from zsar_cli.datasets.common import AnomalyGT, ClassificationGT, LocalizationGT, _lines
+from zsar_cli.datasets.kinetics import is_kinetics_header, read_kinetics
 from zsar_cli.datasets.temporal import _THUMOS_NAME, read_activitynet, read_thumos14
 from zsar_cli.errors import InputError
 
@@ -30,10 +32,19 @@ GT_FORMATS: tuple[str, ...] = (
     "ucf_crime",
     "list",
     "artifact",
+    "kinetics",
 )
 
 # Which task each ground-truth format can serve.
-CLASSIFICATION_FORMATS = ("ucf101", "hmdb51", "list", "artifact", "activitynet", "thumos14")
+CLASSIFICATION_FORMATS = (
+    "ucf101",
+    "hmdb51",
+    "list",
+    "artifact",
+    "activitynet",
+    "thumos14",
+    "kinetics",
+)
 LOCALIZATION_FORMATS = ("thumos14", "activitynet")
 ANOMALY_FORMATS = ("ucf_crime",)
 
@@ -60,6 +71,16 @@ def _sniff_txt(path: Path) -> str:
     raise InputError(f"{path}: cannot tell the annotation format; pass --gt-format")
 
 
+def _kinetics_csv(path: Path) -> bool:
+    """Whether a CSV's first line is the Kinetics header (label,youtube_id,time_start,...)."""
+    for _number, line in _lines(path):
+        try:
+            return is_kinetics_header(next(csv.reader([line])))
+        except csv.Error:
+            return False
+    return False
+
+
 def detect_gt_format(path: str | Path) -> str:
     """Guess the annotation format of a file or folder (override with --gt-format)."""
     path = Path(path)
@@ -82,7 +103,7 @@ def detect_gt_format(path: str | Path) -> str:
     if suffix in (".parquet", ".arrow"):
         return "artifact"
     if suffix == ".csv":
-        return "list"
+        return "kinetics" if _kinetics_csv(path) else "list"
     return _sniff_txt(path)
 
 
@@ -114,6 +135,8 @@ def load_ground_truth(
         gt = read_ucf_crime(p)
     elif fmt == "list":
         gt = read_label_list(p)
+    elif fmt == "kinetics":
+        gt = read_kinetics(p)
     else:
         gt = read_artifact_labels(p)
     return fmt, gt
