@@ -90,6 +90,16 @@ def test_fps_and_segments_over_a_span(tmp_path, spans_list, decoder):
     assert [r["timestamp"] for r in rows] == pytest.approx(expected, abs=1e-6)
 
 
+def test_start_and_end_narrow_each_span(tmp_path, spans_list):
+    out = tmp_path / "narrow.parquet"
+    run([spans_list], out, ExtractConfig(num_frames=2, start=1.5, end=2.8))
+    rows = rows_by_video(out)
+    for vid, (lo, hi) in (("clip_000001_000002.5", (1.5, 2.5)), ("clip_000002_000003", (2, 2.8))):
+        step = (hi - lo) / 2
+        expected = first_frames_at_or_after([lo + step / 2, lo + 1.5 * step])
+        assert [r["timestamp"] for r in rows[vid]] == pytest.approx(expected, abs=1e-6)
+
+
 def test_span_errors_are_rows_and_bad_numbers_name_the_line(tmp_path):
     make_clip(tmp_path / "clip.mp4", duration=2.0, rate=str(RATE))
     listing = tmp_path / "list.csv"

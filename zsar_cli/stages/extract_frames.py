@@ -42,9 +42,9 @@ from zsar_cli.stages.extract_inputs import LIST_EXTENSIONS as LIST_EXTENSIONS
 from zsar_cli.stages.extract_inputs import VideoInput as VideoInput
 from zsar_cli.stages.extract_inputs import inputs_fingerprint as inputs_fingerprint
 from zsar_cli.stages.extract_inputs import resolve_inputs as resolve_inputs
+from zsar_cli.stages.extract_inputs import sample_window
 from zsar_cli.video import (
     DecodeLimits,
-    VideoInfo,
     check_decoder,
     decoder_version,
     open_video,
@@ -103,37 +103,6 @@ def is_cut_short(duration: float | None, decoded_duration: float | None) -> bool
     return duration is not None and decoded_duration is not None and decoded_duration < duration
 
 
-# A span may end this far past the container's claimed end (durations differ by a frame or a
-# rounded audio track); further is a span outside the video.
-SPAN_END_MARGIN_S = 1.0
-
-
-def video_window(
-    video: VideoInput, cfg: ExtractConfig, info: VideoInfo
-) -> tuple[float | None, float | None]:
-    """The seconds of the video to sample: the row's span (VideoError when it lies outside the
-    video), narrowed by --start/--end; just --start/--end without a span."""
-    span = video.span
-    if span is None:
-        return cfg.start, cfg.end
-    start, end = span
-    if start >= info.duration:
-        raise VideoError(
-            f"{video.path}: span {start:g}-{end:g} s starts after the video ends "
-            f"({info.duration:.3f} s)"
-        )
-    if end > info.duration + SPAN_END_MARGIN_S:
-        raise VideoError(
-            f"{video.path}: span {start:g}-{end:g} s ends after the video does "
-            f"({info.duration:.3f} s)"
-        )
-    if cfg.start is not None:
-        start = max(start, cfg.start)
-    if cfg.end is not None:
-        end = min(end, cfg.end)
-    return start, end
-
-
 def decode_limits(cfg: ExtractConfig) -> DecodeLimits:
     return DecodeLimits(max_frame_pixels=cfg.max_frame_pixels, allow_playlists=cfg.allow_playlists)
 
@@ -163,7 +132,7 @@ def decode_frames(
         report.duration = info.duration
         report.frame_count = info.frame_count_estimate
         report.fps = info.fps
-        start, end = video_window(video, cfg, info)
+        start, end = sample_window(video, info, cfg.start, cfg.end)
         plan = plan_sampling(
             info,
             num_frames=cfg.num_frames,

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zsar_cli.datasets.kinetics import ClipFinder, is_kinetics_header, read_kinetics_rows
-from zsar_cli.errors import InputError
+from zsar_cli.errors import InputError, VideoError
 from zsar_cli.outputs import note_input
-from zsar_cli.video import VIDEO_EXTENSIONS
+from zsar_cli.video import VIDEO_EXTENSIONS, VideoInfo
 
 LIST_EXTENSIONS = frozenset({".txt", ".csv", ".lst", ".list", ".tsv"})
 _HEADER_PATH = ("video", "path", "file")
@@ -176,6 +176,32 @@ def _read_kinetics_list(csv_file: Path, root: Path | None) -> list[_Entry]:
             error = span_error(where, start, end)
             entries.append(_Entry(clip.path, row.label, start, end, row.video_id, error))
     return entries
+
+
+# A span may end this far past the container's claimed end (durations differ by a frame or a
+# rounded audio track); further is a span outside the video.
+SPAN_END_MARGIN_S = 1.0
+
+
+def sample_window(
+    video: VideoInput, info: VideoInfo, start: float | None, end: float | None
+) -> tuple[float | None, float | None]:
+    """The seconds of the video to sample: the row's span (VideoError when it lies outside the
+    video), narrowed by --start/--end (`start`, `end`); those alone without a span."""
+    span = video.span
+    if span is None:
+        return start, end
+    lo, hi = span
+    if lo >= info.duration:
+        raise VideoError(
+            f"{video.path}: span {lo:g}-{hi:g} s starts after the video ends "
+            f"({info.duration:.3f} s)"
+        )
+    if hi > info.duration + SPAN_END_MARGIN_S:
+        raise VideoError(
+            f"{video.path}: span {lo:g}-{hi:g} s ends after the video does ({info.duration:.3f} s)"
+        )
+    return max(lo, start or 0.0), hi if end is None else min(hi, end)
 
 
 def resolve_inputs(
