@@ -222,4 +222,4 @@ def test_detection_errors(tmp_path):
     with pytest.raises(InputError, match=r"classInd\.txt names classes only"):
         detect_gt_format(_write(tmp_path / "classInd.txt", "1 A\n"))
     with pytest.raises(InputError, match="unknown"):
-        load_ground_truth(tmp_path / "odd.txt", fmt="kinetics")
+        load_ground_truth(tmp_path / "odd.txt", fmt="youtube8m")

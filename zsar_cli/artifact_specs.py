@@ -67,6 +67,15 @@ _register(
             # file is cut short); per video, on each of its rows.
             _f("duration", pa.float64()),
             _f("decoded_duration", pa.float64()),
+            # The seconds of the video a list row asked for (null: the whole video); absolute
+            # times of the video, as the timestamps are.
+            _f("span_start", pa.float64()),
+            _f("span_end", pa.float64()),
+            # The whole video's frame count (the container's, else duration x rate) and
+            # average rate, from the decoder's stream info: what expands sampled scores to
+            # every frame (UCF-Crime frame-level ROC-AUC).
+            _f("frame_count", pa.int64()),
+            _f("fps", pa.float64()),
         ),
         ("video_id", "path", "frame_index", "timestamp", "segment", "image", "error"),
         "one row per sampled frame (image bytes: see zsar.image_encoding; decoder: zsar.decoder)",
@@ -76,7 +85,13 @@ _register(
     ArtifactSpec(
         "embeddings",
         1,
-        (*FRAME_KEYS, _f("embedding", pa.list_(pa.float16())), _f("error", pa.string())),
+        (
+            *FRAME_KEYS,
+            _f("embedding", pa.list_(pa.float16())),
+            _f("error", pa.string()),
+            # Copied from the frames artifact when it has it (older ones do not).
+            _f("frame_count", pa.int64()),
+        ),
         ("video_id", "frame_index", "timestamp", "embedding", "error"),
         "one L2-normalised image embedding per frame (optional patch_tokens)",
     )
@@ -195,6 +210,9 @@ _register(
             _f("timestamp", pa.float64()),
             _f("label", pa.string()),
             _f("score", pa.float64()),
+            # The video's frame count, from the embeddings when they carry it: scores expand
+            # to every frame 0..frame_count-1.
+            _f("frame_count", pa.int64()),
         ),
         ("video_id", "frame_index", "timestamp", "score"),
         "one row per (video, frame[, label]) score, e.g. anomaly",

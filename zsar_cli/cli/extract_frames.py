@@ -31,8 +31,10 @@ def extract_frames(
     inputs: Annotated[
         list[Path],
         typer.Argument(
-            help="Video files, folders (searched recursively) or list files "
-            "(.txt/.csv: one path per line, or 'video,label').",
+            help="Video files, folders (searched recursively), list files "
+            "(.txt/.csv: one path per line, 'video,label' or 'video,label,start,end' in "
+            "seconds) or Kinetics annotation CSVs (label,youtube_id,time_start,time_end,split; "
+            "clips under --root).",
             show_default=False,
             readable=False,  # an unreadable video is its error row, not a usage error
         ),
@@ -58,7 +60,7 @@ def extract_frames(
 
     config = config.validated()
     part = parse_shard(shard)
-    videos = stage.resolve_inputs([str(p) for p in inputs])
+    videos = stage.resolve_inputs([str(p) for p in inputs], config.root)
     if part is not None:
         videos = part.select(videos)
     if check_engine(engine, shard, ray_address) == "ray":

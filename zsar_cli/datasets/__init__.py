@@ -4,8 +4,9 @@ Input: UCF101 split lists (`classInd.txt`, `testlist0N.txt`), HMDB51 split files
 (`<class>_test_splitN.txt`), THUMOS14 per-class files (`<Class>_test.txt` + `Ambiguous_test.txt`),
 ActivityNet JSON (ground truth `database{...}` and predictions `results{...}`), UCF-Crime temporal
 annotation lines and split lists (`Anomaly_Test.txt`), Charades-STA moments
-(`VIDEO START END##SENTENCE`), `video,label` list files, and zsar
-artifacts (`frames` label column, `predictions` true_label column).
+(`VIDEO START END##SENTENCE`), `video,label` list files, zsar artifacts (`frames` label column,
+`predictions` true_label column) and Kinetics-400/600/700 CSVs
+(`label,youtube_id,time_start,time_end,split`, ids `{youtube_id}_{start:06d}_{end:06d}`).
 Output: plain in-memory ground truth (`ClassificationGT`, `LocalizationGT`, `AnomalyGT`,
 `GroundingGT`) and, for
 ActivityNet predictions, an `intervals` table.
@@ -15,8 +16,8 @@ annotation changes a published number.
 
 The modules: `common` (keys, GT containers, line parsing), `classification` (UCF101, HMDB51, label
 lists, artifact labels), `temporal` (THUMOS14, ActivityNet), `anomaly` (UCF-Crime), `grounding`
-(Charades-STA, query files) and `detect`
-(format detection and `load_ground_truth`, which dispatches to the others).
+(Charades-STA, query files), `kinetics` (Kinetics CSVs, also read as extract-frames inputs) and
+`detect` (format detection and `load_ground_truth`, which dispatches to the others).
 """
 
 from zsar_cli.datasets.anomaly import UCF_CRIME_CLASSES, read_ucf_crime, read_ucf_crime_split
@@ -53,6 +54,7 @@ from zsar_cli.datasets.grounding import (
     read_charades_sta,
     read_queries,
 )
+from zsar_cli.datasets.kinetics import read_kinetics
 from zsar_cli.datasets.temporal import (
     AMBIGUOUS,
     read_activitynet,
@@ -85,6 +87,7 @@ __all__ = [
     "read_charades_sta",
     "read_hmdb51",
     "read_hmdb51_split_file",
+    "read_kinetics",
     "read_label_list",
     "read_queries",
     "read_thumos14",

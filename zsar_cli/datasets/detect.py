@@ -6,6 +6,7 @@ Output: the format name (`detect_gt_format`) and (format, ground truth) from `lo
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from zsar_cli.datasets.classification import (
 )
 from zsar_cli.datasets.common import AnomalyGT, ClassificationGT, LocalizationGT, _lines
 from zsar_cli.datasets.grounding import GroundingGT, is_grounding_line, read_charades_sta
+from zsar_cli.datasets.kinetics import is_kinetics_header, read_kinetics
 from zsar_cli.datasets.temporal import _THUMOS_NAME, read_activitynet, read_thumos14
 from zsar_cli.errors import InputError
 
@@ -38,6 +40,7 @@ GT_FORMATS: tuple[str, ...] = (
     "charades_sta",
     "list",
     "artifact",
+    "kinetics",
 )
 
 # Which task each ground-truth format can serve.
@@ -49,6 +52,7 @@ CLASSIFICATION_FORMATS = (
     "activitynet",
     "thumos14",
     "ucf_crime_split",
+    "kinetics",
 )
 LOCALIZATION_FORMATS = ("thumos14", "activitynet")
 GROUNDING_FORMATS = ("charades_sta",)
@@ -93,6 +97,16 @@ def _is_ucf_crime_split_line(parts: list[str]) -> bool:
     return len(folders) >= 2 and ucf_crime_folder_class(folders[-2]) is not None
 
 
+def _kinetics_csv(path: Path) -> bool:
+    """Whether a CSV's first line is the Kinetics header (label,youtube_id,time_start,...)."""
+    for _number, line in _lines(path):
+        try:
+            return is_kinetics_header(next(csv.reader([line])))
+        except csv.Error:
+            return False
+    return False
+
+
 def detect_gt_format(path: str | Path) -> str:
     """Guess the annotation format of a file or folder (override with --gt-format)."""
     path = Path(path)
@@ -115,7 +129,7 @@ def detect_gt_format(path: str | Path) -> str:
     if suffix in (".parquet", ".arrow"):
         return "artifact"
     if suffix == ".csv":
-        return "list"
+        return "kinetics" if _kinetics_csv(path) else "list"
     return _sniff_txt(path)
 
 
@@ -151,6 +165,8 @@ def load_ground_truth(
         gt = read_charades_sta(p)
     elif fmt == "list":
         gt = read_label_list(p)
+    elif fmt == "kinetics":
+        gt = read_kinetics(p)
     else:
         gt = read_artifact_labels(p)
     return fmt, gt

@@ -362,7 +362,14 @@ def _extract_videos(batch: pa.Table, config: ExtractConfig) -> Iterator[pa.Table
     from zsar_cli.stages.extract_frames import VideoInput, iter_frame_tables
 
     for row in batch.to_pylist():
-        video = VideoInput(Path(row["path"]), row["video_id"], row["label"])
+        video = VideoInput(
+            Path(row["path"]),
+            row["video_id"],
+            row["label"],
+            row.get("start"),
+            row.get("end"),
+            row.get("error"),
+        )
         yield from iter_frame_tables([video], config)
 
 
@@ -393,7 +400,7 @@ def extract_with_ray(
 
     # Ray's tasks are the parallelism: each decodes one video on its own.
     cfg = replace(config.validated(), workers=1)
-    videos = list(videos) if videos is not None else resolve_inputs(inputs)
+    videos = list(videos) if videos is not None else resolve_inputs(inputs, cfg.root)
     upstream = [inputs_fingerprint(videos)]
     provenance = cfg.provenance()
     extra = frames_metadata(cfg)
@@ -417,7 +424,17 @@ def extract_with_ray(
             with ArtifactWriter(target, "frames", provenance, upstream, extra) as writer:
                 pass
             return summary(tally, writer.cache_key)
-        items = [{"path": str(v.path), "video_id": v.video_id, "label": v.label} for v in videos]
+        items = [
+            {
+                "path": str(v.path),
+                "video_id": v.video_id,
+                "label": v.label,
+                "start": v.start,
+                "end": v.end,
+                "error": v.error,
+            }
+            for v in videos
+        ]
         with (
             ray_session(address, num_cpus, quiet_workers=target == STDIO) as ray,
             _ray_run(ray, progress),

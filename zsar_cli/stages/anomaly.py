@@ -3,8 +3,10 @@
 Inputs: `--source clip`: `embeddings` (frame embeddings) and `text_embeddings` (the normal
 prompts and the anomaly labels); `--source lvlm`: `answers` (p_yes of the anomaly question,
 query_kind `anomaly`).
-Outputs: a `frame_scores` artifact (video_id, frame_index, timestamp, label "anomaly", score)
-and optionally an `intervals` artifact of the frames at or above the threshold.
+Outputs: a `frame_scores` artifact (video_id, frame_index, timestamp, label "anomaly", score,
+and the video's `frame_count` when the embeddings carry it, so that `score` can expand the
+sampled scores to every frame) and optionally an `intervals` artifact of the frames at or above
+the threshold.
 
 A frame's raw score is P(any anomaly label) from CLIP against the normal prompts, or the LVLM's
 p_yes (the highest when several anomaly questions were asked about the frame); it is smoothed
@@ -146,7 +148,7 @@ def anomaly_frame_scores(
     result = LocalizeResult()
     rows = new_interval_rows()
     frame_rows: dict[str, list[Any]] = {
-        k: [] for k in ("video_id", "frame_index", "timestamp", "label", "score")
+        k: [] for k in ("video_id", "frame_index", "timestamp", "label", "score", "frame_count")
     }
     for vid in sorted(video_scores):
         video, raw = video_scores[vid]
@@ -160,8 +162,11 @@ def anomaly_frame_scores(
         frame_rows["timestamp"].extend(video.timestamp.tolist())
         frame_rows["label"].extend([ANOMALY_LABEL] * n)
         frame_rows["score"].extend(smooth.tolist())
+        frame_rows["frame_count"].extend([video.frame_count] * n)
         spans, scores = threshold_intervals(smooth, config.threshold)
         add_interval_rows(rows, video, ANOMALY_LABEL, spans, scores, False)
+    if all(c is None for c in frame_rows["frame_count"]):
+        del frame_rows["frame_count"]  # inputs without frame counts: no all-null column
     result.frame_scores = build_table("frame_scores", frame_rows)
     result.intervals = intervals_table(rows)
     return result

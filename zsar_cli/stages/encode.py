@@ -1,7 +1,8 @@
 """Stages `encode` and `encode-text`: CLIP embeddings of frames and of label prompts.
 
 `encode`: input a `frames` artifact, output an `embeddings` artifact — one L2-normalised image
-embedding per frame (float16 by default), optionally the frame's patch tokens projected into the
+embedding per frame (float16 by default), the frame keys and the video's `frame_count` (when the
+frames carry it) copied, optionally the frame's patch tokens projected into the
 joint space (`patch_tokens`, flattened rows×cols×D, grid in the metadata). Upstream error rows are
 carried forward with a null embedding; a frame whose image cannot be decoded becomes an error row.
 
@@ -151,6 +152,8 @@ def encode_frames_table(
         columns["patch_tokens"] = list_column(tokens, value_type)
         extra.append(pa.field("patch_tokens", pa.list_(value_type)))
     columns["error"] = errors
+    if "frame_count" in cols:  # frames artifacts made before it existed lack it
+        columns["frame_count"] = cols["frame_count"]
     return build_table("embeddings", columns, extra_fields=extra)
 
 

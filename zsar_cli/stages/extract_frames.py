@@ -1,9 +1,18 @@
 """Stage `extract-frames`: videos → `frames` artifact.
 
-Input: video files, folders (recursive, by extension) and list files (one path per line, or CSV
-`video,label`). Output: a `frames` artifact, one row per sampled frame (JPEG/PNG/raw RGB bytes),
-with the decoded frame number and its real presentation time; a video that fails is one row with
-`error` set, and every other video still completes.
+Input: video files, folders (recursive, by extension), list files (one path per line, or CSV
+`video,label` or `video,label,start,end`) and Kinetics annotation CSVs (see
+`zsar_cli.stages.extract_inputs`). Output: a `frames` artifact, one row per sampled frame
+(JPEG/PNG/raw RGB bytes), with the decoded frame number and its real presentation time; per
+video, on each of its rows, the span it was read over (`span_start`/`span_end`, null for the
+whole video) and the video's own frame count and average rate (`frame_count`, `fps`: what
+expands sampled scores to every frame, as the UCF-Crime protocol scores them). A video that
+fails is one row with `error` set, and every other video still completes.
+
+A row's span restricts sampling to [start, end) of the video (`--num-frames` uniform over the
+span, `--fps` over the span, segments of the span); timestamps stay the video's own
+presentation times. `--start`/`--end` given too narrow each span further (the same seconds of
+the video).
 
 Decoding is streamed: frames go from the decoder to the writer in chunks, so memory does not
 grow with video length. With `workers > 1` several videos decode at once while rows are still
@@ -33,6 +42,7 @@ from zsar_cli.stages.extract_inputs import LIST_EXTENSIONS as LIST_EXTENSIONS
 from zsar_cli.stages.extract_inputs import VideoInput as VideoInput
 from zsar_cli.stages.extract_inputs import inputs_fingerprint as inputs_fingerprint
 from zsar_cli.stages.extract_inputs import resolve_inputs as resolve_inputs
+from zsar_cli.stages.extract_inputs import sample_window
 from zsar_cli.video import (
     DecodeLimits,
     check_decoder,
@@ -63,6 +73,8 @@ class VideoReport:
 
     duration: float | None = None
     decoded_duration: float | None = None
+    frame_count: int | None = None  # frames in the whole video (container count, or estimate)
+    fps: float | None = None  # its average frame rate
     warnings: list[str] = field(default_factory=list)
 
 
@@ -105,6 +117,8 @@ def decode_frames(
     """
     cfg = config.validated()
     report = report if report is not None else VideoReport()
+    if video.error is not None:
+        raise VideoError(video.error)
     # One video at a time: the decoder's frame threads use the cores; several: one thread each.
     threads = 0 if cfg.workers <= 1 else 1
     with open_video(
@@ -115,6 +129,10 @@ def decode_frames(
         threads=threads,
     ) as reader:
         info = reader.info
+        report.duration = info.duration
+        report.frame_count = info.frame_count_estimate
+        report.fps = info.fps
+        start, end = sample_window(video, info, cfg.start, cfg.end)
         plan = plan_sampling(
             info,
             num_frames=cfg.num_frames,
@@ -122,10 +140,9 @@ def decode_frames(
             segments=cfg.segments,
             frames_per_segment=cfg.frames_per_segment,
             all_frames=cfg.all_frames,
-            start=cfg.start,
-            end=cfg.end,
+            start=start,
+            end=end,
         )
-        report.duration = info.duration
 
         def note_end() -> None:
             end = reader.decoded_end()
@@ -171,8 +188,19 @@ def _frames_table(
             "error": [None] * len(frames),
             "duration": [report.duration] * len(frames),
             "decoded_duration": [report.decoded_duration] * len(frames),
+            **_video_columns(video, report, len(frames)),
         },
     )
+
+
+def _video_columns(video: VideoInput, report: VideoReport | None, n: int) -> dict[str, list]:
+    """The per-video columns every row of a video repeats: its span and frame facts."""
+    return {
+        "span_start": [video.start] * n,
+        "span_end": [video.end] * n,
+        "frame_count": [report.frame_count if report else None] * n,
+        "fps": [report.fps if report else None] * n,
+    }
 
 
 def error_row(video: VideoInput, message: str, report: VideoReport | None = None) -> pa.Table:
@@ -191,6 +219,7 @@ def error_row(video: VideoInput, message: str, report: VideoReport | None = None
             "error": [message],
             "duration": [report.duration if report else None],
             "decoded_duration": [report.decoded_duration if report else None],
+            **_video_columns(video, report, 1),
         },
     )
 
@@ -389,7 +418,7 @@ def run(
     """
     cfg = config.validated()
     check_decoder(cfg.decoder, cfg.decode_device)
-    videos = list(videos) if videos is not None else resolve_inputs(inputs)
+    videos = list(videos) if videos is not None else resolve_inputs(inputs, cfg.root)
     for video in videos:
         note_input(video.path)  # also when the caller resolved them
     if shard is not None:

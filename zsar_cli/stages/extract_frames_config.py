@@ -41,6 +41,15 @@ class ExtractConfig(ConfigBase):
     all_frames: bool = opt(False, "Every decoded frame.", flags=("--all",))
     start: float | None = opt(None, "Window start, seconds from the video's first frame.", min=0)
     end: float | None = opt(None, "Window end, seconds.")
+    # Where the files are, not what is extracted: the resolved paths (and spans) key the
+    # frames artifact through its inputs fingerprint.
+    root: str | None = opt(
+        None,
+        "Kinetics CSV inputs: the folder holding the downloaded clips (root/<label>/ or flat; "
+        "default: the CSV's folder).",
+        run_only=True,
+        metavar="DIR",
+    )
     size: int | None = opt(
         None,
         "Resize while decoding so the shorter side is SIZE pixels, keeping the aspect ratio.",

@@ -58,6 +58,7 @@ class VideoFrames:
     timestamp: np.ndarray
     embeddings: np.ndarray | None = None
     error: str | None = None
+    frame_count: int | None = None  # frames in the whole video, when the input records it
 
     @property
     def matrix(self) -> np.ndarray:
@@ -98,10 +99,15 @@ def read_frames(
 ) -> tuple[dict[str, VideoFrames], Any]:
     """Per-video frames of an `embeddings` artifact (error rows → a VideoFrames with `error`);
     only the videos in `owned` (a shard's) when given."""
-    columns = ["video_id", "frame_index", "timestamp", "error"]
+    columns = ["video_id", "frame_index", "timestamp", "error", "frame_count"]
     art = read_artifact(path, "embeddings", columns=[*columns, "embedding"])
     table = _only_videos(art.table, owned)
     source = art.source
+    counts = (
+        table.column("frame_count").to_pylist()
+        if "frame_count" in table.column_names
+        else [None] * table.num_rows
+    )
     videos = np.asarray(table.column("video_id").to_pylist(), dtype=object)
     errors = table.column("error").to_pylist()
     frame_index = table.column("frame_index").to_numpy(zero_copy_only=False)
@@ -111,7 +117,8 @@ def read_frames(
     for i in np.flatnonzero(~ok):
         vid = str(videos[i])
         result.setdefault(
-            vid, VideoFrames(vid, np.zeros(0, np.int64), np.zeros(0), None, str(errors[i]))
+            vid,
+            VideoFrames(vid, np.zeros(0, np.int64), np.zeros(0), None, str(errors[i]), counts[i]),
         )
     if not ok.any():
         return result, art.meta
@@ -132,7 +139,10 @@ def read_frames(
         if len(np.unique(indices)) != len(indices):
             raise InputError(f"{source}: video {vid} has duplicate frame_index values")
         # A video with some good frames is usable; its error rows (if any) are dropped.
-        result[vid] = VideoFrames(vid, indices, ts[sel], None if emb is None else emb[sel])
+        count = counts[rows[sel[0]]]
+        result[vid] = VideoFrames(
+            vid, indices, ts[sel], None if emb is None else emb[sel], frame_count=count
+        )
     return result, art.meta
 
 

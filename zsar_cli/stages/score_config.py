@@ -26,6 +26,7 @@ GT_FORMATS: tuple[str, ...] = (
     "charades_sta",
     "list",
     "artifact",
+    "kinetics",
 )
 FILL_MODES: tuple[str, ...] = ("nearest", "previous")
 AMBIGUOUS_MODES: tuple[str, ...] = ("exclude", "ignore")
