@@ -279,7 +279,12 @@ def test_synth_cli_layout_summary_force_and_codec(runner, tmp_path):
     assert result.exit_code == 0, result.output
     assert "wrote a ucf101 stand-in: 13 videos, 12 classes" in result.stderr
     assert "mpeg4 avi" in result.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["UCF-101", "labels.txt", "ucfTrainTestlist"]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["UCF-101", "descriptions.json", "labels.txt", "ucfTrainTestlist"]
+    # the descriptions stand in for describe: one per class, under the dataset's spelling
+    records = json.loads((out / "descriptions.json").read_text())
+    assert [r["label"] for r in records] == (out / "labels.txt").read_text().split()
+    assert records[0]["start_question"].endswith("?")
     again = runner.invoke(app, args, terminal_width=200)
     assert again.exit_code == 1 and "--force" in again.stderr
     result = runner.invoke(app, [*args, "--force", "--codec", "libx264", "--trimmed", "12"])
