@@ -294,7 +294,14 @@ def test_provenance_leaves_out_run_only_fields():
         "device",
         "batch_size",
         "cache_dir",
+        # served models only (request_* are run-only for them too): local keys do not move
+        "response_format",
+        "request_concurrency",
+        "request_timeout",
+        "request_retries",
     }
+    served = DescribeConfig(model="openai:http://h:8000/v1#m").provenance()
+    assert served["response_format"] == "json_schema" and "request_timeout" not in served
 
 
 def test_nested_and_repeatable_options_build_the_config(runner, monkeypatch):

@@ -15,6 +15,7 @@ import pytest
 
 from zsar_cli import synthetic
 from zsar_cli.artifacts import build_table, read_artifact, write_artifact
+from zsar_cli.backends import revision as rev
 from zsar_cli.errors import ArtifactError, ConfigError, ModelError
 from zsar_cli.images import decode_image, encode_image
 
@@ -344,7 +345,10 @@ def test_encode_stage_parity_and_error_rows(tmp_path, tiny_clip):
     got = np.array(table["embedding"][1:], dtype=np.float32)
     ref = direct_open_clip(tiny_clip, _decoded(src))
     assert _rows_cosine(got, ref).min() >= 0.9999
-    assert art.meta.upstream == [read_artifact(src).meta.cache_key]
+    # the frames, and the weights the spec resolved to (their content hash)
+    digest = rev.model_revision(cfg.model)
+    assert digest.startswith("sha256:")
+    assert art.meta.upstream == [read_artifact(src).meta.cache_key, f"model:{digest}"]
     assert art.meta.extra_json("model_spec") == cfg.model
     assert art.meta.extra_json("embedding_dim") == 32
     assert "Resize" in art.meta.extra_json("preprocess")

@@ -108,3 +108,42 @@ def test_a_model_changed_under_the_same_spec_is_not_up_to_date(tmp_path, runner)
     assert forced.exit_code == 0, forced.output
     revisions = [k for k in read_artifact(out, "answers").meta.upstream if k.startswith("model:")]
     assert revisions == [f"model:{model_record(f'hf:{folder}')['model_revision']}"]
+
+
+def test_encode_and_encode_text_key_the_clip_weights(tmp_path, runner):
+    """The CLIP model's resolved revision is an upstream key of embeddings, text embeddings and
+    predictions: the same spec over changed weights is refused as other settings."""
+
+    from safetensors.torch import load_file, save_file
+
+    from zsar_cli.backends import MODELS_DIR
+    from zsar_cli.cli.app import app
+
+    from .test_query_lvlm_cli import fresh_frames
+
+    folder = tmp_path / "clip"
+    shutil.copytree(MODELS_DIR / "world-clip", folder)
+    spec = f"openclip:local-dir:{folder}"
+    assert rev.model_revision(spec).startswith("sha256:")
+    frames, _ = fresh_frames(tmp_path / "frames.parquet", n_videos=2)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("a red circle\na blue square\n")
+    commands = [
+        ["encode", str(frames), "-m", spec, "--device", "cpu", "-o", str(tmp_path / "e.parquet")],
+        ["encode-text", "-l", str(labels), "-m", spec, "--device", "cpu",
+         "-o", str(tmp_path / "t.parquet")],
+        ["classify", str(frames), "-l", str(labels), "-m", spec, "--device", "cpu",
+         "-o", str(tmp_path / "p.parquet")],
+    ]  # fmt: skip
+    for args in commands:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+    weights = next(folder.glob("*.safetensors"))
+    tensors = load_file(weights)
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] + 0.01
+    save_file(tensors, weights)
+    rev._RESOLVED.clear()  # a new process would resolve the revision afresh
+    for args in commands:
+        changed = runner.invoke(app, args)
+        assert changed.exit_code == 1 and "--force" in changed.output, (args[0], changed.output)

@@ -93,6 +93,11 @@ def hub_commit(repo: str) -> str:
 
 
 def _openclip_revision(rest: str) -> str:
+    if rest.startswith("local-dir:"):
+        folder = Path(rest.partition(":")[2]).expanduser()
+        return folder_content_digest(folder) if folder.is_dir() else ""
+    if rest.startswith("hf-hub:"):
+        return hub_commit("/".join(rest.partition(":")[2].strip("/").split("/")[:2]))
     if "@" in rest:
         path = Path(rest.split("@", 1)[1]).expanduser()
         if path.is_file():

@@ -35,7 +35,7 @@ from zsar_cli.artifacts import (
     iter_batches,
     iter_video_groups,
 )
-from zsar_cli.backends import canonical_spec, check_recorded_model
+from zsar_cli.backends import canonical_spec, check_recorded_model, revision_key
 from zsar_cli.errors import ConfigError, InputError, ZsarError
 from zsar_cli.images import decode_image, image_encoding
 from zsar_cli.labels import Prompt, label_weights, read_labels
@@ -454,7 +454,12 @@ def classify(
             output,
             "predictions",
             {**cfg.provenance(), "model": spec},
-            upstream=[upstream, label_set.source_key, *([head.adapter.cache_key] if head else [])],
+            upstream=[
+                upstream,
+                label_set.source_key,
+                *([head.adapter.cache_key] if head else []),
+                *revision_key(spec),  # the CLIP weights themselves (see revision_key)
+            ],
             extra_metadata={**encoder.describe(), "labels": label_set.labels}
             | ({"adapter": head.adapter.describe(head.weight)} if head else {}),
             force=force,

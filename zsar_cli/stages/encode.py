@@ -29,6 +29,7 @@ from zsar_cli.artifacts import (
     build_table,
     write_artifact,
 )
+from zsar_cli.backends import revision_key
 from zsar_cli.images import decode_image, image_encoding
 from zsar_cli.labels import (
     Description,
@@ -218,7 +219,8 @@ def run(
         str(output),
         kind="embeddings",
         config=cfg.provenance(),
-        upstream=[key],
+        # the weights, not only their name: a model updated under the same spec is refused
+        upstream=[key, *revision_key(cfg.model)],
         units=units,
         work=work,
         extra_metadata=lambda: encoder_metadata(model(), cfg),
@@ -314,7 +316,7 @@ def run_text(
         output,
         "text_embeddings",
         config.provenance(),
-        upstream=[label_source_key(labels, config.prompts)],
+        upstream=[label_source_key(labels, config.prompts), *revision_key(config.model)],
         extra_metadata={**encoder.describe(), "labels": labels},
         force=force,
     )

@@ -35,7 +35,7 @@ from zsar_cli.artifacts import (
     ArtifactMeta,
     build_table,
 )
-from zsar_cli.backends import check_recorded_model, model_record
+from zsar_cli.backends import check_recorded_model, model_record, revision_key
 from zsar_cli.errors import ConfigError, InputError
 from zsar_cli.images import decode_image, image_encoding
 from zsar_cli.outputs import check_output_path, scoped
@@ -458,7 +458,8 @@ def run(
                     f"{inputs}: --scorer clip needs patch tokens; make the embeddings with "
                     "`zsar encode --patch-tokens`"
                 )
-        upstream = [input_key]
+        # The LVLM's resolved revision: a model updated under the same spec is other settings.
+        upstream = [input_key, *([] if clip else revision_key(cfg.model))]
         choice = None
         if cfg.shortlist_from is not None:
             choice, keys = choice_options(cfg, [])
