@@ -73,7 +73,8 @@ def test_k600_recipe_novel_class_splits(tmp_path, runner):
 def test_ucfcrime_auc_recipe_scores_every_frame(tmp_path, runner):
     root = stand_in(runner, tmp_path / "crime", "ucf-crime", "--trimmed", "0", "--untrimmed", "0",
                     "--anomaly", "6", "--anomaly-duration", "10-14")  # fmt: skip
-    settings = Settings(root, tmp_path / "out", extra={"normal": "an empty gray background"}, **WORLD)
+    normal = {"normal": "an empty gray background"}
+    settings = Settings(root, tmp_path / "out", extra=normal, **WORLD)
     table = run_recipe("ucfcrime-auc", settings)
     got = rows(table)
     assert got[("CLIP anomaly vs normal prompts", "ROC-AUC")].measured >= 0.9
@@ -110,8 +111,10 @@ def test_ucfcrime_selfres_recipe_three_rows(tmp_path, runner):
 
 @pytest.mark.slow
 def test_thumos14_zeal_recipe(tmp_path, runner):
-    root = stand_in(runner, tmp_path / "th", "thumos14", "--trimmed", "0", "--untrimmed", "4",
-                    "--anomaly", "0", "--untrimmed-duration", "20-30", "--phase-seconds", "2")  # fmt: skip
+    # as tests/test_localize_world.py: phase styles give start/end single-frame answers
+    root = stand_in(runner, tmp_path / "th", "thumos14", "--untrimmed", "8", "--untrimmed-duration",
+                    "20-26", "--instances", "2-3", "--instance-duration", "3-8",
+                    "--same-label-prob", "0.7", "--phase-seconds", "2")  # fmt: skip
     table = run_recipe(
         "thumos14-zeal",
         Settings(root, tmp_path / "out", descriptions=str(root / "descriptions.json"), **WORLD),
