@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from zsar_cli.backends.contract import folder_chat_template, lvlm_contract, write_contract
 from zsar_cli.backends.hf_lvlm import chat_prompt, single_token_ids
 from zsar_cli.prompts import (
+    DEFAULT_CHOICE_QUESTION,
     NO_SPELLINGS,
     OPTION_LETTERS,
     YES_SPELLINGS,
@@ -121,7 +122,11 @@ ATTRIBUTE_QUESTIONS = (
     "Is there something {color} in this frame?",
     "Is there a {shape} in this frame?",
 )
-KINDS = ("presence", "zeal", "anomaly", "choice", "attribute", "multi")
+KINDS = ("presence", "zeal", "anomaly", "choice", "attribute", "multi", "video_choice")
+# The kinds before `video_choice` was added: the from-scratch tokenizer corpus draws from these,
+# so a rebuild of the first step makes the shipped tokenizer again, and a 6-weight `--mix` (the
+# earlier steps of build_world_lvlm.sh) means no video_choice.
+BASE_KINDS = KINDS[:6]
 
 
 def curriculum(progress: float) -> tuple[float, ...]:
@@ -129,10 +134,10 @@ def curriculum(progress: float) -> tuple[float, ...]:
     label question needs both, and mixed from the start the model settles on the answer prior
     and stops looking at the image."""
     if progress < 0.12:
-        return (0.0, 0.0, 0.2, 0.0, 0.8, 0.0)
+        return (0.0, 0.0, 0.2, 0.0, 0.8, 0.0, 0.0)
     if progress < 0.35:
-        return (0.25, 0.15, 0.05, 0.25, 0.2, 0.1)
-    return (0.12, 0.18, 0.03, 0.35, 0.04, 0.28)
+        return (0.25, 0.15, 0.05, 0.25, 0.2, 0.1, 0.0)
+    return (0.12, 0.18, 0.03, 0.35, 0.04, 0.28, 0.0)
 
 
 def fill(template: str, label: str) -> str:
@@ -242,9 +247,13 @@ class Pool:
         self.looks = torch.tensor(looks)
         self.empty = [i for i, labels in enumerate(self.labels) if not labels]
         self.showing: dict[str, list[int]] = {label: [] for label in LABELS}
+        # frames of exactly one object, per label: the frames of a trimmed clip
+        self.alone: dict[str, list[int]] = {label: [] for label in LABELS}
         for i, labels in enumerate(self.labels):
             for label in labels:
                 self.showing[label].append(i)
+            if len(self.phased[i]) == 1 and len(labels) == 1:
+                self.alone[labels[0]].append(i)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -365,7 +374,7 @@ def build_tokenizer(rng: np.random.Generator):
     corpus = []
     for _ in range(4000):
         present = [] if rng.random() < 0.2 else [LABELS[int(rng.integers(len(LABELS)))]]
-        got = sample_question(rng, present, str(rng.choice(KINDS)))
+        got = sample_question(rng, present, str(rng.choice(BASE_KINDS)))
         if got:
             corpus.append(f"user\n{got[0]}\nassistant\n{got[1]}")
     # Every yes/no spelling and option letter must be a single token (alone and after a space).
@@ -644,6 +653,41 @@ def sample_multi(rng: np.random.Generator, pool: Pool) -> tuple[list[int], str, 
     return frames, fill(question, label), "Yes" if label in present else "No", ("label", label)
 
 
+def shortlist(rng: np.random.Generator, truth: str, n_opt: int) -> list[str]:
+    """`n_opt` options with `truth` among them in random order, as CLIP's shortlist would be:
+    mostly the labels sharing its colour or shape first (what CLIP confuses), else any labels."""
+    others = [lab for lab in LABELS if lab != truth]
+    if rng.random() < 0.7:
+        near = [lab for lab in others if set(lab.split()[1:]) & set(truth.split()[1:])]
+        far = [lab for lab in others if lab not in near]
+        others = [*rng.permutation(near).tolist(), *rng.permutation(far).tolist()]
+    else:
+        others = rng.permutation(others).tolist()
+    options = [truth, *others[: n_opt - 1]]
+    rng.shuffle(options)
+    return options
+
+
+def sample_video_choice(rng: np.random.Generator, pool: Pool) -> tuple[list[int], str, str, tuple]:
+    """The prompt `classify --lvlm` sends: 4-16 frames of one clip (one object, the same label
+    on every frame; sometimes a few background frames, as in a clip cut from a longer video),
+    the question and 2-12 lettered options (5, the default --shortlist, most often) in random
+    order, so that every rotation --option-order circular asks is learnt alike."""
+    count = int(rng.integers(4, MAX_FRAMES + 1))
+    truth = LABELS[int(rng.integers(len(LABELS)))]
+    alone = pool.alone[truth]
+    frames = [alone[int(rng.integers(len(alone)))] for _ in range(count)]
+    if rng.random() < 0.2:
+        for slot in rng.permutation(count)[: int(rng.integers(1, count // 2 + 1))]:
+            frames[slot] = pool.empty[int(rng.integers(len(pool.empty)))]
+    n_opt = 5 if rng.random() < 0.4 else int(rng.integers(2, MAX_OPTIONS + 1))
+    options = shortlist(rng, truth, n_opt)
+    questions = (DEFAULT_CHOICE_QUESTION, *CHOICE_QUESTIONS)
+    question = questions[int(rng.integers(len(questions)))]
+    answer = OPTION_LETTERS[options.index(truth)]
+    return frames, format_choice_prompt(question, options), answer, ("options", options)
+
+
 def kept_subset(rng: np.random.Generator, targets: list[torch.Tensor]) -> list[np.ndarray]:
     """Per frame, the image tokens kept by a simulated Self-ReS selection: 8-32 tokens in all,
     biased towards tokens that answer the question (as a working selection is); order kept."""
@@ -663,7 +707,8 @@ def kept_subset(rng: np.random.Generator, targets: list[torch.Tensor]) -> list[n
 
 # Kind weights of `--init` runs (continued training of a built model): the single-frame label
 # questions get the share the from-scratch curriculum gives to choice and phases.
-FINETUNE_MIX = (0.32, 0.18, 0.04, 0.1, 0.1, 0.26)
+FINETUNE_MIX = (0.32, 0.18, 0.04, 0.1, 0.1, 0.26, 0.0)
+CHOICE_KINDS = ("choice", "video_choice")  # answered with an option letter
 
 
 def make_batch(
@@ -683,11 +728,13 @@ def make_batch(
     """
     kind = str(rng.choice(KINDS, p=mix or curriculum(progress)))
     samples = []  # (frame pool indices, user text, answer, query)
-    if kind == "multi":
-        sparse = rng.random() < 0.5
+    if kind in ("multi", "video_choice"):
+        # sparse: a few tokens of each frame, as the Self-ReS final pass (--self-res) asks
+        sparse = rng.random() < (0.5 if kind == "multi" else 0.3)
         size = max(2, size // (4 if sparse else 6))
+        sample = sample_multi if kind == "multi" else sample_video_choice
         while len(samples) < size:
-            samples.append(sample_multi(rng, pool))
+            samples.append(sample(rng, pool))
     else:
         sparse = False
         while len(samples) < size:
@@ -816,13 +863,13 @@ def train_lm(
         loss = F.cross_entropy(out.logits[:, 0], targets)
         if aux > 0:
             image_pos = inputs["input_ids"] == image_token_id
-            if kind == "choice" and option_lines:
+            if kind in CHOICE_KINDS and option_lines:
                 logits = option_head(out.hidden_states[1][image_pos])
             else:
-                head = option_head if kind == "choice" else match_head
+                head = option_head if kind in CHOICE_KINDS else match_head
                 logits = head(out.hidden_states[layer][image_pos])
             loss = loss + aux * F.cross_entropy(logits, token_t)
-        if aux > 0 and kind == "choice" and not option_lines:
+        if aux > 0 and kind in CHOICE_KINDS and not option_lines:
             labels_at = torch.isin(inputs["input_ids"], phrase_ids)
             index = labels_at.long().cumsum(-1) - 1  # k-th label token = option k
             states = out.hidden_states[1][labels_at]
@@ -842,7 +889,12 @@ def train_lm(
 
 
 def evaluate(
-    model_dir: Path, seed: int, n_presence: int = 240, n_choice: int = 220, n_multi: int = 96
+    model_dir: Path,
+    seed: int,
+    n_presence: int = 240,
+    n_choice: int = 220,
+    n_multi: int = 96,
+    n_video: int = 96,
 ):
     """Through the real backend, on fresh frames of random sizes.
 
@@ -850,7 +902,8 @@ def evaluate(
     half do not (another label — often sharing colour or shape — or an empty frame); objects in
     any phase style. Phase: the ZEAL start/end prompt about a shown label, yes only when it is
     in that phase (rim = start, outline = end). Choice: one object, 2-12 label options. Also
-    the anomaly question's AUC (object vs empty frame) and 16-frame presence.
+    the anomaly question's AUC (object vs empty frame), 16-frame presence and 16-frame choice
+    (`video_choice_accuracy`).
     """
     from sklearn.metrics import roc_auc_score
 
@@ -927,11 +980,34 @@ def evaluate(
         rng.shuffle(options)
         probs = lvlm.choice([frame], CHOICE_QUESTIONS[i % len(CHOICE_QUESTIONS)], options)
         correct += options[int(np.argmax(probs))] == truth_label
-    return auc, correct / n_choice, anomaly_auc, multi_auc, phase_auc
+    video_acc = video_choice_accuracy(lvlm, rng, n_video)
+    return auc, correct / n_choice, anomaly_auc, multi_auc, phase_auc, video_acc
+
+
+def video_choice_accuracy(lvlm, rng: np.random.Generator, n: int) -> float:
+    """`classify --lvlm`'s question on clips: 16 frames of one moving object (as linearly
+    sampled from a trimmed world clip, 2-10 s), 5 options in random order, mostly the labels
+    sharing its colour or shape (as CLIP shortlists them)."""
+    correct = 0
+    for i in range(n):
+        width, height = random_size(rng)
+        obj = random_object(rng, width, height, label=LABELS[i % len(LABELS)])
+        seconds = float(rng.uniform(2, 10))
+        frames = []
+        for t in np.linspace(0, seconds, MAX_FRAMES):
+            cx, cy = obj.at(float(t), width, height)
+            moved = WorldObject(obj.shape, obj.color, obj.size, cx, cy)
+            frames.append(render_random(rng, [moved], (width, height))[0])
+        options = shortlist(rng, obj.label, 5)
+        probs = lvlm.choice(frames, DEFAULT_CHOICE_QUESTION, options)
+        correct += options[int(np.argmax(probs))] == obj.label
+    return correct / n
 
 
 def parse_mix(text: str) -> tuple[float, ...]:
     weights = tuple(float(x) for x in text.split(","))
+    if len(weights) == len(BASE_KINDS):  # the steps written before video_choice existed
+        weights = (*weights, 0.0)
     if len(weights) != len(KINDS) or min(weights) < 0 or abs(sum(weights) - 1) > 1e-6:
         raise argparse.ArgumentTypeError(f"{len(KINDS)} weights >= 0 summing to 1, in KINDS order")
     return weights
@@ -1013,7 +1089,9 @@ def main() -> None:
     # What zsar must keep asking this model; it refuses to load it once its prompts change.
     contract = lvlm_contract(folder_chat_template(args.out), MAX_OPTIONS)
     write_contract(args.out, "world-lvlm", "scripts/build_world_lvlm.sh", contract)
-    auc, acc, anomaly_auc, multi_auc, phase_auc = evaluate(args.out, seed=args.seed + 1000)
+    auc, acc, anomaly_auc, multi_auc, phase_auc, video_acc = evaluate(
+        args.out, seed=args.seed + 1000
+    )
     size = sum(f.stat().st_size for f in args.out.iterdir()) / 1e6
     build = {
         "script": "scripts/build_world_lvlm_fastvlm.py",
@@ -1036,6 +1114,7 @@ def main() -> None:
         "anomaly_auc": round(anomaly_auc, 4),
         "multi_frame_auc": round(multi_auc, 4),
         "phase_auc": round(phase_auc, 4),
+        "video_choice_acc": round(video_acc, 4),
     }
     (args.out / "BUILD.json").write_text(json.dumps(build, indent=2) + "\n")
     print(f"saved {args.out} ({size:.1f} MB); trained in {train_s:.0f}s")
@@ -1044,6 +1123,7 @@ def main() -> None:
     print(f"anomaly-question ROC-AUC: {anomaly_auc:.3f}")
     print(f"16-frame presence ROC-AUC (label on one frame): {multi_auc:.3f}")
     print(f"ZEAL start/end (phase) ROC-AUC: {phase_auc:.3f}")
+    print(f"16-frame multiple-choice accuracy (5 near options): {video_acc:.1%}")
 
 
 if __name__ == "__main__":
