@@ -129,3 +129,17 @@ def test_clip_checkpoint_folder_with_an_altered_contract_is_refused(tmp_path):
     _edit_contract(folder, descriptor_pattern="{label} with {descriptor}")
     with pytest.raises(ModelError, match=r"was trained with descriptor prompt '\{label\} with"):
         load_encoder(f"openclip:zsar-world-rn@{folder}/world-clip.safetensors", device="cpu")
+
+
+def test_choice_options_and_label_questions_read_as_words():
+    """Dataset class names (CamelCase, snake_case) reach the LVLM as words, as CLIP's prompts
+    do; labels that are already words are unchanged (the world models' prompts)."""
+    from zsar_cli.prompts import format_choice_prompt, label_text
+    from zsar_cli.stages.queries import _fill
+
+    text = format_choice_prompt("Which?", ["RoadAccidents", "brush_hair", "a red circle"])
+    assert text.splitlines()[1:4] == ["A. road accidents", "B. brush hair", "C. a red circle"]
+    assert label_text("a red circle") == "a red circle"
+    assert _fill("Is someone doing {label}?", "ApplyEyeMakeup", "q") == (
+        "Is someone doing apply eye makeup?"
+    )

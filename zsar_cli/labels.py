@@ -14,7 +14,6 @@ descriptors is known to come from ensembling alone).
 from __future__ import annotations
 
 import json
-import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from zsar_cli.outputs import note_input
 # Re-exported: prompt wording lives in zsar_cli.prompts (the world CLIP records it).
 from zsar_cli.prompts import DESCRIPTOR_PATTERN as DESCRIPTOR_PATTERN
 from zsar_cli.prompts import VIDEO_TEMPLATES as VIDEO_TEMPLATES
+from zsar_cli.prompts import label_text as label_text
 
 TEMPLATE_CHOICES: tuple[str, ...] = ("none", "video")
 
@@ -158,18 +158,6 @@ def resolve_templates(templates: str | Sequence[str] | None) -> list[str]:
             )
         return read_templates(path)
     return [_check_template(t.replace("{label}", "{}"), "templates") for t in templates]
-
-
-def label_text(label: str) -> str:
-    """How a label reads inside a prompt: `ApplyEyeMakeup`/`apply_eye_makeup` → `apply eye makeup`.
-
-    Labels that already contain spaces are used as written.
-    """
-    if any(ch.isspace() for ch in label):
-        return label
-    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", label)
-    words = re.sub(r"[_\-]+", " ", words)
-    return " ".join(words.split()).lower() if words != label else label
 
 
 # ---------------------------------------------------------------------------------------------

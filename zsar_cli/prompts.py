@@ -12,6 +12,7 @@ only: the CLI reads the defaults here without importing numpy or torch.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from zsar_cli.errors import ConfigError
@@ -54,13 +55,27 @@ def option_letters(count: int) -> str:
     return OPTION_LETTERS[:count]
 
 
+def label_text(label: str) -> str:
+    """How a label reads inside a prompt: `ApplyEyeMakeup`/`apply_eye_makeup` → `apply eye makeup`.
+
+    Labels that already contain spaces are used as written.
+    """
+    if any(ch.isspace() for ch in label):
+        return label
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", " ", label)
+    words = re.sub(r"[_\-]+", " ", words)
+    return " ".join(words.split()).lower() if words != label else label
+
+
 def format_choice_prompt(question: str, options: Sequence[str]) -> str:
-    """`question`, one `X. option` line per option, then the answer-with-a-letter instruction."""
+    """`question`, one `X. option` line per option, then the answer-with-a-letter instruction.
+    Options read as words (`label_text`: "RoadAccidents" → "road accidents"), as CLIP's prompts
+    do: an LVLM reads "ApplyEyeMakeup" worse than the words."""
     letters = option_letters(len(options))
     lines = [
         question.strip(),
         *(
-            OPTION_LINE.format(letter=letter, option=opt)
+            OPTION_LINE.format(letter=letter, option=label_text(opt))
             for letter, opt in zip(letters, options, strict=True)
         ),
     ]

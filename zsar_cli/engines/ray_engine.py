@@ -38,6 +38,7 @@ from typing import Any
 import pyarrow as pa
 
 from zsar_cli.artifacts import STDIO, ArtifactWriter, read_artifact
+from zsar_cli.backends import revision_key
 from zsar_cli.errors import ConfigError, InputError, ModelError, ZsarError
 from zsar_cli.outputs import output_lock
 from zsar_cli.quiet import bars_wanted, verbose
@@ -302,7 +303,7 @@ def encode_with_ray(
     files = _input_files(source)
     # The same upstream key as the local engine (a folder of parts stands for all its parts).
     meta, upstream_key, _ = shard_batches(source, "frames", None)
-    upstream = [upstream_key]
+    upstream = [upstream_key, *revision_key(cfg.model)]
     provenance = cfg.provenance()
     target = str(output)
     # The output's lock is held for the whole run, as the local engine holds it: a folder

@@ -7,8 +7,7 @@ where known, and one row with `error` set per video that failed.
 
 Everything runs in process: frames are sampled and decoded (`extract_frames.decode_frames`),
 encoded in batches that span videos, pooled per video and scored against the label prompts;
-nothing is written in between. Given an `embeddings` artifact, no decoding or image encoding
-happens at all.
+nothing is written in between (nor decoded or encoded, given an `embeddings` artifact).
 
 Pooling: `mean-embedding` averages a video's frame embeddings and renormalises (CLIP's usual
 video embedding), then softmax(logit_scale · cosine); `mean-prob` averages the per-frame
@@ -449,17 +448,14 @@ def classify(
 
     results: list[VideoResult] = []
     writer = None
+    adapter_keys = [head.adapter.cache_key] if head else []
     if output is not None:
         writer = ArtifactWriter(
             output,
             "predictions",
             {**cfg.provenance(), "model": spec},
-            upstream=[
-                upstream,
-                label_set.source_key,
-                *([head.adapter.cache_key] if head else []),
-                *revision_key(spec),  # the CLIP weights themselves (see revision_key)
-            ],
+            # revision_key: the CLIP weights themselves, not only their spec
+            upstream=[upstream, label_set.source_key, *revision_key(spec), *adapter_keys],
             extra_metadata={**encoder.describe(), "labels": label_set.labels}
             | ({"adapter": head.adapter.describe(head.weight)} if head else {}),
             force=force,

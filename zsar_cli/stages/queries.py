@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zsar_cli.errors import InputError
+from zsar_cli.prompts import label_text
 from zsar_cli.stages.query_lvlm_config import QueryConfig
 
 
@@ -39,7 +40,7 @@ def _read_questions(path: Path) -> list[str]:
 
 def _fill(template: str, label: str, where: str) -> str:
     try:
-        return template.format(label=label)
+        return template.format(label=label_text(label))  # read as words, as in choice
     except (KeyError, IndexError, ValueError) as exc:
         raise InputError(
             f"{where}: question {template!r} is not a valid template ({exc})"
@@ -89,7 +90,7 @@ def build_queries(config: QueryConfig) -> tuple[list[Query], list[str]]:
                     raise InputError(
                         f"--descriptions {config.descriptions_file}: {lab!r} has no {kind}_question"
                     )
-                text = config.frame_prompt.format(label=lab, question=question)
+                text = config.frame_prompt.format(label=label_text(lab), question=question)
                 queries.append(Query(lab, kind, text))
     return queries, labels
 

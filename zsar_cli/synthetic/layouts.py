@@ -349,9 +349,7 @@ def _descriptions(classes: tuple[str, ...]) -> list[dict[str, Any]]:
     from zsar_cli.synthetic.vocabulary import world_descriptions
 
     by_text = {record["label"]: record for record in world_descriptions()}
-    return [
-        {**by_text[label_text(c)], "label": c} for c in classes if label_text(c) in by_text
-    ]
+    return [{**by_text[label_text(c)], "label": c} for c in classes if label_text(c) in by_text]
 
 
 def write_layout(plan: DatasetLayout, manifest: WorldManifest, outdir: Path) -> None:
