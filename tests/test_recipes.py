@@ -4,7 +4,8 @@ every table row is measured, and the figures are what the world models reach (th
 world's objects, so the CLIP rows saturate; the checks are bars, not pinned values).
 
 The UCF-Crime classification recipe (three classify runs, the LVLM over every rotation of the
-options) and THUMOS14 ZEAL (an LVLM question per frame and label) are behind `slow`.
+options), THUMOS14 ZEAL (an LVLM question per frame and label), and HMDB51 and K600 (the chain of
+UCF101 over other readers) are behind `slow`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def test_ucf101_recipe_on_its_stand_in(tmp_path, runner):
     assert "| class names | top-1 |" in (tmp_path / "out" / "ucf101" / "table.md").read_text()
 
 
+@pytest.mark.slow  # the same chain as ucf101 (the HMDB51 reader has its own tests)
 def test_hmdb51_recipe_on_its_stand_in(tmp_path, runner):
     root = stand_in(runner, tmp_path / "hmdb", "hmdb51", "--trimmed", "24", "--untrimmed", "0",
                     "--anomaly", "0", "--trimmed-duration", "2-3")  # fmt: skip
@@ -62,6 +64,7 @@ def test_hmdb51_recipe_on_its_stand_in(tmp_path, runner):
     assert all(r.measured is not None and r.measured >= 0.9 for r in table.rows)
 
 
+@pytest.mark.slow  # the same chain as ucf101 (Kinetics input and GT have their own tests)
 def test_k600_recipe_novel_class_splits(tmp_path, runner):
     root = stand_in(runner, tmp_path / "k600", "kinetics", "--trimmed", "24", "--untrimmed", "0",
                     "--anomaly", "0", "--trimmed-duration", "2-3")  # fmt: skip
