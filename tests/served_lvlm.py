@@ -250,6 +250,42 @@ def make_handler(
     return Handler
 
 
+@contextlib.contextmanager
+def running(*args: str) -> Any:
+    """This server in a subprocess on 127.0.0.1 (`args`: its command line); yields its base URL
+    once it listens, and stops it afterwards (for the tests' module fixtures)."""
+    import os
+    import select
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=f"{repo}:{os.environ.get('PYTHONPATH', '')}".rstrip(":"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.served_lvlm", *args],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stderr is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 180)
+        line = proc.stdout.readline() if ready else ""
+        if not line.startswith("PORT "):
+            proc.kill()
+            raise RuntimeError(f"test server did not start: {line!r} {proc.stderr.read()}")
+        yield f"http://127.0.0.1:{int(line.split()[1])}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="builtin:world-lvlm")

@@ -11,11 +11,6 @@ JSON: describe regenerates once and then fails in one line, caching nothing.
 from __future__ import annotations
 
 import json
-import os
-import select
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -26,10 +21,10 @@ from zsar_cli.cli.app import app
 from zsar_cli.errors import ConfigError, ModelError
 from zsar_cli.stages.describe import DescribeConfig, describe_labels, record_schema
 
+from .served_lvlm import running
 from .test_describe import labels_50
 from .text_lm import build_text_lm
 
-REPO = Path(__file__).resolve().parents[1]
 NAME = "tiny-smollm2"
 BUDGET = 48  # a little over the shortest record with this tokenizer (see test_describe)
 
@@ -41,30 +36,8 @@ def tiny_lm(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(tiny_lm):
-    env = dict(os.environ, PYTHONPATH=f"{REPO}:{os.environ.get('PYTHONPATH', '')}".rstrip(":"))
-    cmd = [sys.executable, "-m", "tests.served_lvlm", "--text", "--model", f"hf:{tiny_lm}"]
-    proc = subprocess.Popen(
-        [*cmd, "--name", NAME],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 180)
-        line = proc.stdout.readline() if ready else ""
-        if not line.startswith("PORT "):
-            proc.kill()
-            raise RuntimeError(f"test server did not start: {line!r} {proc.stderr.read()}")
-        yield f"openai:http://127.0.0.1:{int(line.split()[1])}/v1#{NAME}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with running("--text", "--model", f"hf:{tiny_lm}", "--name", NAME) as url:
+        yield f"openai:{url}/v1#{NAME}"
 
 
 def test_served_records_valid_first_try_and_equal_to_local(server, tiny_lm, tmp_path):

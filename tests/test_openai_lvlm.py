@@ -14,15 +14,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import re
-import select
-import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -35,7 +30,8 @@ from zsar_cli.errors import ModelError
 from zsar_cli.stages import query_lvlm as stage
 from zsar_cli.stages.query_lvlm_config import QueryConfig
 
-REPO = Path(__file__).resolve().parents[1]
+from .served_lvlm import running
+
 LVLM = "builtin:world-lvlm"
 NAME = "world-lvlm"
 SCORES = ["p_yes", "yes_mass", "no_mass"]
@@ -44,29 +40,8 @@ KEYS = ["video_id", "frame_index", "label", "query_kind", "question", "error"]
 
 @pytest.fixture(scope="module")
 def server():
-    env = dict(os.environ, PYTHONPATH=f"{REPO}:{os.environ.get('PYTHONPATH', '')}".rstrip(":"))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.served_lvlm", "--model", LVLM, "--name", NAME],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        ready, _, _ = select.select([proc.stdout], [], [], 180)
-        line = proc.stdout.readline() if ready else ""
-        if not line.startswith("PORT "):
-            proc.kill()
-            raise RuntimeError(f"test server did not start: {line!r} {proc.stderr.read()}")
-        yield f"http://127.0.0.1:{int(line.split()[1])}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with running("--model", LVLM, "--name", NAME) as url:
+        yield url
 
 
 def call(url: str, path: str, body: dict | None = None) -> dict:
