@@ -284,6 +284,7 @@ def test_provenance_leaves_out_run_only_fields():
         "workers",
         "strict",
         "top_k",
+        "root",
         # omit_unset: out of the key while None (--adapter came later and moved no key)
         "adapter",
         "adapter_weight",

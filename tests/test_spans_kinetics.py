@@ -296,3 +296,22 @@ def test_frame_count_reaches_embeddings_and_frame_scores(runner, tmp_path, spans
     assert table.num_rows == 6
     assert set(table.column("frame_count").to_pylist()) == {4 * RATE}
     assert np.isfinite(table.column("score").to_numpy()).all()
+
+
+def test_classify_reads_a_kinetics_csv_under_root(runner, tmp_path, kinetics):
+    """classify takes the CSV and --root as extract-frames does: the same ids, the CSV's labels
+    as true labels, and the clip not downloaded as an error row."""
+    csv_file, root = kinetics
+    labels = tmp_path / "labels.txt"
+    labels.write_text("dancing ballet\nplaying guitar\n")
+    out = tmp_path / "pred.parquet"
+    args = ["classify", str(csv_file), "--root", str(root), "-l", str(labels), "-n", "2"]
+    result = runner.invoke(app, [*args, "-m", "fake:enc", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    table = read_artifact(out, "predictions").table.to_pylist()
+    ids = sorted({r["video_id"] for r in table})
+    assert ids == sorted([*IDS, "ddddddddddd_000000_000010"])
+    truth = {r["video_id"]: r["true_label"] for r in table if r["true_label"]}
+    assert truth[IDS[1]] == "playing guitar"
+    (missing,) = [r for r in table if r["video_id"] == "ddddddddddd_000000_000010"]
+    assert "not downloaded" in missing["error"]

@@ -314,7 +314,7 @@ def from_videos(
         resolve_inputs,
     )
 
-    videos = resolve_inputs(list(inputs))
+    videos = resolve_inputs(list(inputs), config.root)
     if not videos:
         raise InputError(f"{' '.join(map(str, inputs))}: no videos found")
     extract = ExtractConfig(num_frames=config.num_frames, size=config.size).validated()

@@ -53,6 +53,14 @@ class ClassifyConfig(ConfigBase):
         min=0,
         omit_unset=True,
     )
+    # Where the files are, not what is classified: the resolved paths key the predictions.
+    root: str | None = opt(
+        None,
+        "Kinetics CSV inputs: the folder holding the downloaded clips (root/<label>/ or flat; "
+        "default: the CSV's folder).",
+        run_only=True,
+        metavar="DIR",
+    )
     device: str = o.device()
     precision: str = o.precision()
     batch_size: int = o.batch_size(32, "Images per model forward (spanning videos).")

@@ -169,7 +169,7 @@ def classify_with_lvlm(
             if lcfg.self_res
             else ExtractConfig(num_frames=lcfg.frames)
         ).validated()
-        videos = {v.video_id: v for v in resolve_inputs(inputs)}
+        videos = {v.video_id: v for v in resolve_inputs(inputs, config.root)}
 
         def source(vid: str) -> list[FrameItem]:
             return [
