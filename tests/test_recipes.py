@@ -16,7 +16,7 @@ import pytest
 
 from zsar_cli.cli.app import app
 from zsar_cli.errors import InputError
-from zsar_cli.recipes import Settings, run_recipe
+from zsar_cli.recipes import Settings, locate, run_recipe
 
 WORLD = {"clip": "builtin:world-clip", "lvlm": "builtin:world-lvlm", "device": "cpu"}
 SMALL = ["--size", "160x120", "--fps", "10", "--seed", "3"]
@@ -99,6 +99,15 @@ def test_a_recipe_names_what_is_missing(tmp_path):
         run_recipe("charades-sta", Settings(tmp_path / "empty", tmp_path / "out", **WORLD))
     with pytest.raises(InputError, match=r"recipe 'nope': unknown"):
         run_recipe("nope", Settings(tmp_path, tmp_path / "out", **WORLD))
+    # a listed video absent from the dataset folder: one line naming the list and an id
+    (tmp_path / "empty" / "Abuse").mkdir()
+    (tmp_path / "empty" / "Abuse" / "Abuse001_x264.mp4").write_bytes(b"")
+    listing = tmp_path / "Anomaly_Test.txt"
+    assert locate(tmp_path / "empty", ["Abuse001_x264"], listing)[0].name == "Abuse001_x264.mp4"
+    with pytest.raises(
+        InputError, match=r"Anomaly_Test.txt: 1 listed video\(s\) not found.*Abuse002"
+    ):
+        locate(tmp_path / "empty", ["Abuse001_x264", "Abuse002_x264"], listing)
 
 
 @pytest.mark.slow

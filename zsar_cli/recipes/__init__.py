@@ -139,16 +139,22 @@ def find_file(root: Path, *names: str) -> Path:
     raise InputError(f"{root}: no {' or '.join(names)} (is --root the dataset folder?)")
 
 
-def index_videos(root: Path) -> dict[str, Path]:
-    """Video file name → path for every video under root (dataset lists name files, not paths)."""
+def locate(root: Path, ids: Sequence[str], source: Path) -> list[Path]:
+    """The video file of each id `source` names (a stem or file name), found anywhere under
+    root (dataset lists name files, not paths); any not found is one InputError."""
     from zsar_cli.video import VIDEO_EXTENSIONS
 
-    out: dict[str, Path] = {}
+    found: dict[str, Path] = {}
     for path in sorted(root.rglob("*")):
         if path.suffix.lower() in VIDEO_EXTENSIONS and path.is_file():
-            out.setdefault(path.name, path)
-            out.setdefault(path.stem, path)
-    return out
+            found.setdefault(path.name, path)
+            found.setdefault(path.stem, path)
+    missing = [v for v in ids if v not in found]
+    if missing:
+        raise InputError(
+            f"{source}: {len(missing)} listed video(s) not found under {root} (e.g. {missing[0]})"
+        )
+    return [found[v] for v in ids]
 
 
 def write_list(path: Path, rows: Sequence[tuple[Path, str | None]]) -> Path:

@@ -16,16 +16,16 @@ list), `splits` (the --class-splits spec), `base` (K600: the K400 class list).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from zsar_cli.datasets import load_ground_truth
-from zsar_cli.errors import InputError
 from zsar_cli.recipes import (
     Row,
     Settings,
     Table,
     find_file,
-    index_videos,
+    locate,
     metric_summary,
     recipe,
     write_list,
@@ -51,12 +51,17 @@ def _descriptions(s: Settings, labels: Path) -> str | None:
 
 
 def _prompt_rows(
-    s: Settings, videos: str | Path, gt: str | Path, splits: str, extra_score: list[str]
+    s: Settings,
+    videos: str | Path,
+    gt: str | Path,
+    splits: str,
+    extra_score: list[str],
+    extract_args: Sequence[str] = (),
 ) -> tuple[list[Row], list[str]]:
     """Embed the videos once, classify them under each prompt setting, score over the splits."""
     frames, emb = s.out / "frames.parquet", s.out / "emb.parquet"
     labels = s.out / "labels.txt"
-    zsar("extract-frames", videos, "-n", s.get("frames", "8"), "-o", frames, *_inputs_args(s))
+    zsar("extract-frames", videos, "-n", s.get("frames", "8"), "-o", frames, *extract_args)
     zsar("encode", frames, "-m", s.clip, "--device", s.device, "-o", emb)
     descriptions = _descriptions(s, labels)
     rows: list[Row] = []
@@ -78,11 +83,6 @@ def _prompt_rows(
     return rows, notes
 
 
-def _inputs_args(s: Settings) -> list[str]:
-    root = s.extra.get("_video_root")
-    return ["--root", root] if root else []
-
-
 def _with_reference(rows: list[Row], references: dict[str, str]) -> list[Row]:
     for row in rows:
         row.reference = references.get(row.name, "—")
@@ -91,18 +91,8 @@ def _with_reference(rows: list[Row], references: dict[str, str]) -> list[Row]:
 
 def _listed_videos(s: Settings, gt_path: Path, fmt: str | None = None, split: int = 1) -> Path:
     _, gt = load_ground_truth(gt_path, fmt, split)
-    videos = index_videos(s.root)
-    rows, missing = [], []
-    for vid, label in gt.labels.items():  # type: ignore[union-attr]
-        if vid in videos:
-            rows.append((videos[vid], label))
-        else:
-            missing.append(vid)
-    if missing:
-        raise InputError(
-            f"{gt_path}: {len(missing)} listed video(s) not found under {s.root} "
-            f"(e.g. {missing[0]})"
-        )
+    truth: dict[str, str] = gt.labels  # type: ignore[union-attr]
+    rows = list(zip(locate(s.root, list(truth), gt_path), truth.values(), strict=True))
     labels = sorted({label for _, label in rows})
     (s.out / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
     return write_list(s.out / "test.csv", rows)
@@ -154,7 +144,6 @@ def k600(s: Settings) -> Table:
             if (csv_path.parent / name).is_dir():
                 video_root = str(csv_path.parent / name)
                 break
-    s.extra["_video_root"] = video_root or str(csv_path.parent)
     _, gt = load_ground_truth(csv_path, "kinetics")
     labels = sorted(set(gt.labels.values()))  # type: ignore[union-attr]
     (s.out / "labels.txt").write_text("\n".join(labels) + "\n", encoding="utf-8")
@@ -162,7 +151,14 @@ def k600(s: Settings) -> Table:
     novel = [label for label in labels if label not in base_classes]
     size = min(160, max(1, round(len(novel) * 160 / 220)))
     splits = s.get("splits", f"novel:{size}x3")
-    rows, notes = _prompt_rows(s, csv_path, csv_path, splits, ["--base-classes", str(base_path)])
+    rows, notes = _prompt_rows(
+        s,
+        csv_path,
+        csv_path,
+        splits,
+        ["--base-classes", str(base_path)],
+        ["--root", video_root or str(csv_path.parent)],
+    )
     refs = {
         "template ensemble": "68.1 (CLIP ViT-B/16)",
         "description attributes": "68.9 (Kim et al.)",

@@ -15,13 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from zsar_cli.datasets import load_ground_truth, read_charades_sta
-from zsar_cli.errors import InputError
 from zsar_cli.recipes import (
     Row,
     Settings,
     Table,
     find_file,
-    index_videos,
+    locate,
     metric_summary,
     recipe,
     write_list,
@@ -34,15 +33,8 @@ def thumos14_zeal(s: Settings) -> Table:
     first = find_file(s.root, "*_test.txt")
     folder = first.parent
     _, gt = load_ground_truth(folder, "thumos14")
-    videos = index_videos(s.root)
     wanted = sorted(set(gt.videos))  # type: ignore[union-attr]
-    missing = [v for v in wanted if v not in videos]
-    if missing:
-        raise InputError(
-            f"{folder}: {len(missing)} annotated video(s) not found under {s.root} "
-            f"(e.g. {missing[0]})"
-        )
-    listed = write_list(s.out / "test.csv", [(videos[v], None) for v in wanted])
+    listed = write_list(s.out / "test.csv", [(p, None) for p in locate(s.root, wanted, folder)])
     labels = s.out / "labels.txt"
     labels.write_text("\n".join(gt.classes) + "\n", encoding="utf-8")  # type: ignore[union-attr]
     frames, emb = s.out / "frames.parquet", s.out / "emb.parquet"
@@ -92,14 +84,8 @@ def thumos14_zeal(s: Settings) -> Table:
 def charades_sta(s: Settings) -> Table:
     annotation = find_file(s.root, "charades_sta_test.txt")
     gt = read_charades_sta(annotation)
-    videos = index_videos(s.root)
-    missing = [v for v in gt.videos if v not in videos]
-    if missing:
-        raise InputError(
-            f"{annotation}: {len(missing)} annotated video(s) not found under {s.root} "
-            f"(e.g. {missing[0]})"
-        )
-    listed = write_list(s.out / "test.csv", [(videos[v], None) for v in gt.videos])
+    paths = locate(s.root, gt.videos, annotation)
+    listed = write_list(s.out / "test.csv", [(path, None) for path in paths])
     frames, emb, text = s.out / "frames.parquet", s.out / "emb.parquet", s.out / "text.parquet"
     zsar("extract-frames", listed, "--fps", s.get("fps", "2"), "-o", frames)
     zsar("encode", frames, "-m", s.clip, "--device", s.device, "-o", emb)

@@ -18,13 +18,12 @@ from pathlib import Path
 
 from zsar_cli.datasets import normalize_label
 from zsar_cli.datasets.anomaly import read_ucf_crime, read_ucf_crime_split
-from zsar_cli.errors import InputError
 from zsar_cli.recipes import (
     Row,
     Settings,
     Table,
     find_file,
-    index_videos,
+    locate,
     metric_summary,
     recipe,
     write_list,
@@ -37,23 +36,9 @@ NORMAL = "Normal"
 def _test_videos(settings: Settings, with_normal: bool) -> tuple[Path, list[tuple[Path, str]]]:
     split = find_file(settings.root, "Anomaly_Test.txt")
     gt = read_ucf_crime_split(split)
-    videos = index_videos(settings.root)
-    rows = []
-    missing = []
-    for vid, label in gt.labels.items():
-        if label == NORMAL and not with_normal:
-            continue
-        path = videos.get(vid)
-        if path is None:
-            missing.append(vid)
-            continue
-        rows.append((path, label))
-    if missing:
-        raise InputError(
-            f"{split}: {len(missing)} listed video(s) not found under {settings.root} "
-            f"(e.g. {missing[0]})"
-        )
-    return split, rows
+    wanted = {v: lb for v, lb in gt.labels.items() if with_normal or lb != NORMAL}
+    paths = locate(settings.root, list(wanted), split)
+    return split, list(zip(paths, wanted.values(), strict=True))
 
 
 @recipe("ucfcrime-selfres")
@@ -116,14 +101,8 @@ def ucfcrime_auc(s: Settings) -> Table:
         "Temporal_Anomaly_Annotation.txt",
     )
     gt = read_ucf_crime(annotation)
-    videos = index_videos(s.root)
-    missing = [v for v in gt.spans if v not in videos]
-    if missing:
-        raise InputError(
-            f"{annotation}: {len(missing)} annotated video(s) not found under {s.root} "
-            f"(e.g. {missing[0]})"
-        )
-    listed = write_list(s.out / "test.csv", [(videos[v], None) for v in sorted(gt.spans)])
+    paths = locate(s.root, sorted(gt.spans), annotation)
+    listed = write_list(s.out / "test.csv", [(path, None) for path in paths])
     # the anomaly classes the annotation names: their prompts against the normal prompt
     classes = sorted({c for c in gt.classes.values() if c and normalize_label(c) != "normal"})
     normal = s.get("normal", NORMAL)
