@@ -3,8 +3,9 @@
 The kept visual tokens keep the (t, h, w) positions computed on the whole sequence (gathered,
 not renumbered), so with every token kept the final pass is the plain frame path: p_yes to 1e-4
 (through the float16 tokens artifact as well). Frame and clip level, yes/no, choice and
-generate run on tiny random Qwen2.5-VL and Qwen3-VL models; Qwen3-VL's DeepStack features make
-Self-ReS refuse it with one line.
+generate run on tiny random Qwen2.5-VL and Qwen3-VL models. Qwen3-VL's kept tokens also carry
+their DeepStack features (added in its early decoder layers), stored in the tokens artifact and
+re-fed at the kept positions: budget = all gives the plain p_yes, and the features do matter.
 """
 
 from __future__ import annotations
@@ -57,8 +58,17 @@ def config(**kw) -> SelectTokensConfig:
     return SelectTokensConfig(question=QUESTION, **kw)
 
 
+@pytest.fixture(scope="module")
+def qwen3(tmp_path_factory):
+    folder = build_tiny_qwen3_vl(tmp_path_factory.mktemp("qwen3"))
+    return load_lvlm(f"hf:{folder}", device="cpu", dtype="float32", batch_size=4)
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
 @pytest.mark.parametrize("scorer", ["attention", "similarity"])
-def test_all_tokens_kept_gives_the_plain_p_yes(qwen, scorer):
+def test_all_tokens_kept_gives_the_plain_p_yes(request, family, scorer):
+    qwen = request.getfixturevalue("qwen" if family == "qwen2_5_vl" else "qwen3")
+    check_family(qwen)
     items = frames()
     one = select_video_tokens(qwen, "v", items[:1], QUESTION, config(budget=1, segments=1))
     everything = len(items) * one.tokens_per_frame
@@ -102,19 +112,56 @@ def test_kept_tokens_keep_their_whole_sequence_positions(qwen):
     assert 0.0 < p_yes < 1.0
 
 
-def test_qwen3_vl_self_res_refused_in_one_line(tmp_path):
-    lvlm = load_lvlm(f"hf:{build_tiny_qwen3_vl(tmp_path / 'q3')}", device="cpu", dtype="float32")
+def test_qwen3_vl_kept_tokens_carry_their_deepstack_features(qwen3, qwen):
+    """Each kept token stores one feature per DeepStack layer (here 2) beside its embedding;
+    the final pass re-feeds them at the kept tokens' positions, and without them (zeroed) the
+    answer changes, so they are not decoration. Qwen2.5-VL artifacts get no such column."""
+    items = frames()
+    per_frame = select_video_tokens(qwen3, "v", items[:1], QUESTION, config(budget=1))
+    budget = 2 * per_frame.tokens_per_frame  # a third of the 6 frames' tokens
+    sel = select_video_tokens(qwen3, "v", items, QUESTION, config(budget=budget))
+    hidden = int(qwen3.model.get_input_embeddings().weight.shape[1])
+    assert len(sel.deepstack) == budget
+    assert all(tuple(d.shape) == (2, hidden) for d in sel.deepstack)
+    table = tokens_table([sel])
+    assert table.column("deepstack").null_count == 0
+    assert len(table.column("deepstack")[0].as_py()) == 2 * hidden
+    stored = kept_from_rows(table)
+    kept = kept_from_selection(sel)
+    for a, b in zip(stored, kept, strict=True):
+        torch.testing.assert_close(a.deepstack, b.deepstack.float(), atol=2e-3, rtol=2e-3)
+    embedded = final_inputs(qwen3, kept, W, H, QUESTION)
+    mask = embedded.extra["visual_pos_masks"]
+    assert torch.equal(mask, embedded.image_token_mask) and int(mask.sum()) == budget
+    layers = embedded.extra["deepstack_visual_embeds"]
+    assert len(layers) == 2 and all(tuple(x.shape) == (budget, hidden) for x in layers)
+    torch.testing.assert_close(layers[1], torch.cat([k.deepstack[:, 1] for k in kept]))
+    # A random model's p_yes sits near 0.5 either way: compare the decoder's last hidden states
+    # (measured: 30% relative change when the features are zeroed).
+    fed = qwen3.run_language_model(embedded, output_hidden_states=True).hidden_states[-1]
+    for frame in kept:
+        frame.deepstack = torch.zeros_like(frame.deepstack)
+    zeroed = final_inputs(qwen3, kept, W, H, QUESTION)
+    without = qwen3.run_language_model(zeroed, output_hidden_states=True).hidden_states[-1]
+    assert float((fed - without).norm() / fed.norm()) > 0.05
+    other = select_video_tokens(qwen, "v", items, QUESTION, config(budget=budget))
+    assert not other.deepstack and "deepstack" not in tokens_table([other]).column_names
+
+
+def test_qwen3_vl_tokens_without_deepstack_refused_in_one_line(qwen3):
+    """Tokens stored without DeepStack features (an artifact from before the column) cannot
+    answer on Qwen3-VL: one line says what is missing and what to do."""
+    sel = select_video_tokens(qwen3, "v", frames(2, 2), QUESTION, config(budget=4))
+    table = tokens_table([sel]).drop_columns(["deepstack"])
     with pytest.raises(ModelError) as info:
-        check_family(lvlm)
-    assert "DeepStack" in str(info.value) and "\n" not in str(info.value)
+        answer_yes_no(qwen3, kept_from_rows(table), W, H, QUESTION)
+    message = str(info.value)
+    assert "DeepStack" in message and "select-tokens" in message and "\n" not in message
 
 
 @pytest.fixture(scope="module", params=["qwen2_5_vl", "qwen3_vl"])
-def any_qwen(request, tmp_path_factory, qwen):
-    if request.param == "qwen2_5_vl":
-        return qwen
-    folder = build_tiny_qwen3_vl(tmp_path_factory.mktemp("qwen3"))
-    return load_lvlm(f"hf:{folder}", device="cpu", dtype="float32", batch_size=4)
+def any_qwen(request, qwen, qwen3):
+    return qwen if request.param == "qwen2_5_vl" else qwen3
 
 
 def write_frames(path, items: list[FrameItem]):
@@ -165,12 +212,14 @@ def test_every_mode_and_level_reuse_equals_own_forward(any_qwen, tmp_path, level
         )
 
 
-def test_select_tokens_and_query_from_tokens_cli_on_qwen(tmp_path, runner):
-    """The CLI chain on a Qwen2.5-VL folder: select-tokens keeps every token, query-lvlm
-    --tokens answers with the plain clip's p_yes."""
+@pytest.mark.parametrize("build", [build_tiny_qwen2_5_vl, build_tiny_qwen3_vl])
+def test_select_tokens_and_query_from_tokens_cli_on_qwen(tmp_path, runner, build):
+    """The CLI chain on a Qwen2.5-VL and a Qwen3-VL folder: select-tokens keeps every token
+    (Qwen3-VL: with its DeepStack features), query-lvlm --tokens answers with the plain clip's
+    p_yes."""
     from zsar_cli.cli.app import app
 
-    folder = build_tiny_qwen2_5_vl(tmp_path / "qwen")
+    folder = build(tmp_path / "qwen")
     src = write_frames(tmp_path / "dense.parquet", frames(4, 2))
     lvlm = load_lvlm(f"hf:{folder}", device="cpu", dtype="float32")
     per_frame = select_video_tokens(
@@ -187,6 +236,8 @@ def test_select_tokens_and_query_from_tokens_cli_on_qwen(tmp_path, runner):
     )
     assert asked.exit_code == 0, asked.output
     table = read_artifact(answers, "answers").table
+    stored = read_artifact(tokens, "tokens").table
+    assert ("deepstack" in stored.column_names) == (lvlm.model_type == "qwen3_vl")
     with uncapped_frames(lvlm):
         plain = lvlm.yes_no([[f.image for f in frames(4, 2)]], [QUESTION])
     assert abs(table.column("p_yes")[0].as_py() - float(plain.p_yes[0])) <= 1e-3  # float16 store

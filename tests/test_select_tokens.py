@@ -230,8 +230,8 @@ def test_model_family_without_hooks_is_refused(lvlm):
             "embed_inputs": lambda s: None,
             "run_language_model": lambda s: None,
         },
-    )("hf:Qwen/Qwen3-VL-2B-Instruct", "qwen3_vl")
-    with pytest.raises(ModelError, match=r"qwen3_vl feeds DeepStack visual features"):
+    )("hf:zai-org/GLM-4.1V-9B-Thinking", "glm4v")
+    with pytest.raises(ModelError, match=r"glm4v computes multimodal \(3-D\) RoPE positions"):
         check_family(qwen_like)
     check_family(lvlm)  # the Idefics3 world model has every hook
 

@@ -253,7 +253,7 @@ def build_tiny_qwen3_vl(out: Path) -> Path:
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
             "num_position_embeddings": 64,
-            "deepstack_visual_indexes": [0],
+            "deepstack_visual_indexes": [0, 1],
         },
         text_config={
             "vocab_size": len(tok),

@@ -31,10 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from zsar_cli.artifacts import (
-    ArtifactMeta,
-    build_table,
-)
+from zsar_cli.artifacts import ArtifactMeta
 from zsar_cli.backends import check_recorded_model, model_record, revision_key
 from zsar_cli.errors import ConfigError, InputError
 from zsar_cli.images import decode_image, image_encoding
@@ -54,29 +51,14 @@ from zsar_cli.stages.token_scores import score_path as score_path
 from zsar_cli.stages.token_scores import tokens_per_frame as tokens_per_frame
 from zsar_cli.stages.token_scores import uncapped_frames as uncapped_frames
 
+# Re-exported: the tokens artifact (written here, read back by self_res) lives in tokens_artifact.
+from zsar_cli.stages.tokens_artifact import TOKEN_COLUMNS as TOKEN_COLUMNS
+from zsar_cli.stages.tokens_artifact import SelectedTokens as SelectedTokens
+from zsar_cli.stages.tokens_artifact import tokens_table as tokens_table
+
 if TYPE_CHECKING:
     from zsar_cli.backends.lvlm_base import LVLM
     from zsar_cli.engines import Engine
-
-EXTRA_FIELDS: tuple[pa.Field, ...] = (
-    pa.field("timestamp", pa.float64()),
-    pa.field("width", pa.int32()),
-    pa.field("height", pa.int32()),
-    pa.field("label", pa.string()),
-)
-TOKEN_COLUMNS: tuple[str, ...] = (
-    "video_id",
-    "segment",
-    "frame_index",
-    "token_index",
-    "score",
-    "embedding",
-    "timestamp",
-    "width",
-    "height",
-    "label",
-    "error",
-)
 
 
 class SelectionError(InputError):
@@ -113,24 +95,6 @@ class FrameItem:
     timestamp: float | None
     segment: int
     image: np.ndarray
-
-
-@dataclass
-class SelectedTokens:
-    """The kept tokens of one video (for one question), ready to be written or answered from."""
-
-    video_id: str
-    label: str | None
-    segment: list[int] = field(default_factory=list)
-    frame_index: list[int] = field(default_factory=list)
-    token_index: list[int] = field(default_factory=list)
-    score: list[float] = field(default_factory=list)
-    embeddings: list[Any] = field(default_factory=list)  # torch (hidden,) per kept token
-    timestamp: list[float | None] = field(default_factory=list)
-    width: int = 0
-    height: int = 0
-    tokens_per_frame: int = 0
-    available: int = 0
 
 
 def decode_video_frames(video: pa.Table, encoding: str) -> tuple[list[FrameItem], str | None]:
@@ -224,6 +188,8 @@ def select_video_tokens(
         if result.tokens_per_frame != per_frame:
             raise SelectionError(f"{video_id}: frames of different sizes in one video")
         flat_embeddings = result.embeddings.reshape(-1, result.embeddings.shape[-1])
+        # DeepStack families: (tokens, layers, hidden), kept alongside each token's embedding.
+        flat_deep = None if result.deepstack is None else result.deepstack.flatten(0, 1)
         for flat in top_tokens(result.scores, share):
             frame = path[int(flat) // per_frame]
             out.segment.append(frame.segment if config.segments is None else path_number)
@@ -231,47 +197,11 @@ def select_video_tokens(
             out.token_index.append(int(flat) % per_frame)
             out.score.append(float(result.scores.ravel()[flat]))
             out.embeddings.append(flat_embeddings[flat].clone())
+            if flat_deep is not None:
+                out.deepstack.append(flat_deep[flat].clone())
             out.timestamp.append(frame.timestamp)
-        del result, flat_embeddings  # one path's activations alive at a time
+        del result, flat_embeddings, flat_deep  # one path's activations alive at a time
     return out
-
-
-def tokens_table(
-    selections: Sequence[SelectedTokens],
-    errors: Sequence[tuple[str, str | None, str]] = (),
-    embedding_dtype: str = "float16",
-) -> pa.Table:
-    """`tokens` rows of kept tokens, plus one error row per (video_id, label, message)."""
-    cols: dict[str, list[Any]] = {name: [] for name in TOKEN_COLUMNS if name != "embedding"}
-    vectors: list[np.ndarray] = []
-    np_dtype = np.float16 if embedding_dtype == "float16" else np.float32
-    for sel in selections:
-        n = len(sel.token_index)
-        cols["video_id"] += [sel.video_id] * n
-        cols["segment"] += sel.segment
-        cols["frame_index"] += sel.frame_index
-        cols["token_index"] += sel.token_index
-        cols["score"] += sel.score
-        cols["timestamp"] += sel.timestamp
-        cols["width"] += [sel.width] * n
-        cols["height"] += [sel.height] * n
-        cols["label"] += [sel.label] * n
-        cols["error"] += [None] * n
-        vectors += [e.float().numpy().astype(np_dtype) for e in sel.embeddings]
-    for video_id, label, message in errors:
-        for name in cols:
-            cols[name].append(None)
-        cols["video_id"][-1], cols["label"][-1], cols["error"][-1] = video_id, label, message
-        vectors.append(None)  # type: ignore[arg-type]
-    value_type = pa.float16() if embedding_dtype == "float16" else pa.float32()
-    embedding = pa.array([None if v is None else v for v in vectors], type=pa.list_(value_type))
-    columns = {name: cols[name] for name in TOKEN_COLUMNS if name != "embedding"}
-    columns["embedding"] = embedding
-    return build_table(
-        "tokens",
-        {name: columns[name] for name in TOKEN_COLUMNS},
-        extra_fields=[*EXTRA_FIELDS, pa.field("embedding", pa.list_(value_type))],
-    )
 
 
 # ---------------------------------------------------------------------------------------------

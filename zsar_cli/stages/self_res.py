@@ -14,14 +14,15 @@ shortened sequence is numbered 0..L'-1, i.e. the model sees a shorter clip, neve
 trained on; with every token kept the sequence, the positions and hence p_yes equal the plain
 frame path exactly. Multimodal 3-D RoPE families (Qwen2-VL, Qwen2.5-VL) keep each kept token's
 (t, h, w) position computed on the whole sequence, and the text after the frames its own, so the
-final pass is position-consistent with the plain one. Qwen3-VL (DeepStack) is refused.
+final pass is position-consistent with the plain one. Qwen3-VL positions are gathered the same
+way, and its DeepStack features (added to the visual tokens' hidden states in early decoder
+layers) are stored with each kept token and re-fed at the kept tokens' new sequence positions.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,12 +38,19 @@ from zsar_cli.prompts import format_choice_prompt
 from zsar_cli.runner import RunSummary, Unit, artifact_units, run_stage
 from zsar_cli.sharding import Shard
 from zsar_cli.stages.option_order import ask_in_orders, choice_rows
-from zsar_cli.stages.select_tokens import (
-    SelectedTokens,
-    SelectionError,
-)
+from zsar_cli.stages.select_tokens import SelectionError
 from zsar_cli.stages.shortlist import ChoiceOptions, NoOptions, choice_options
-from zsar_cli.stages.token_scores import check_family, uncapped_frames
+from zsar_cli.stages.token_scores import (
+    DEEPSTACK_EMBEDS,
+    DEEPSTACK_MASK,
+    check_family,
+    uncapped_frames,
+)
+
+# Re-exported: kept tokens are read back by tokens_artifact.
+from zsar_cli.stages.tokens_artifact import KeptFrame as KeptFrame
+from zsar_cli.stages.tokens_artifact import kept_from_rows as kept_from_rows
+from zsar_cli.stages.tokens_artifact import kept_from_selection as kept_from_selection
 
 if TYPE_CHECKING:
     from zsar_cli.backends.lvlm_base import SelectionHooks
@@ -50,65 +58,6 @@ if TYPE_CHECKING:
 SEGMENT_FIELD = pa.field("segment", pa.int32())
 # Choice mode: which ordering of the options a row was asked in (--option-order).
 ORDERING_FIELD = pa.field("ordering", pa.int32())
-
-
-@dataclass
-class KeptFrame:
-    """A frame's kept visual tokens: their indices among its tokens and their embeddings."""
-
-    frame_index: int
-    token_index: np.ndarray  # sorted ints
-    embeddings: Any  # torch (k, hidden)
-
-
-def kept_from_selection(sel: SelectedTokens) -> list[KeptFrame]:
-    import torch
-
-    by_frame: dict[int, list[int]] = {}
-    for i, frame in enumerate(sel.frame_index):
-        by_frame.setdefault(frame, []).append(i)
-    out = []
-    for frame, rows in by_frame.items():
-        order = sorted(rows, key=lambda r: sel.token_index[r])
-        out.append(
-            KeptFrame(
-                frame,
-                np.asarray([sel.token_index[r] for r in order], dtype=np.int64),
-                torch.stack([sel.embeddings[r] for r in order]),
-            )
-        )
-    return out
-
-
-def kept_from_rows(rows: pa.Table) -> list[KeptFrame]:
-    """Kept frames of one video (and label) from `tokens` rows, in temporal order."""
-    import torch
-
-    cols = rows.to_pydict()
-    order = sorted(
-        range(rows.num_rows),
-        key=lambda i: (
-            cols["timestamp"][i]
-            if cols.get("timestamp") and cols["timestamp"][i] is not None
-            else 0.0,
-            cols["frame_index"][i],
-            cols["token_index"][i],
-        ),
-    )
-    vectors = rows.column("embedding").combine_chunks()
-    flat = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-    width = len(flat) // max(1, rows.num_rows)
-    matrix = flat.reshape(rows.num_rows, width)
-    out: list[KeptFrame] = []
-    for i in order:
-        frame = int(cols["frame_index"][i])
-        if not out or out[-1].frame_index != frame:
-            out.append(KeptFrame(frame, np.zeros(0, np.int64), []))
-        out[-1].token_index = np.append(out[-1].token_index, int(cols["token_index"][i]))
-        out[-1].embeddings.append(torch.from_numpy(matrix[i]))
-    for kept in out:
-        kept.embeddings = torch.stack(kept.embeddings)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -150,6 +99,7 @@ def final_inputs(
             where = slots[f * per_frame + torch.as_tensor(frame.token_index)]
             embeds[where] = frame.embeddings.to(embeds.device, embeds.dtype)
             keep[where] = True
+        extra = _deepstack_inputs(lvlm, kept, image_mask[keep])
         sequence = embeds[keep].unsqueeze(0)
         length = sequence.shape[1]
         attention = torch.ones((1, length), dtype=inputs.attention_mask.dtype, device=ids.device)
@@ -164,8 +114,41 @@ def final_inputs(
         attention_mask=attention,
         position_ids=positions if inputs.position_ids is not None else None,
         image_token_mask=image_mask[keep].unsqueeze(0),
-        extra={},
+        extra=extra,
     )
+
+
+def deepstack_layers(lvlm: SelectionHooks) -> int:
+    """How many early decoder layers receive visual features besides the input embeddings
+    (Qwen3-VL's DeepStack); 0 for every other family."""
+    vision = getattr(getattr(getattr(lvlm, "model", None), "config", None), "vision_config", None)
+    return len(getattr(vision, "deepstack_visual_indexes", None) or ())
+
+
+def _deepstack_inputs(lvlm: SelectionHooks, kept: Sequence[KeptFrame], visual: Any) -> dict:
+    """The DeepStack arguments of the final pass: the kept tokens' positions in the shortened
+    sequence and their stored per-layer features, in sequence order (frames, then tokens)."""
+    import torch
+
+    layers = deepstack_layers(lvlm)
+    if not layers:
+        return {}
+    if any(frame.deepstack is None for frame in kept):
+        raise ModelError(
+            f"{lvlm.spec}: the kept tokens carry no DeepStack features, which this model adds "
+            "in its early decoder layers; select them again with this zsar (select-tokens)"
+        )
+    stacked = torch.cat([frame.deepstack for frame in kept])  # (tokens, layers, hidden)
+    if stacked.shape[1] != layers:
+        raise ModelError(
+            f"{lvlm.spec}: the kept tokens carry {stacked.shape[1]} DeepStack layers, the model "
+            f"{layers}; select tokens with the same model"
+        )
+    device, dtype = visual.device, lvlm.model.get_input_embeddings().weight.dtype
+    return {
+        DEEPSTACK_MASK: visual.unsqueeze(0),
+        DEEPSTACK_EMBEDS: [stacked[:, i].to(device, dtype) for i in range(layers)],
+    }
 
 
 def _next_token_probs(

@@ -22,13 +22,16 @@ from zsar_cli.errors import ConfigError, ModelError
 if TYPE_CHECKING:
     from zsar_cli.backends.lvlm_base import SelectionHooks
 
-# Families whose kept tokens cannot be re-fed from their embeddings alone, and why. Qwen2-VL and
-# Qwen2.5-VL are served: their 3-D positions are computed on the whole sequence and gathered.
+# Families whose kept tokens cannot be re-fed, and why. Qwen2-VL and Qwen2.5-VL are served: their
+# 3-D positions are computed on the whole sequence and gathered; Qwen3-VL also keeps each token's
+# DeepStack features (added to its hidden state in early decoder layers) beside its embedding.
 UNSUPPORTED_FAMILIES: dict[str, str] = {
-    "qwen3_vl": "feeds DeepStack visual features into its early decoder layers besides the "
-    "token embeddings, which a tokens artifact does not hold",
     "glm4v": "computes multimodal (3-D) RoPE positions zsar does not lay out",
 }
+# What a DeepStack family (Qwen3-VL) passes its language model besides `inputs_embeds`: the
+# sequence positions of the visual tokens and, per DeepStack layer, their features in that order.
+DEEPSTACK_MASK = "visual_pos_masks"
+DEEPSTACK_EMBEDS = "deepstack_visual_embeds"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -48,7 +51,7 @@ def check_family(lvlm: object) -> SelectionHooks:
         raise ModelError(
             f"{spec}: model family {family} {UNSUPPORTED_FAMILIES[family]}, so a subset of its "
             "visual tokens cannot be re-fed; Self-ReS supports Idefics3/SmolVLM, "
-            "LLaVA-OneVision, Qwen2-VL and Qwen2.5-VL"
+            "LLaVA-OneVision, Qwen2-VL, Qwen2.5-VL and Qwen3-VL"
         )
     if not isinstance(lvlm, SelectionHooks):
         missing = ", ".join(missing_members(lvlm, SelectionHooks))
@@ -116,6 +119,8 @@ class PathScores:
 
     scores: np.ndarray  # (frames, tokens_per_frame) float32
     embeddings: Any  # torch (frames, tokens_per_frame, hidden) on CPU, model dtype
+    # DeepStack families: torch (frames, tokens_per_frame, layers, hidden); None otherwise.
+    deepstack: Any = None
 
     @property
     def tokens_per_frame(self) -> int:
@@ -177,5 +182,28 @@ def score_path(
                 )
         scores = torch.stack(per_layer).mean(0).cpu().numpy().astype(np.float32)
         visual = embedded.inputs_embeds[0, positions].detach().cpu()
+        deep = deepstack_features(lvlm, embedded, positions)
     n = len(images)
-    return PathScores(scores.reshape(n, count // n), visual.reshape(n, count // n, -1))
+    return PathScores(
+        scores.reshape(n, count // n),
+        visual.reshape(n, count // n, -1),
+        None if deep is None else deep.reshape(n, count // n, *deep.shape[1:]),
+    )
+
+
+def deepstack_features(lvlm: SelectionHooks, embedded: Any, positions: Any) -> Any:
+    """Each visual token's DeepStack features, (tokens, layers, hidden) on CPU, or None for a
+    family without them. The model lists them in the order of its visual positions, which must
+    be the image tokens the scores are about."""
+    import torch
+
+    layers = embedded.extra.get(DEEPSTACK_EMBEDS)
+    if not layers:
+        return None
+    mask = embedded.extra.get(DEEPSTACK_MASK)
+    if mask is None or not torch.equal(mask[0].nonzero().flatten().cpu(), positions.cpu()):
+        raise ModelError(
+            f"{lvlm.spec}: the model's DeepStack positions are not its image tokens; cannot "
+            "keep each token's DeepStack features"
+        )
+    return torch.stack([layer.detach() for layer in layers], dim=1).cpu()
