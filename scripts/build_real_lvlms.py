@@ -1,6 +1,6 @@
 """Build random-init LVLMs at real published sizes, for the slow tests and the LVLM benchmarks.
 
-Input: nothing downloaded. The published configurations of three model families are written out
+Input: nothing downloaded. The published configurations of four model families are written out
 below (hidden sizes, layers, heads, vision towers, patch and image sizes, pixel shuffle / merge
 sizes, anyres grids, chat templates, processor settings); a byte-level BPE tokenizer is trained
 here on English glosses (timm's ImageNet synset definitions) and zsar's own prompts, with each
@@ -27,8 +27,15 @@ Models:
   and processor (min 3136, max 12,845,056 pixels), with the language model shrunk to 2 of its 36
   layers (hidden 2048, 16 heads, 2 KV heads, multimodal RoPE sections 16/24/24) and to the local
   tokenizer's vocabulary.
+- `qwen3-vl-4b-vision`: Qwen3-VL-4B-Instruct's vision tower (24 layers, hidden 1024, 16 heads,
+  16-px patches, learned position embeddings interpolated from a 48x48 grid, 2x2 merger to 2560,
+  DeepStack features from blocks 5/11/17 into the first three decoder layers) and processor
+  (65,536-16,777,216 pixels, mean/std 0.5; video processor at 2 fps, "<t seconds>" per temporal
+  patch), with the language model shrunk to 3 of its 36 layers (hidden 2560, 32 heads, 8 KV
+  heads, head dim 128, interleaved multimodal RoPE sections 24/20/20, theta 5e6): the three
+  layers that receive the DeepStack features.
 
-    python scripts/build_real_lvlms.py                 # all three (~10 GB on disk)
+    python scripts/build_real_lvlms.py                 # all four (~13 GB on disk)
     python scripts/build_real_lvlms.py smolvlm2-256m   # one
 """
 
@@ -38,6 +45,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -46,7 +54,10 @@ from typing import Any
 import numpy as np
 import torch
 
-BPE_VOCAB = 8192
+# Run as a file (python scripts/build_real_lvlms.py) or imported by the tests as scripts.….
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scripts.real_lvlm_tokenizer import BPE_VOCAB, train_tokenizer
+
 SMOLVLM_TEMPLATE = (
     "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
     "{% if message['content'][0]['type'] == 'image' %}{{ ':' }}{% else %}{{ ': ' }}{% endif %}"
@@ -74,6 +85,16 @@ QWEN2_5_VL_TEMPLATE = (
     "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
     "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+# Qwen3-VL's published template has no default system turn.
+QWEN3_VL_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
@@ -86,59 +107,6 @@ def cache_root() -> Path:
 
 def model_dir(name: str, root: Path | None = None) -> Path:
     return (root or cache_root()) / name
-
-
-# ---------------------------------------------------------------------------------------------
-# Tokenizer
-
-
-def corpus() -> list[str]:
-    """English glosses (timm ships WordNet definitions of the ImageNet synsets) and zsar's own
-    prompt wording, so questions tokenize into ordinary word pieces."""
-    from importlib import resources
-
-    from zsar_cli import prompts
-    from zsar_cli.synthetic import LABELS, world_descriptions
-
-    glosses = (
-        resources.files("timm.data._info")
-        .joinpath("imagenet_synset_to_definition.txt")
-        .read_text(encoding="utf-8")
-    )
-    lines = [line.partition("\t")[2] for line in glosses.splitlines() if "\t" in line]
-    ours = [prompts.CHOICE_INSTRUCTION, *prompts.VIDEO_TEMPLATES]
-    for d in world_descriptions():
-        ours.append(
-            prompts.ZEAL_FRAME_PROMPT.format(label=d["label"], question=d["start_question"])
-        )
-        ours.append(prompts.ZEAL_FRAME_PROMPT.format(label=d["label"], question=d["end_question"]))
-        ours.append(d["description"])
-    ours += [f"Is there {label} in this frame? Yes. No. yes no YES NO" for label in LABELS]
-    return lines + ours * 20
-
-
-def train_tokenizer(specials: list[str], pad: str, eos: str, bos: str | None = None) -> Any:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=BPE_VOCAB,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(corpus(), trainer=trainer)
-    tok.add_special_tokens(specials)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        pad_token=pad,
-        eos_token=eos,
-        bos_token=bos,
-        unk_token=None,
-        additional_special_tokens=[s for s in specials if s not in (pad, eos, bos)],
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -381,10 +349,105 @@ def build_qwen2_5_vl(out: Path, text_layers: int = 2) -> dict[str, Any]:
     return save(model, processor, out, note)
 
 
+def build_qwen3_vl(out: Path, text_layers: int = 3) -> dict[str, Any]:
+    from transformers import (
+        Qwen2VLImageProcessor,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
+
+    specials = [
+        "<|endoftext|>",
+        "<|im_start|>",
+        "<|im_end|>",
+        "<|vision_start|>",
+        "<|vision_end|>",
+        "<|vision_pad|>",
+        "<|image_pad|>",
+        "<|video_pad|>",
+    ]
+    tok = train_tokenizer(specials, pad="<|endoftext|>", eos="<|im_end|>")
+    half = [0.5, 0.5, 0.5]
+    common = {"patch_size": 16, "temporal_patch_size": 2, "merge_size": 2}
+    processor = Qwen3VLProcessor(
+        image_processor=Qwen2VLImageProcessor(
+            size={"shortest_edge": 65536, "longest_edge": 16777216},
+            **common,
+            image_mean=half,
+            image_std=half,
+        ),
+        tokenizer=tok,
+        video_processor=Qwen3VLVideoProcessor(
+            size={"shortest_edge": 4096, "longest_edge": 25165824},
+            **common,
+            image_mean=half,
+            image_std=half,
+            fps=2,
+        ),
+        chat_template=QWEN3_VL_TEMPLATE,
+    )
+    ids = tok.convert_tokens_to_ids
+    vocab = (len(tok) + 127) // 128 * 128
+    config = Qwen3VLConfig(
+        vision_config={
+            "depth": 24,
+            "hidden_size": 1024,
+            "intermediate_size": 4096,
+            "num_heads": 16,
+            "in_channels": 3,
+            "hidden_act": "gelu_pytorch_tanh",
+            "out_hidden_size": 2560,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "num_position_embeddings": 2304,
+            "deepstack_visual_indexes": [5, 11, 17],
+        },
+        text_config={
+            "vocab_size": vocab,
+            "hidden_size": 2560,
+            "intermediate_size": 9728,
+            "num_hidden_layers": text_layers,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 8,
+            "head_dim": 128,
+            "hidden_act": "silu",
+            "max_position_embeddings": 262144,
+            "rms_norm_eps": 1e-6,
+            "rope_parameters": {
+                "rope_type": "default",
+                "rope_theta": 5000000.0,
+                "mrope_section": [24, 20, 20],
+                "mrope_interleaved": True,
+            },
+            "tie_word_embeddings": True,
+            "pad_token_id": ids("<|endoftext|>"),
+            "eos_token_id": ids("<|im_end|>"),
+            "bos_token_id": None,
+        },
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    model = Qwen3VLForConditionalGeneration(config)
+    model.generation_config.eos_token_id = [ids("<|im_end|>"), ids("<|endoftext|>")]
+    note = {
+        "published": "Qwen/Qwen3-VL-4B-Instruct (vision tower, DeepStack mergers, processor)",
+        "shrunk": f"language model: {text_layers} of 36 layers, vocabulary {vocab} of 151,936",
+    }
+    return save(model, processor, out, note)
+
+
 MODELS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "smolvlm2-256m": build_smolvlm2,
     "llava-onevision-0.5b": build_llava_onevision,
     "qwen2.5-vl-3b-vision": build_qwen2_5_vl,
+    "qwen3-vl-4b-vision": build_qwen3_vl,
 }
 
 

@@ -109,3 +109,56 @@ def test_qwen_self_res_and_native_times_at_real_size(real_qwen):
     temporal = inputs.position_ids[0, 0, inputs.image_token_mask[0]]
     assert lvlm.model.config.vision_config.tokens_per_second == 2
     assert sorted(set((temporal - temporal.min()).tolist())) == [0, 4]  # 2 s × 2 per second
+
+
+@pytest.fixture(scope="module")
+def real_qwen3():
+    folder = ensure("qwen3-vl-4b-vision")
+    return folder, load_lvlm(f"hf:{folder}", device="cpu", dtype="float32", batch_size=2)
+
+
+def test_qwen3_vl_self_res_and_native_times_at_real_size(real_qwen3):
+    """Qwen3-VL-4B's vision tower, DeepStack mergers and processor: 220 tokens per 640x360 frame,
+    each kept token carries three DeepStack features, every token kept gives the plain p_yes
+    (1e-4, through the float16 tokens artifact too), and a VFR clip's "<t seconds>" stamps are
+    the means of its temporal patches' real times."""
+    import json
+
+    from zsar_cli.backends.lvlm_base import Clip, set_video_input
+    from zsar_cli.stages.select_tokens import FrameItem, select_video_tokens, tokens_table
+    from zsar_cli.stages.select_tokens_config import SelectTokensConfig
+    from zsar_cli.stages.self_res import answer_yes_no, kept_from_rows, kept_from_selection
+    from zsar_cli.stages.token_scores import uncapped_frames
+
+    folder, lvlm = real_qwen3
+    record = json.loads((folder / "BUILD.json").read_text())
+    assert record["image_tokens_640x360"] == 220
+    assert sum(p.numel() for p in lvlm.model.model.visual.parameters()) / 1e6 == pytest.approx(
+        415.5, abs=1.0
+    )
+    rng = np.random.default_rng(3)
+    obj = random_object(rng, 320, 180)
+    images = [render_frame(320, 180, [obj], rng=rng) for _ in range(4)]
+    items = [FrameItem(i, i * 0.5, i // 2, im) for i, im in enumerate(images)]
+    question = QUESTIONS[1]
+    one = select_video_tokens(
+        lvlm, "v", items[:1], question, SelectTokensConfig(question="q", budget=1, segments=1)
+    )
+    everything = 4 * one.tokens_per_frame
+    sel = select_video_tokens(
+        lvlm, "v", items, question, SelectTokensConfig(question="q", budget=everything)
+    )
+    assert {tuple(d.shape) for d in sel.deepstack} == {(3, 2560)}
+    with uncapped_frames(lvlm):
+        plain = lvlm.yes_no([images], [question])
+    p_yes = answer_yes_no(lvlm, kept_from_selection(sel), 320, 180, question)[0]
+    assert abs(p_yes - float(plain.p_yes[0])) <= 1e-4
+    stored = kept_from_rows(tokens_table([sel]))
+    assert abs(answer_yes_no(lvlm, stored, 320, 180, question)[0] - float(plain.p_yes[0])) <= 1e-3
+    set_video_input(lvlm, "native")
+    times = [12.0, 12.04, 14.0, 14.1]  # two temporal patches: means 12.02 and 14.05 s
+    prompt = lvlm.tokenizer.decode(
+        lvlm.build_inputs([Clip(images, times)], [question]).input_ids[0]
+    )
+    stamps = [part.split(" seconds>")[0] for part in prompt.split("<")[1:] if "seconds>" in part]
+    assert stamps == ["12.0", "14.1"]
