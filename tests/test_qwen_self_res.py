@@ -227,9 +227,9 @@ def test_select_tokens_and_query_from_tokens_cli_on_qwen(tmp_path, runner, build
     ).tokens_per_frame
     tokens, answers = tmp_path / "tokens.parquet", tmp_path / "answers.parquet"
     common = ["-m", f"hf:{folder}", "--question", QUESTION, "--device", "cpu"]
-    chosen = runner.invoke(
-        app, ["select-tokens", str(src), "-o", str(tokens), *common, "--budget", str(4 * per_frame)]
-    )
+    # Per-frame image tokens here (native video tokens: tests/test_self_res_video.py).
+    budget = ["--budget", str(4 * per_frame), "--video-input", "images"]
+    chosen = runner.invoke(app, ["select-tokens", str(src), "-o", str(tokens), *common, *budget])
     assert chosen.exit_code == 0, chosen.output
     asked = runner.invoke(
         app, ["query-lvlm", str(src), "--tokens", str(tokens), "-o", str(answers), *common]

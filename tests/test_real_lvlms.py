@@ -123,6 +123,7 @@ def test_qwen3_vl_self_res_and_native_times_at_real_size(real_qwen3):
     (1e-4, through the float16 tokens artifact too), and a VFR clip's "<t seconds>" stamps are
     the means of its temporal patches' real times."""
     import json
+    from dataclasses import replace
 
     from zsar_cli.backends.lvlm_base import Clip, set_video_input
     from zsar_cli.stages.select_tokens import FrameItem, select_video_tokens, tokens_table
@@ -155,7 +156,15 @@ def test_qwen3_vl_self_res_and_native_times_at_real_size(real_qwen3):
     assert abs(p_yes - float(plain.p_yes[0])) <= 1e-4
     stored = kept_from_rows(tokens_table([sel]))
     assert abs(answer_yes_no(lvlm, stored, 320, 180, question)[0] - float(plain.p_yes[0])) <= 1e-3
+    # Self-ReS over native video tokens (two temporal patches per path), every token kept.
     set_video_input(lvlm, "native")
+    native = SelectTokensConfig(question="q", video_input="native", budget=1)
+    per_patch = select_video_tokens(lvlm, "v", items, question, native).tokens_per_frame
+    sel = select_video_tokens(lvlm, "v", items, question, replace(native, budget=2 * per_patch))
+    with uncapped_frames(lvlm):
+        plain = lvlm.yes_no([Clip(images, [i * 0.5 for i in range(4)])], [question])
+    p_yes = answer_yes_no(lvlm, kept_from_selection(sel), 320, 180, question)[0]
+    assert abs(p_yes - float(plain.p_yes[0])) <= 1e-4
     times = [12.0, 12.04, 14.0, 14.1]  # two temporal patches: means 12.02 and 14.05 s
     prompt = lvlm.tokenizer.decode(
         lvlm.build_inputs([Clip(images, times)], [question]).input_ids[0]

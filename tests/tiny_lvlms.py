@@ -223,7 +223,8 @@ def build_tiny_qwen2_5_vl(out: Path) -> Path:
 def build_tiny_qwen3_vl(out: Path) -> Path:
     """A random Qwen3-VL (16-px patches, learned position embeddings, DeepStack features into
     the first decoder layers, interleaved multimodal RoPE) with its image and video processors
-    capped at 32·32·16 pixels; the processor writes "<t seconds>" before each frame."""
+    capped at 32·32·16 pixels (a clip at 32·32·64 in all); the processor writes "<t seconds>"
+    before each temporal patch."""
     from transformers import (
         Qwen2VLImageProcessor,
         Qwen3VLConfig,
@@ -237,8 +238,10 @@ def build_tiny_qwen3_vl(out: Path) -> Path:
     processor = Qwen3VLProcessor(
         image_processor=Qwen2VLImageProcessor(patch_size=16, **cap),
         tokenizer=tok,
+        # A clip's frames share this pixel budget (as in the published processor): 128x96
+        # frames keep their size in a 4-frame clip and are scaled down in an 8-frame one.
         video_processor=Qwen3VLVideoProcessor(
-            size={"shortest_edge": cap["min_pixels"], "longest_edge": cap["max_pixels"]}
+            size={"shortest_edge": cap["min_pixels"], "longest_edge": 32 * 32 * 64}
         ),
         chat_template=QWEN_TEMPLATE,
     )

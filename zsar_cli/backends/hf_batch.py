@@ -57,7 +57,11 @@ class BatchMethods:
                     done[id(im)] = cap_pixels(writable(im), lvlm.max_pixels)
                 row.append(done[id(im)])
             clip = isinstance(kept, Clip) and not lvlm._context_images
-            final: list[np.ndarray] = Clip(row, cast(Clip, kept).times) if clip else row
+            final: list[np.ndarray] = (
+                Clip(row, cast(Clip, kept).times, cast(Clip, kept).resolution_frames)
+                if clip
+                else row
+            )
             if isinstance(ims, Clip):
                 clips[id(ims)] = final
             out.append(final)

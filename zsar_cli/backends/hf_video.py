@@ -84,7 +84,53 @@ def video_call(processor: Any, clips: Sequence[Clip]) -> dict[str, Any]:
         "video_metadata": metadata,
         "do_sample_frames": False,
     }
+    wanted = {c.resolution_frames for c in clips if c.resolution_frames not in (None, len(c))}
+    if wanted:
+        if len(clips) != 1:
+            raise ValueError("clips laid out at another clip length's resolution go one at a time")
+        size = shared_budget_size(processor, clips[0], int(wanted.pop()))
+        if size is not None:
+            call["videos_kwargs"] = {"size": size}
     return call
+
+
+def shared_budget_size(processor: Any, clip: Clip, whole: int) -> dict[str, int] | None:
+    """The video processor's size settings under which `clip` (n frames) is resized as a clip of
+    `whole` frames would be, for processors whose pixel budget is shared by a clip's frames
+    (Qwen3-VL: the resolution falls as frames are added); None for per-frame processors. Both
+    bounds scale by n / whole; the result is checked with the processor's own resize rule."""
+    import math
+    import sys
+
+    video = getattr(processor, "video_processor", None)
+    smart = getattr(sys.modules.get(type(video).__module__), "smart_resize", None)
+    if video is None or type(video).__name__ != "Qwen3VLVideoProcessor" or smart is None:
+        return None
+    low, high = int(video.size["shortest_edge"]), int(video.size["longest_edge"])
+    n = len(clip)
+    height, width = clip[0].shape[:2]
+    shape = {
+        "temporal_factor": int(video.temporal_patch_size),
+        "factor": int(video.patch_size) * int(video.merge_size),
+    }
+    target = smart(whole, height, width, min_pixels=low, max_pixels=high, **shape)
+    # Integer bounds: floor keeps "more pixels than the budget" exact, ceil keeps "fewer than
+    # the minimum" exact; the rescale factor can still differ by rounding, hence the check.
+    scaled = {"shortest_edge": math.ceil(low * n / whole), "longest_edge": high * n // whole}
+    got = smart(
+        n,
+        height,
+        width,
+        min_pixels=scaled["shortest_edge"],
+        max_pixels=scaled["longest_edge"],
+        **shape,
+    )
+    if tuple(got) != tuple(target):
+        raise ValueError(
+            f"cannot lay out {n} frames at the resolution of a {whole}-frame clip "
+            f"({target[1]}x{target[0]}; the processor's rule gives {got[1]}x{got[0]})"
+        )
+    return scaled
 
 
 def temporal_patch_times(times: Sequence[float], patch: int) -> list[float]:

@@ -60,11 +60,20 @@ class Clip(list):  # type: ignore[type-arg]
     its processor's video path with these times (never an assumed frame rate), so a model is
     told when each frame was shown even for variable-frame-rate or mid-video clips."""
 
-    def __init__(self, frames: Sequence[np.ndarray], times: Sequence[float]) -> None:
+    def __init__(
+        self,
+        frames: Sequence[np.ndarray],
+        times: Sequence[float],
+        resolution_frames: int | None = None,
+    ) -> None:
         super().__init__(frames)
         if len(times) != len(self):
             raise ValueError(f"{len(self)} frames but {len(times)} times")
         self.times: tuple[float, ...] = tuple(float(t) for t in times)
+        # A processor that shares one pixel budget among a clip's frames (Qwen3-VL) gives these
+        # frames the resolution a clip of this many frames would get: a Self-ReS path or final
+        # pass is then laid out at the resolution of the whole video. None: this clip's length.
+        self.resolution_frames = resolution_frames
 
 
 def cap_frames(images: Sequence[np.ndarray], max_frames: int | None) -> list[np.ndarray]:

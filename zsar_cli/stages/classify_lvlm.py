@@ -38,6 +38,7 @@ from zsar_cli.stages.option_order import (
 )
 from zsar_cli.stages.select_tokens import FrameItem, SelectionError, select_video_tokens
 from zsar_cli.stages.self_res import answer_choice, kept_from_selection
+from zsar_cli.stages.self_res_video import resolve_video_input
 from zsar_cli.stages.token_scores import check_family, uncapped_frames
 
 if TYPE_CHECKING:
@@ -133,11 +134,13 @@ def classify_with_lvlm(
             max_pixels=lcfg.max_pixels,
             max_frames=None,
         )
-    # The Self-ReS final pass answers from per-frame image tokens (the tokens it selected), so
-    # only the linearly sampled frames can go in as a native video.
-    video_input = "images" if lcfg.self_res else set_video_input(lvlm, lcfg.video_input)
+    # Self-ReS selects among (and answers from) the native video tokens of the families whose
+    # tokens split into per-frame / per-temporal-patch units, else per-frame image tokens.
     if lcfg.self_res:
         check_family(lvlm)
+        video_input = resolve_video_input(lvlm, lcfg.video_input)
+    else:
+        video_input = set_video_input(lvlm, lcfg.video_input)
     examples: list[Example] = []
     if lcfg.examples_file is not None:
         from zsar_cli.labels import read_labels
@@ -214,7 +217,15 @@ def classify_with_lvlm(
         with ArtifactWriter(
             output,
             "predictions",
-            {"clip": config.provenance(), "lvlm": lcfg.provenance()},
+            # With --self-res the mode in effect is recorded: "auto" selected per-frame images
+            # before Self-ReS served native video, so the same word must not reuse those runs.
+            {
+                "clip": config.provenance(),
+                "lvlm": {
+                    **lcfg.provenance(),
+                    **({"video_input": video_input} if lcfg.self_res else {}),
+                },
+            },
             upstream=[*upstream, key, *([examples_key(examples)] if examples else [])],
             extra_metadata={
                 "model_spec": clip_summary.model,

@@ -152,8 +152,11 @@ def reflection_paths(
     return [groups[s] for s in sorted(groups)]
 
 
-def default_budget(config: SelectTokensConfig, per_frame: int) -> int:
-    return config.budget if config.budget is not None else config.baseline_frames * per_frame
+def default_budget(config: SelectTokensConfig, per_frame: int, frames_per_unit: int = 1) -> int:
+    """--budget, or the tokens of `baseline_frames` frames (of their units in native video)."""
+    if config.budget is not None:
+        return config.budget
+    return -(-config.baseline_frames // frames_per_unit) * per_frame
 
 
 def select_video_tokens(
@@ -165,10 +168,18 @@ def select_video_tokens(
     label: str | None = None,
 ) -> SelectedTokens:
     """Self-ReS on one video for one prompt: score every path, keep the top tokens of each."""
+    from zsar_cli.stages.self_res_video import check_path_lengths, frames_per_unit, is_native
+
     paths = reflection_paths(video_id, frames, config.segments)
-    per_frame = tokens_per_frame(lvlm, paths[0][0].image, prompt)
-    sizes = [len(p) * per_frame for p in paths]
-    budget = default_budget(config, per_frame)
+    # Native video: scores are per unit (k frames: a Qwen-VL temporal patch), not per frame.
+    k = frames_per_unit(lvlm)
+    check_path_lengths(video_id, [len(p) for p in paths], k)
+    native = is_native(lvlm)
+    # Native video: every path (and the final pass) at the resolution of the whole video's clip.
+    whole = len(frames) if native else None
+    per_frame = tokens_per_frame(lvlm, paths[0][0].image, prompt, whole)
+    sizes = [-(-len(p) // k) * per_frame for p in paths]
+    budget = default_budget(config, per_frame, k)
     if budget > sum(sizes):
         origin = (
             "--budget"
@@ -183,15 +194,20 @@ def select_video_tokens(
     height, width = paths[0][0].image.shape[:2]
     out = SelectedTokens(video_id, label, width=width, height=height, tokens_per_frame=per_frame)
     out.available = sum(sizes)
+    out.video_frames = whole
     for path_number, (path, share) in enumerate(zip(paths, shares, strict=True)):
-        result = score_path(lvlm, [f.image for f in path], prompt, config.scorer, config.layers)
+        times = [f.timestamp for f in path]
+        result = score_path(
+            lvlm, [f.image for f in path], prompt, config.scorer, config.layers, times, whole
+        )
         if result.tokens_per_frame != per_frame:
             raise SelectionError(f"{video_id}: frames of different sizes in one video")
         flat_embeddings = result.embeddings.reshape(-1, result.embeddings.shape[-1])
         # DeepStack families: (tokens, layers, hidden), kept alongside each token's embedding.
         flat_deep = None if result.deepstack is None else result.deepstack.flatten(0, 1)
         for flat in top_tokens(result.scores, share):
-            frame = path[int(flat) // per_frame]
+            unit = int(flat) // per_frame
+            frame = path[unit * k]  # a unit is named by its first frame
             out.segment.append(frame.segment if config.segments is None else path_number)
             out.frame_index.append(frame.frame_index)
             out.token_index.append(int(flat) % per_frame)
@@ -200,6 +216,10 @@ def select_video_tokens(
             if flat_deep is not None:
                 out.deepstack.append(flat_deep[flat].clone())
             out.timestamp.append(frame.timestamp)
+            if native:
+                out.frame_times.append(
+                    tuple(float(t) for t in times[unit * k : unit * k + k] if t is not None)
+                )
         del result, flat_embeddings, flat_deep  # one path's activations alive at a time
     return out
 
@@ -293,8 +313,11 @@ class SelectTask:
                 encoder = load_encoder(spec, self.config.device, "fp32", 32)
             texts = encoder.encode_texts([q for _, q in self.prompts])
             return ClipScorer(encoder.spec, np.asarray(texts, np.float32))
+        from zsar_cli.stages.self_res_video import resolve_video_input
+
         lvlm = self.lvlm if self.lvlm is not None else load_model(self.config)
         check_family(lvlm)
+        resolve_video_input(lvlm, self.config.video_input)
         return lvlm
 
     def facts(self, model: Any) -> dict[str, Any]:
@@ -302,7 +325,11 @@ class SelectTask:
             assert self.grid is not None
             grid = list(self.grid)
             return {"token_space": "clip", "patch_grid": grid, **model_record(model.spec)}
-        return {"token_space": "lvlm", **model_record(model.spec)}
+        return {
+            "token_space": "lvlm",
+            "video_input": getattr(model, "video_input", "images"),
+            **model_record(model.spec),
+        }
 
     def __call__(self, model: Any, video: pa.Table) -> pa.Table:
         from zsar_cli.stages.select_tokens_clip import clip_select_video

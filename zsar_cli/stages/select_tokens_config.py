@@ -77,6 +77,7 @@ class SelectTokensConfig(ConfigBase):
         min=1,
     )
     embedding_dtype: str = o.storage_dtype("token embeddings")
+    video_input: str = o.video_input("reflection paths and the final pass")
     max_pixels: int = o.max_pixels()
     device: str = o.device()
     dtype: str = o.lvlm_dtype()
@@ -87,6 +88,8 @@ class SelectTokensConfig(ConfigBase):
         out = super().provenance()
         if self.shortlist_from is None:
             out.pop("shortlist")
+        if self.scorer == "clip":  # CLIP patch tokens: no LVLM input at all
+            out.pop("video_input")
         return out
 
     def check(self) -> SelectTokensConfig:
@@ -132,7 +135,7 @@ class LVLMChoiceConfig(ConfigBase):
     option_order: str = o.option_order()
     option_seed: int = o.option_seed()
     frames: int = opt(16, "With --lvlm: frames linearly sampled per video.", min=1)
-    video_input: str = o.video_input("the linearly sampled frames (without --self-res)")
+    video_input: str = o.video_input("the frames (linear, or --self-res paths and final pass)")
     segments: int = opt(4, "With --self-res: segments (reflection paths) per video.", min=1)
     frames_per_segment: int = opt(8, "With --self-res: frames per segment.", min=1)
     scorer: str = opt(
@@ -166,6 +169,7 @@ class LVLMChoiceConfig(ConfigBase):
             layers=self.layers,
             budget=self.budget,
             baseline_frames=self.baseline_frames,
+            video_input=self.video_input,
             max_pixels=self.max_pixels,
             device=device,
             dtype=self.dtype,

@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from zsar_cli.artifacts import build_table
 from zsar_cli.backends import canonical_spec, check_recorded_model, model_record, revision_key
-from zsar_cli.backends.lvlm_base import EmbeddedInputs
+from zsar_cli.backends.lvlm_base import EmbeddedInputs, set_video_input
 from zsar_cli.errors import ConfigError, InputError, ModelError
 from zsar_cli.outputs import scoped
 from zsar_cli.prompts import format_choice_prompt
@@ -67,7 +67,8 @@ ORDERING_FIELD = pa.field("ordering", pa.int32())
 def final_inputs(
     lvlm: SelectionHooks, kept: Sequence[KeptFrame], width: int, height: int, prompt: str
 ) -> EmbeddedInputs:
-    """`EmbeddedInputs` of [prefix ⊕ kept tokens (per-frame wrappers kept) ⊕ prompt]."""
+    """`EmbeddedInputs` of [prefix ⊕ kept tokens (per-frame wrappers kept) ⊕ prompt]. In native
+    video mode the kept units are laid out as one clip with their frames' real times."""
     import torch
 
     if not kept:
@@ -75,7 +76,7 @@ def final_inputs(
     # The processor only lays out the sequence here; the stand-in pixels never reach the model.
     stand_in = np.zeros((height, width, 3), np.uint8)
     with uncapped_frames(lvlm):
-        inputs = lvlm.build_inputs([[stand_in] * len(kept)], [prompt])
+        inputs = lvlm.build_inputs([_layout(lvlm, kept, stand_in)], [prompt])
     ids = inputs.input_ids[0]
     image_mask = inputs.image_token_mask[0]
     slots = image_mask.nonzero().flatten()
@@ -116,6 +117,24 @@ def final_inputs(
         image_token_mask=image_mask[keep].unsqueeze(0),
         extra=extra,
     )
+
+
+def _layout(lvlm: SelectionHooks, kept: Sequence[KeptFrame], stand_in: np.ndarray) -> Any:
+    """One stand-in per kept frame; native video: one per frame of each kept unit, as a clip
+    with those frames' recorded times."""
+    from zsar_cli.backends.lvlm_base import Clip
+    from zsar_cli.stages.self_res_video import frames_per_unit, is_native
+
+    if not is_native(lvlm):
+        return [stand_in] * len(kept)
+    k = frames_per_unit(lvlm)
+    times = [t for frame in kept for t in (frame.times or ())]
+    if any(frame.times is None or len(frame.times) != k for frame in kept):
+        raise ModelError(
+            f"{lvlm.spec}: the kept tokens do not record the times of {k}-frame units, which "
+            "native video input needs; select them with --video-input native on this model"
+        )
+    return Clip([stand_in] * len(times), times, kept[0].video_frames)
 
 
 def deepstack_layers(lvlm: SelectionHooks) -> int:
@@ -250,17 +269,28 @@ def run_from_tokens(
     choice, shortlist_keys = choice_options(cfg, labels)
     if cfg.mode == "choice":
         _check_shortlist(meta, cfg, shortlist_keys, str(tokens))
+    # The final pass lays the kept tokens out the way they were selected: per-frame images, or
+    # the model's native video (older artifacts record nothing: images).
+    video_input = str(meta.extra_json("video_input") or "images")
+    if cfg.video_input not in ("auto", video_input):
+        raise ConfigError(
+            f"{tokens}: its tokens were selected with --video-input {video_input}; the final "
+            f"pass cannot answer from them as {cfg.video_input} (omit --video-input)"
+        )
     loaded: list[Any] = [lvlm] if lvlm is not None else []
 
     def work(unit: Unit) -> pa.Table:
         if not loaded:
             loaded.append(check_family(q.load_model(cfg)))
+        if getattr(loaded[0], "video_input", "images") != video_input:
+            set_video_input(loaded[0], video_input)
         return answer_video_from_tokens(loaded[0], unit.data, queries, labels, cfg.mode, choice)
 
     summary = run_stage(
         str(output),
         kind="answers",
-        config={**cfg.provenance(), "level": "tokens"},
+        # Per-frame tokens keep the cache keys they had before native video existed.
+        config={**cfg.provenance(), "level": "tokens", **_native_key(video_input)},
         upstream=[
             key,
             q.queries_key(queries, labels),
@@ -269,12 +299,21 @@ def run_from_tokens(
         ],
         units=units,
         work=work,
-        extra_metadata={**model_record(cfg.model or spec), "mode": cfg.mode, "level": "tokens"},
+        extra_metadata={
+            **model_record(cfg.model or spec),
+            "mode": cfg.mode,
+            "level": "tokens",
+            "video_input": video_input,
+        },
         shard=shard,
         force=force,
         on_unit=None if on_video is None else lambda unit, _rows: on_video(unit.video_id or ""),
     )
     return summary
+
+
+def _native_key(video_input: str) -> dict[str, str]:
+    return {} if video_input == "images" else {"video_input": video_input}
 
 
 def _check_shortlist(meta: Any, config: Any, shortlist_keys: Sequence[str], tokens: str) -> None:

@@ -117,7 +117,7 @@ def resolve_layers(layers: Sequence[int], num_layers: int) -> list[int]:
 class PathScores:
     """Scores and LVLM-input embeddings of every visual token of a path's frames."""
 
-    scores: np.ndarray  # (frames, tokens_per_frame) float32
+    scores: np.ndarray  # (frames, tokens_per_frame) float32; native video: (units, per unit)
     embeddings: Any  # torch (frames, tokens_per_frame, hidden) on CPU, model dtype
     # DeepStack families: torch (frames, tokens_per_frame, layers, hidden); None otherwise.
     deepstack: Any = None
@@ -127,10 +127,17 @@ class PathScores:
         return int(self.scores.shape[1])
 
 
-def tokens_per_frame(lvlm: SelectionHooks, image: np.ndarray, prompt: str) -> int:
-    """Visual tokens the model makes of one frame of this size (processor only, no forward)."""
+def tokens_per_frame(
+    lvlm: SelectionHooks, image: np.ndarray, prompt: str, video_frames: int | None = None
+) -> int:
+    """Visual tokens the model makes of one frame of this size (processor only, no forward); in
+    native video mode, of one unit (a temporal patch of frames for the Qwen-VL families)."""
+    from zsar_cli.stages.self_res_video import frames_per_unit, laid_out
+
+    k = frames_per_unit(lvlm)
     with uncapped_frames(lvlm):
-        inputs = lvlm.build_inputs([[image]], [prompt])
+        unit = laid_out(lvlm, [image] * k, [float(i) for i in range(k)], video_frames)
+        inputs = lvlm.build_inputs([unit], [prompt])
     return int(inputs.image_token_mask[0].sum())
 
 
@@ -140,16 +147,26 @@ def score_path(
     prompt: str,
     scorer: str,
     layers: Sequence[int],
+    times: Sequence[float | None] | None = None,
+    video_frames: int | None = None,
 ) -> PathScores:
-    """One forward pass on [prefix ⊕ the path's visual tokens ⊕ prompt]; a score per token."""
+    """One forward pass on [prefix ⊕ the path's visual tokens ⊕ prompt]; a score per token.
+    In native video mode the path is a clip with the frames' `times`, and the scores and
+    embeddings are per unit (`self_res_video`) instead of per frame; `video_frames` (the whole
+    video's frame count) fixes the resolution where a clip's frames share one pixel budget."""
     import torch
 
+    from zsar_cli.stages.self_res_video import frames_per_unit, laid_out, units_of
+
+    n = units_of(len(images), frames_per_unit(lvlm))
     with uncapped_frames(lvlm):
-        inputs = lvlm.build_inputs([list(images)], [prompt])
+        stamps = times if times is not None else [None] * len(images)
+        clip = laid_out(lvlm, images, stamps, video_frames)
+        inputs = lvlm.build_inputs([clip], [prompt])
     embedded = lvlm.embed_inputs(inputs)
     positions = inputs.image_token_positions()[0]
     count = int(positions.numel())
-    if count == 0 or count % len(images):
+    if count == 0 or count % n:
         raise ModelError(
             f"{lvlm.spec}: {count} visual tokens for {len(images)} frames; cannot assign tokens "
             "to frames"
@@ -183,7 +200,6 @@ def score_path(
         scores = torch.stack(per_layer).mean(0).cpu().numpy().astype(np.float32)
         visual = embedded.inputs_embeds[0, positions].detach().cpu()
         deep = deepstack_features(lvlm, embedded, positions)
-    n = len(images)
     return PathScores(
         scores.reshape(n, count // n),
         visual.reshape(n, count // n, -1),

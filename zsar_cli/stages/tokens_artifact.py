@@ -6,8 +6,12 @@ among the frame's visual tokens), score, embedding (the token as the LVLM's lang
 receives it), timestamp, width, height, label; plus `deepstack` for families that feed visual
 features into early decoder layers besides the input embeddings (Qwen3-VL's DeepStack): the
 token's feature for each such layer, layer-major and flattened (layers × hidden; the layer count
-is its length over the embedding's). Other families write no `deepstack` column, so their
-artifacts are what they were before the column existed, and old artifacts read as before.
+is its length over the embedding's); and `frame_times` for tokens selected over native video
+(`self_res_video`): the presentation times of the frames the token's unit covers (one frame, or
+a Qwen-VL temporal patch of two), which the final pass gives the model again, with
+`video_frames` (the video's frame count: the final pass is laid out at that clip's resolution
+where the processor shares one pixel budget among a clip's frames). Artifacts without
+these columns (other families, per-frame images, older zsar) read as before.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ TOKEN_COLUMNS: tuple[str, ...] = (
     "error",
 )
 DEEPSTACK = "deepstack"
+FRAME_TIMES = "frame_times"
+VIDEO_FRAMES = "video_frames"
 
 
 @dataclass
@@ -61,6 +67,10 @@ class SelectedTokens:
     available: int = 0
     # DeepStack families: torch (layers, hidden) per kept token; empty for every other family.
     deepstack: list[Any] = field(default_factory=list)
+    # Native video: the times of the frames of each kept token's unit (empty for images), and
+    # the frame count of the video they were selected from (its clip's resolution).
+    frame_times: list[tuple[float, ...]] = field(default_factory=list)
+    video_frames: int | None = None
 
 
 def _vectors(values: Sequence[Any], np_dtype: type) -> list[np.ndarray]:
@@ -76,7 +86,10 @@ def tokens_table(
     cols: dict[str, list[Any]] = {name: [] for name in TOKEN_COLUMNS if name != "embedding"}
     vectors: list[np.ndarray | None] = []
     deep: list[np.ndarray | None] = []
+    times: list[tuple[float, ...] | None] = []
+    counts: list[int | None] = []
     with_deepstack = any(sel.deepstack for sel in selections)
+    with_times = any(sel.frame_times for sel in selections)
     np_dtype = np.float16 if embedding_dtype == "float16" else np.float32
     for sel in selections:
         n = len(sel.token_index)
@@ -93,12 +106,17 @@ def tokens_table(
         vectors += _vectors(sel.embeddings, np_dtype)
         if with_deepstack:
             deep += _vectors(sel.deepstack, np_dtype) if sel.deepstack else [None] * n
+        if with_times:
+            times += sel.frame_times if sel.frame_times else [None] * n
+            counts += [sel.video_frames if sel.frame_times else None] * n
     for video_id, label, message in errors:
         for name in cols:
             cols[name].append(None)
         cols["video_id"][-1], cols["label"][-1], cols["error"][-1] = video_id, label, message
         vectors.append(None)
         deep.append(None)
+        times.append(None)
+        counts.append(None)
     value_type = pa.list_(pa.float16() if embedding_dtype == "float16" else pa.float32())
     columns: dict[str, Any] = {name: cols[name] for name in TOKEN_COLUMNS if name != "embedding"}
     columns["embedding"] = pa.array(vectors, type=value_type)
@@ -107,6 +125,10 @@ def tokens_table(
     if with_deepstack:
         ordered[DEEPSTACK] = pa.array(deep, type=value_type)
         extra.append(pa.field(DEEPSTACK, value_type))
+    if with_times:
+        ordered[FRAME_TIMES] = pa.array(times, type=pa.list_(pa.float64()))
+        ordered[VIDEO_FRAMES] = pa.array(counts, type=pa.int32())
+        extra += [pa.field(FRAME_TIMES, pa.list_(pa.float64())), pa.field(VIDEO_FRAMES, pa.int32())]
     return build_table("tokens", ordered, extra_fields=extra)
 
 
@@ -122,6 +144,8 @@ class KeptFrame:
     token_index: np.ndarray  # sorted ints
     embeddings: Any  # torch (k, hidden)
     deepstack: Any = None  # torch (k, layers, hidden) for DeepStack families, else None
+    times: tuple[float, ...] | None = None  # native video: the times of the unit's frames
+    video_frames: int | None = None  # native video: frames of the video it was selected from
 
 
 def kept_from_selection(sel: SelectedTokens) -> list[KeptFrame]:
@@ -139,6 +163,8 @@ def kept_from_selection(sel: SelectedTokens) -> list[KeptFrame]:
                 np.asarray([sel.token_index[r] for r in order], dtype=np.int64),
                 torch.stack([sel.embeddings[r] for r in order]),
                 torch.stack([sel.deepstack[r] for r in order]) if sel.deepstack else None,
+                sel.frame_times[rows[0]] if sel.frame_times else None,
+                sel.video_frames if sel.frame_times else None,
             )
         )
     return out
@@ -172,6 +198,8 @@ def kept_from_rows(rows: pa.Table) -> list[KeptFrame]:
     if DEEPSTACK in rows.column_names and rows.column(DEEPSTACK).null_count == 0:
         hidden = matrix.shape[1]
         deep = _matrix(rows.column(DEEPSTACK), rows.num_rows).reshape(rows.num_rows, -1, hidden)
+    times = cols.get(FRAME_TIMES)
+    counts = cols.get(VIDEO_FRAMES)
     grouped: list[tuple[int, list[int]]] = []
     for i in order:
         frame = int(cols["frame_index"][i])
@@ -184,6 +212,8 @@ def kept_from_rows(rows: pa.Table) -> list[KeptFrame]:
             np.asarray([int(cols["token_index"][i]) for i in picked], dtype=np.int64),
             torch.from_numpy(matrix[picked]),
             None if deep is None else torch.from_numpy(deep[picked]),
+            tuple(times[picked[0]]) if times and times[picked[0]] is not None else None,
+            counts[picked[0]] if counts else None,
         )
         for frame, picked in grouped
     ]
