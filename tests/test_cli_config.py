@@ -224,8 +224,8 @@ CACHE_KEYS = {
     # the options, so runs made in CLIP's order are never reused as circular ones.
     "classify-lvlm": "4d6aa9434b9f19723d818789aa089636",
     "query-lvlm": "09c7a88c68d1852f34b2fc09b3b41123",
-    # moved on purpose when select-tokens gained --video-input (auto: native video tokens on
-    # SmolVLM2 / Qwen2.5-VL / Qwen3-VL, the default model's selection changed)
+    # moved on purpose when select-tokens gained --video-input (auto: native video tokens where
+    # the family has a video path; the default model's selection changed)
     "select-tokens": "4834c70672b9d48efdb7c30cba844453",
     # moved on purpose when describe began decoding under a schema (provenance prompt_version 2)
     "describe": "c13f164d6f63880953f14d62049df384",

@@ -1,11 +1,13 @@
 """Self-ReS over native video tokens (`--video-input native`), per family that serves it.
 
-Tiny random-init SmolVLM2 (one unit = one frame, "Frame from MM:SS:"), Qwen2.5-VL (one unit =
+Tiny random-init SmolVLM2 (one unit = one frame, "Frame from MM:SS:"), LLaVA-OneVision (a frame
+of pooled video tokens, time instruction), Qwen2.5-VL (one unit =
 a temporal patch of two frames, temporal positions from real times) and Qwen3-VL (temporal
 patches after "<t seconds>", DeepStack features): with every token kept the final pass equals
 the plain native clip prompt (p_yes within 1e-4, and 1e-3 through the float16 tokens
 artifact); with fewer tokens the model is told the kept units' real times (VFR, mid-video).
-LLaVA-OneVision and image-only families fall back (auto) or fail in one line (native).
+LLaVA-OneVision (one unit = a frame; the clip's trailing newline feature always kept) too;
+image-only families fall back (auto) or fail in one line (native).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 
 from zsar_cli.artifacts import build_table, read_artifact, write_artifact
 from zsar_cli.backends import load_lvlm
+from zsar_cli.backends.hf_video import time_instruction
 from zsar_cli.backends.lvlm_base import Clip, set_video_input
 from zsar_cli.errors import ModelError
 from zsar_cli.images import encode_image
@@ -45,6 +48,7 @@ W, H = 128, 96
 QUESTION = "is there any object ?"
 BUILDERS = {
     "smolvlm": build_tiny_smolvlm,
+    "llava_onevision": build_tiny_llava_onevision,
     "qwen2_5_vl": build_tiny_qwen2_5_vl,
     "qwen3_vl": build_tiny_qwen3_vl,
 }
@@ -115,7 +119,8 @@ def test_the_final_pass_tells_the_model_the_kept_units_times(family):
         items[u.frame_index + j].timestamp for u in units for j in range(k)
     ]
     embedded = final_inputs(lvlm, units, W, H, QUESTION)
-    assert int(embedded.image_token_mask.sum()) == 2 * unit
+    newline = 1 if name == "llava_onevision" else 0  # the clip's trailing newline feature
+    assert int(embedded.image_token_mask.sum()) == 2 * unit + newline
     stand_in = np.zeros((H, W, 3), np.uint8)
     times = [t for u in units for t in u.times]
     with uncapped_frames(lvlm):
@@ -124,6 +129,8 @@ def test_the_final_pass_tells_the_model_the_kept_units_times(family):
     if name == "smolvlm":
         stamps = [p.split(":<")[0] for p in prompt.split("Frame from ")[1:]]
         assert stamps == [f"{int(t // 60):02d}:{int(t % 60):02d}" for t in times]
+    elif name == "llava_onevision":  # the time instruction lists the kept frames' times
+        assert layout.texts is not None and time_instruction(times) in layout.texts[0]
     elif name == "qwen3_vl":
         stamps = [p.split(" seconds>")[0] for p in prompt.split("<")[1:] if "seconds>" in p]
         assert stamps == [f"{(u.times[0] + u.times[1]) / 2:.1f}" for u in units]
@@ -145,19 +152,29 @@ def test_qwen_paths_must_fill_temporal_patches(tmp_path):
     assert "temporal patches of 2" in str(info.value) and "\n" not in str(info.value)
 
 
-def test_families_without_selectable_video_tokens(tmp_path):
+def test_families_without_a_video_path_fall_back_or_fail_in_one_line(tmp_path):
     """auto falls back to per-frame images; native fails in one line naming why."""
-    llava = load_lvlm(
-        f"hf:{build_tiny_llava_onevision(tmp_path / 'l')}", device="cpu", dtype="float32"
-    )
-    assert resolve_video_input(llava, "auto") == "images"
-    with pytest.raises(ModelError) as info:
-        resolve_video_input(llava, "native")
-    assert "newline feature" in str(info.value) and "\n" not in str(info.value)
     idefics = load_lvlm(f"hf:{build_tiny_idefics3(tmp_path / 'i')}", device="cpu", dtype="float32")
     assert resolve_video_input(idefics, "auto") == "images"
-    with pytest.raises(ModelError, match="--video-input images"):
+    with pytest.raises(ModelError) as info:
         resolve_video_input(idefics, "native")
+    assert "--video-input images" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_llava_onevision_keeps_its_clip_newline_feature(tmp_path):
+    """LLaVA-OneVision appends one newline feature to a clip's video tokens: it is never scored,
+    and the final pass puts the model's own newline parameter in its slot, always kept."""
+    folder = build_tiny_llava_onevision(tmp_path / "llava")
+    lvlm = load_lvlm(f"hf:{folder}", device="cpu", dtype="float32")
+    assert resolve_video_input(lvlm, "auto") == "native"
+    items = frames()
+    unit = per_unit(lvlm, items).tokens_per_frame
+    sel = select_video_tokens(lvlm, "v", items, QUESTION, config(budget=3))
+    assert sel.available == len(items) * unit and max(sel.token_index) < unit
+    embedded = final_inputs(lvlm, kept(sel), W, H, QUESTION)
+    visual = embedded.inputs_embeds[0][embedded.image_token_mask[0]]
+    assert visual.shape[0] == 3 + 1
+    torch.testing.assert_close(visual[-1], lvlm.model.model.image_newline)
 
 
 def write_frames(path, items: list[FrameItem]):

@@ -39,6 +39,7 @@ from zsar_cli.runner import RunSummary, Unit, artifact_units, run_stage
 from zsar_cli.sharding import Shard
 from zsar_cli.stages.option_order import ask_in_orders, choice_rows
 from zsar_cli.stages.select_tokens import SelectionError
+from zsar_cli.stages.self_res_video import tail_features
 from zsar_cli.stages.shortlist import ChoiceOptions, NoOptions, choice_options
 from zsar_cli.stages.token_scores import (
     DEEPSTACK_EMBEDS,
@@ -80,11 +81,16 @@ def final_inputs(
     ids = inputs.input_ids[0]
     image_mask = inputs.image_token_mask[0]
     slots = image_mask.nonzero().flatten()
-    per_frame = int(slots.numel()) // len(kept)
+    tail = tail_features(lvlm)  # LLaVA-OneVision's newline after a clip: kept, never selected
+    tail_slots = 0 if tail is None else int(tail.shape[0])
+    per_frame = (int(slots.numel()) - tail_slots) // len(kept)
     hidden = int(lvlm.model.get_input_embeddings().weight.shape[1])
     with torch.inference_mode():
         embeds = lvlm.model.get_input_embeddings()(ids.unsqueeze(0))[0].clone()
         keep = ~image_mask.clone()
+        if tail is not None:
+            embeds[slots[-tail_slots:]] = tail.to(embeds.device, embeds.dtype)
+            keep[slots[-tail_slots:]] = True
         for f, frame in enumerate(kept):
             if len(frame.token_index) and int(frame.token_index.max()) >= per_frame:
                 raise ModelError(

@@ -12,8 +12,10 @@ Each kept token records its unit's first frame (frame_index, timestamp) and the 
 unit's frames (`frame_times`), so the final pass gives the model the same times. With every
 token kept the final pass is the plain native clip prompt (parity tested per family).
 
-LLaVA-OneVision is not served here: its video features end with one newline feature shared by
-the whole clip, which belongs to no unit; Self-ReS on it uses `--video-input images`.
+- LLaVA-OneVision / LLaVA-Video: one frame (pooled video tokens), after the time instruction
+  listing the kept frames' times. Its clip's features end with one newline feature that belongs
+  to no frame (`tail_features`): never scored or dropped, the final pass puts the model's own
+  newline parameter back in its slot.
 """
 
 from __future__ import annotations
@@ -26,11 +28,9 @@ from zsar_cli.errors import ModelError
 
 # model_type → frames per unit (temporal patch) are read from the model; these have a native
 # video path whose tokens split into equal per-unit blocks.
-NATIVE_FAMILIES: frozenset[str] = frozenset({"smolvlm", "qwen2_5_vl", "qwen3_vl"})
-WHY_NOT: dict[str, str] = {
-    "llava_onevision": "its video features end with one newline feature shared by the whole "
-    "clip, which belongs to no frame",
-}
+NATIVE_FAMILIES: frozenset[str] = frozenset(
+    {"smolvlm", "qwen2_5_vl", "qwen3_vl", "llava_onevision"}
+)
 
 
 def resolve_video_input(lvlm: Any, requested: str) -> str:
@@ -41,10 +41,10 @@ def resolve_video_input(lvlm: Any, requested: str) -> str:
     family = str(getattr(lvlm, "model_type", ""))
     if requested != "images" and family not in NATIVE_FAMILIES:
         if requested == "native":
-            why = WHY_NOT.get(family, "it has no native video path whose tokens split by frame")
             raise ModelError(
                 f"{getattr(lvlm, 'spec', family)}: Self-ReS with --video-input native is not "
-                f"served for {family or 'this model'}: {why}; use --video-input images"
+                f"served for {family or 'this model'}: it has no native video path whose tokens "
+                "split by frame; use --video-input images"
             )
         requested = "images"
     return set_video_input(lvlm, requested)
@@ -61,6 +61,20 @@ def frames_per_unit(lvlm: Any) -> int:
         return 1
     vision = lvlm.model.config.vision_config
     return int(getattr(vision, "temporal_patch_size", 2) or 1)
+
+
+def tail_features(lvlm: Any) -> Any:
+    """Features the model appends after a clip's video tokens that belong to no unit, as
+    (count × hidden), or None: LLaVA-OneVision's `image_newline` (one per video)."""
+    if not is_native(lvlm) or getattr(lvlm, "model_type", "") != "llava_onevision":
+        return None
+    base = getattr(lvlm.model, "model", lvlm.model)
+    return base.image_newline.detach()[None, :]
+
+
+def tail_count(lvlm: Any) -> int:
+    tail = tail_features(lvlm)
+    return 0 if tail is None else int(tail.shape[0])
 
 
 def units_of(frames: int, per_unit: int) -> int:

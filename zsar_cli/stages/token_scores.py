@@ -132,13 +132,13 @@ def tokens_per_frame(
 ) -> int:
     """Visual tokens the model makes of one frame of this size (processor only, no forward); in
     native video mode, of one unit (a temporal patch of frames for the Qwen-VL families)."""
-    from zsar_cli.stages.self_res_video import frames_per_unit, laid_out
+    from zsar_cli.stages.self_res_video import frames_per_unit, laid_out, tail_count
 
     k = frames_per_unit(lvlm)
     with uncapped_frames(lvlm):
         unit = laid_out(lvlm, [image] * k, [float(i) for i in range(k)], video_frames)
         inputs = lvlm.build_inputs([unit], [prompt])
-    return int(inputs.image_token_mask[0].sum())
+    return int(inputs.image_token_mask[0].sum()) - tail_count(lvlm)
 
 
 def score_path(
@@ -156,7 +156,7 @@ def score_path(
     video's frame count) fixes the resolution where a clip's frames share one pixel budget."""
     import torch
 
-    from zsar_cli.stages.self_res_video import frames_per_unit, laid_out, units_of
+    from zsar_cli.stages.self_res_video import frames_per_unit, laid_out, tail_count, units_of
 
     n = units_of(len(images), frames_per_unit(lvlm))
     with uncapped_frames(lvlm):
@@ -164,7 +164,10 @@ def score_path(
         clip = laid_out(lvlm, images, stamps, video_frames)
         inputs = lvlm.build_inputs([clip], [prompt])
     embedded = lvlm.embed_inputs(inputs)
-    positions = inputs.image_token_positions()[0]
+    visual = inputs.image_token_positions()[0]
+    # A clip's trailing features that belong to no frame (LLaVA-OneVision's newline) are
+    # neither scored nor kept: the final pass puts them back itself.
+    positions = visual[: int(visual.numel()) - tail_count(lvlm)]
     count = int(positions.numel())
     if count == 0 or count % n:
         raise ModelError(
