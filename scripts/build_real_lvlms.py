@@ -14,10 +14,10 @@ Models:
 - `smolvlm2-256m`: SmolVLM2-256M-Video-Instruct. SigLIP-B/16 at 512 px (hidden 768, 12 layers,
   12 heads), pixel shuffle 4 → 64 image tokens per 512-px image, SmolLM2-135M language model
   (hidden 576, 30 layers, 9 heads, 3 KV heads, vocab 49,280, RoPE theta 1e5, untied LM head):
-  256.5 M parameters. Built with the Idefics3 classes (SmolVLM is Idefics3 plus a video path whose
-  processor needs `num2words`); frames are processed the way SmolVLM2 processes video frames:
-  longest edge 512, no image splitting (splitting a 640x360 frame into 512-px tiles would make
-  13 images of it).
+  256.5 M parameters. SmolVLM2's own classes (the Idefics3 architecture; SmolVLMProcessor with its
+  video path, "Frame from MM:SS:" per frame, and its published chat template); frames are
+  processed the way SmolVLM2 processes video frames: longest edge 512, no image splitting
+  (splitting a 640x360 frame into 512-px tiles would make 13 images of it).
 - `llava-onevision-0.5b`: LLaVA-OneVision-Qwen2-0.5B-OV. SigLIP-so400m/14 at 384 px (hidden 1152,
   26 layers, 16 heads), 2-layer GELU projector, anyres_max_9 over a 6x6 grid of 384-px
   pinpoints (a 640x360 frame: base view + 1x2 tiles, unpadded), Qwen2-0.5B (hidden 896, 24
@@ -58,13 +58,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scripts.real_lvlm_tokenizer import BPE_VOCAB, train_tokenizer
 
-SMOLVLM_TEMPLATE = (
-    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
-    "{% if message['content'][0]['type'] == 'image' %}{{ ':' }}{% else %}{{ ': ' }}{% endif %}"
-    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{ line['text'] }}"
-    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}"
-    "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
-)
 LLAVA_OV_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + ' ' }}"
     "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
@@ -115,11 +108,13 @@ def model_dir(name: str, root: Path | None = None) -> Path:
 
 def build_smolvlm2(out: Path) -> dict[str, Any]:
     from transformers import (
-        Idefics3Config,
-        Idefics3ForConditionalGeneration,
-        Idefics3ImageProcessor,
-        Idefics3Processor,
+        SmolVLMConfig,
+        SmolVLMForConditionalGeneration,
+        SmolVLMImageProcessor,
+        SmolVLMProcessor,
+        SmolVLMVideoProcessor,
     )
+    from transformers.models.smolvlm.processing_smolvlm import DEFAULT_CHAT_TEMPLATE
 
     rows_cols = [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
     specials = [
@@ -133,23 +128,24 @@ def build_smolvlm2(out: Path) -> dict[str, Any]:
         *rows_cols,
     ]
     tok = train_tokenizer(specials, pad="<|im_end|>", eos="<end_of_utterance>", bos="<|im_start|>")
-    processor = Idefics3Processor(
-        image_processor=Idefics3ImageProcessor(
-            do_resize=True,
-            size={"longest_edge": 512},
-            max_image_size={"longest_edge": 512},
-            do_image_splitting=False,
-            resample=1,  # Lanczos
-            image_mean=[0.5, 0.5, 0.5],
-            image_std=[0.5, 0.5, 0.5],
-            do_pad=True,
-        ),
+    frame = {
+        "do_resize": True,
+        "size": {"longest_edge": 512},
+        "max_image_size": {"longest_edge": 512},
+        "resample": 1,  # Lanczos
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5],
+        "do_pad": True,
+    }
+    processor = SmolVLMProcessor(
+        image_processor=SmolVLMImageProcessor(do_image_splitting=False, **frame),
         tokenizer=tok,
+        video_processor=SmolVLMVideoProcessor(**frame),
         image_seq_len=64,
-        chat_template=SMOLVLM_TEMPLATE,
+        chat_template=DEFAULT_CHAT_TEMPLATE,
     )
     ids = tok.convert_tokens_to_ids
-    config = Idefics3Config(
+    config = SmolVLMConfig(
         vision_config={
             "hidden_size": 768,
             "intermediate_size": 3072,
@@ -184,7 +180,7 @@ def build_smolvlm2(out: Path) -> dict[str, Any]:
         pad_token_id=ids("<|im_end|>"),
     )
     torch.manual_seed(0)
-    model = Idefics3ForConditionalGeneration(config)
+    model = SmolVLMForConditionalGeneration(config)
     model.generation_config.eos_token_id = [ids("<end_of_utterance>"), ids("<|im_end|>")]
     return save(model, processor, out, {"published": "HuggingFaceTB/SmolVLM2-256M-Video-Instruct"})
 

@@ -171,3 +171,41 @@ def test_qwen3_vl_self_res_and_native_times_at_real_size(real_qwen3):
     )
     stamps = [part.split(" seconds>")[0] for part in prompt.split("<")[1:] if "seconds>" in part]
     assert stamps == ["12.0", "14.1"]
+
+
+def test_native_video_self_res_at_real_size(real):
+    """Each family's published processor and vision tower, native video: Self-ReS with every
+    video token kept gives the plain native clip's p_yes (1e-4); SmolVLM2 (its own classes)
+    writes the frames' real times of a mid-video VFR clip as "Frame from MM:SS"."""
+    from zsar_cli.backends.lvlm_base import Clip, set_video_input
+    from zsar_cli.stages.select_tokens import FrameItem, select_video_tokens
+    from zsar_cli.stages.select_tokens_config import SelectTokensConfig
+    from zsar_cli.stages.self_res import answer_yes_no, kept_from_selection
+    from zsar_cli.stages.self_res_video import resolve_video_input
+    from zsar_cli.stages.token_scores import uncapped_frames
+
+    name, _, lvlm = real
+    assert resolve_video_input(lvlm, "auto") == "native"
+    rng = np.random.default_rng(5)
+    obj = random_object(rng, 320, 180)
+    images = [render_frame(320, 180, [obj], rng=rng) for _ in range(4)]
+    times = [61.0, 61.04, 62.5, 64.25]
+    items = [
+        FrameItem(i, t, i // 2, im) for i, (im, t) in enumerate(zip(images, times, strict=True))
+    ]
+    question = QUESTIONS[1]
+    cfg = SelectTokensConfig(question="q", video_input="native", budget=1)
+    per_unit = select_video_tokens(lvlm, "v", items, question, cfg).tokens_per_frame
+    units = 2 if name.startswith("qwen") else 4
+    cfg = SelectTokensConfig(question="q", video_input="native", budget=units * per_unit)
+    sel = select_video_tokens(lvlm, "v", items, question, cfg)
+    with uncapped_frames(lvlm):
+        plain = lvlm.yes_no([Clip(images, times)], [question])
+    p_yes = answer_yes_no(lvlm, kept_from_selection(sel), 320, 180, question)[0]
+    assert abs(p_yes - float(plain.p_yes[0])) <= 1e-4
+    if name == "smolvlm2-256m":
+        assert lvlm.model_type == "smolvlm"
+        prompt = lvlm.tokenizer.decode(lvlm.build_inputs([Clip(images, times)], ["?"]).input_ids[0])
+        stamps = [part.split(":<")[0] for part in prompt.split("Frame from ")[1:]]
+        assert stamps == ["01:01", "01:01", "01:02", "01:04"]
+    set_video_input(lvlm, "images")
