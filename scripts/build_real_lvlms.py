@@ -260,6 +260,28 @@ def build_llava_onevision(out: Path) -> dict[str, Any]:
     return save(model, processor, out, {"published": "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"})
 
 
+def qwen_tokenizer() -> Any:
+    """The local BPE tokenizer with the Qwen-VL families' special tokens."""
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>"]
+    specials += ["<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
+    return train_tokenizer(specials, pad="<|endoftext|>", eos="<|im_end|>")
+
+
+def qwen_token_ids(ids: Callable[[str], int]) -> dict[str, Any]:
+    """The multimodal token ids of a Qwen-VL configuration (tied embeddings, as published)."""
+    return {
+        "image_token_id": ids("<|image_pad|>"),
+        "video_token_id": ids("<|video_pad|>"),
+        "vision_start_token_id": ids("<|vision_start|>"),
+        "vision_end_token_id": ids("<|vision_end|>"),
+        "tie_word_embeddings": True,
+    }
+
+
+def qwen_eos(ids: Callable[[str], int]) -> list[int]:
+    return [ids("<|im_end|>"), ids("<|endoftext|>")]
+
+
 def build_qwen2_5_vl(out: Path, text_layers: int = 2) -> dict[str, Any]:
     from transformers import (
         Qwen2_5_VLConfig,
@@ -269,17 +291,7 @@ def build_qwen2_5_vl(out: Path, text_layers: int = 2) -> dict[str, Any]:
         Qwen2VLVideoProcessor,
     )
 
-    specials = [
-        "<|endoftext|>",
-        "<|im_start|>",
-        "<|im_end|>",
-        "<|vision_start|>",
-        "<|vision_end|>",
-        "<|vision_pad|>",
-        "<|image_pad|>",
-        "<|video_pad|>",
-    ]
-    tok = train_tokenizer(specials, pad="<|endoftext|>", eos="<|im_end|>")
+    tok = qwen_tokenizer()
     pixels = {"min_pixels": 3136, "max_pixels": 12845056}
     common = {"patch_size": 14, "temporal_patch_size": 2, "merge_size": 2}
     processor = Qwen2_5_VLProcessor(
@@ -329,15 +341,11 @@ def build_qwen2_5_vl(out: Path, text_layers: int = 2) -> dict[str, Any]:
             "eos_token_id": ids("<|im_end|>"),
             "bos_token_id": None,
         },
-        image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
-        tie_word_embeddings=True,
+        **qwen_token_ids(ids),
     )
     torch.manual_seed(0)
     model = Qwen2_5_VLForConditionalGeneration(config)
-    model.generation_config.eos_token_id = [ids("<|im_end|>"), ids("<|endoftext|>")]
+    model.generation_config.eos_token_id = qwen_eos(ids)
     note = {
         "published": "Qwen/Qwen2.5-VL-3B-Instruct (vision tower and processor)",
         "shrunk": f"language model: {text_layers} of 36 layers, vocabulary {vocab} of 151,936",
@@ -354,17 +362,7 @@ def build_qwen3_vl(out: Path, text_layers: int = 3) -> dict[str, Any]:
         Qwen3VLVideoProcessor,
     )
 
-    specials = [
-        "<|endoftext|>",
-        "<|im_start|>",
-        "<|im_end|>",
-        "<|vision_start|>",
-        "<|vision_end|>",
-        "<|vision_pad|>",
-        "<|image_pad|>",
-        "<|video_pad|>",
-    ]
-    tok = train_tokenizer(specials, pad="<|endoftext|>", eos="<|im_end|>")
+    tok = qwen_tokenizer()
     half = [0.5, 0.5, 0.5]
     common = {"patch_size": 16, "temporal_patch_size": 2, "merge_size": 2}
     processor = Qwen3VLProcessor(
@@ -423,15 +421,11 @@ def build_qwen3_vl(out: Path, text_layers: int = 3) -> dict[str, Any]:
             "eos_token_id": ids("<|im_end|>"),
             "bos_token_id": None,
         },
-        image_token_id=ids("<|image_pad|>"),
-        video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
-        tie_word_embeddings=True,
+        **qwen_token_ids(ids),
     )
     torch.manual_seed(0)
     model = Qwen3VLForConditionalGeneration(config)
-    model.generation_config.eos_token_id = [ids("<|im_end|>"), ids("<|endoftext|>")]
+    model.generation_config.eos_token_id = qwen_eos(ids)
     note = {
         "published": "Qwen/Qwen3-VL-4B-Instruct (vision tower, DeepStack mergers, processor)",
         "shrunk": f"language model: {text_layers} of 36 layers, vocabulary {vocab} of 151,936",

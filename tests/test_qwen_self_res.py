@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from zsar_cli.artifacts import build_table, read_artifact, write_artifact
+from zsar_cli.artifacts import read_artifact
 from zsar_cli.backends import load_lvlm
 from zsar_cli.errors import ModelError
-from zsar_cli.images import encode_image
 from zsar_cli.stages import query_lvlm
 from zsar_cli.stages.query_lvlm import QueryConfig
 from zsar_cli.stages.select_tokens import FrameItem, select_video_tokens, tokens_table
@@ -32,7 +31,7 @@ from zsar_cli.stages.self_res import (
 from zsar_cli.stages.token_scores import check_family, uncapped_frames
 from zsar_cli.synthetic import random_object, render_frame
 
-from .tiny_lvlms import build_tiny_qwen2_5_vl, build_tiny_qwen3_vl
+from .tiny_lvlms import build_tiny_qwen2_5_vl, build_tiny_qwen3_vl, write_frame_items
 
 torch.set_num_threads(2)
 W, H = 64, 48
@@ -164,28 +163,11 @@ def any_qwen(request, qwen, qwen3):
     return qwen if request.param == "qwen2_5_vl" else qwen3
 
 
-def write_frames(path, items: list[FrameItem]):
-    cols = {
-        "video_id": ["v"] * len(items),
-        "path": ["/x/v.mp4"] * len(items),
-        "frame_index": [f.frame_index for f in items],
-        "timestamp": [f.timestamp for f in items],
-        "segment": [f.segment for f in items],
-        "width": [W] * len(items),
-        "height": [H] * len(items),
-        "image": [encode_image(f.image, "png") for f in items],
-        "error": [None] * len(items),
-    }
-    table = build_table("frames", cols)
-    write_artifact(table, path, "frames", {"test": 1}, extra_metadata={"image_encoding": "png"})
-    return path
-
-
 @pytest.mark.parametrize("level", ["frame", "clip"])
 @pytest.mark.parametrize("mode", ["yesno", "choice", "generate"])
 def test_every_mode_and_level_reuse_equals_own_forward(any_qwen, tmp_path, level, mode):
     """query-lvlm on a Qwen family: the cached path's answers equal the model's own forward."""
-    src = write_frames(tmp_path / "frames.parquet", frames(4, 2))
+    src = write_frame_items(tmp_path / "frames.parquet", frames(4, 2))
     labels = tmp_path / "labels.txt"
     labels.write_text("red circle\nblue square\n")
     kw = {"question": "is there a {label} ?"} if mode != "choice" else {}
@@ -220,7 +202,7 @@ def test_select_tokens_and_query_from_tokens_cli_on_qwen(tmp_path, runner, build
     from zsar_cli.cli.app import app
 
     folder = build(tmp_path / "qwen")
-    src = write_frames(tmp_path / "dense.parquet", frames(4, 2))
+    src = write_frame_items(tmp_path / "dense.parquet", frames(4, 2))
     lvlm = load_lvlm(f"hf:{folder}", device="cpu", dtype="float32")
     per_frame = select_video_tokens(
         lvlm, "v", frames(1, 1), QUESTION, config(budget=1)

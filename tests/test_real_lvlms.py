@@ -71,6 +71,21 @@ def test_reuse_parity_at_real_size(real):
     assert lvlm.stats["shared_rows"] == 4  # every family here puts the images first
 
 
+def every_token_kept(lvlm):
+    """Four 320x180 frames in two paths, with Self-ReS keeping every per-frame image token."""
+    from zsar_cli.stages.select_tokens import FrameItem, select_video_tokens
+    from zsar_cli.stages.select_tokens_config import SelectTokensConfig
+
+    rng = np.random.default_rng(3)
+    obj = random_object(rng, 320, 180)
+    images = [render_frame(320, 180, [obj], rng=rng) for _ in range(4)]
+    items = [FrameItem(i, i * 0.5, i // 2, im) for i, im in enumerate(images)]
+    cfg = SelectTokensConfig(question="q", budget=1, segments=1, video_input="images")
+    one = select_video_tokens(lvlm, "v", items[:1], QUESTIONS[1], cfg)
+    cfg = SelectTokensConfig(question="q", budget=4 * one.tokens_per_frame, video_input="images")
+    return images, items, select_video_tokens(lvlm, "v", items, QUESTIONS[1], cfg)
+
+
 @pytest.fixture(scope="module")
 def real_qwen():
     folder = ensure("qwen2.5-vl-3b-vision")
@@ -81,24 +96,12 @@ def test_qwen_self_res_and_native_times_at_real_size(real_qwen):
     """Qwen2.5-VL-3B's vision tower and processor (tokens_per_second 2): every token kept gives
     the plain p_yes (1e-4), and a VFR clip's temporal positions follow its real times."""
     from zsar_cli.backends.lvlm_base import Clip, set_video_input
-    from zsar_cli.stages.select_tokens import FrameItem, select_video_tokens
-    from zsar_cli.stages.select_tokens_config import SelectTokensConfig
     from zsar_cli.stages.self_res import answer_yes_no, kept_from_selection
     from zsar_cli.stages.token_scores import uncapped_frames
 
     lvlm = real_qwen
-    rng = np.random.default_rng(3)
-    obj = random_object(rng, 320, 180)
-    images = [render_frame(320, 180, [obj], rng=rng) for _ in range(4)]
-    items = [FrameItem(i, i * 0.5, i // 2, im) for i, im in enumerate(images)]
+    images, _, sel = every_token_kept(lvlm)
     question = QUESTIONS[1]
-    one = select_video_tokens(
-        lvlm, "v", items[:1], question, SelectTokensConfig(question="q", budget=1, segments=1)
-    )
-    everything = 4 * one.tokens_per_frame
-    sel = select_video_tokens(
-        lvlm, "v", items, question, SelectTokensConfig(question="q", budget=everything)
-    )
     with uncapped_frames(lvlm):
         plain = lvlm.yes_no([images], [question])
     p_yes = answer_yes_no(lvlm, kept_from_selection(sel), 320, 180, question)[0]
@@ -126,7 +129,7 @@ def test_qwen3_vl_self_res_and_native_times_at_real_size(real_qwen3):
     from dataclasses import replace
 
     from zsar_cli.backends.lvlm_base import Clip, set_video_input
-    from zsar_cli.stages.select_tokens import FrameItem, select_video_tokens, tokens_table
+    from zsar_cli.stages.select_tokens import select_video_tokens, tokens_table
     from zsar_cli.stages.select_tokens_config import SelectTokensConfig
     from zsar_cli.stages.self_res import answer_yes_no, kept_from_rows, kept_from_selection
     from zsar_cli.stages.token_scores import uncapped_frames
@@ -137,18 +140,8 @@ def test_qwen3_vl_self_res_and_native_times_at_real_size(real_qwen3):
     assert sum(p.numel() for p in lvlm.model.model.visual.parameters()) / 1e6 == pytest.approx(
         415.5, abs=1.0
     )
-    rng = np.random.default_rng(3)
-    obj = random_object(rng, 320, 180)
-    images = [render_frame(320, 180, [obj], rng=rng) for _ in range(4)]
-    items = [FrameItem(i, i * 0.5, i // 2, im) for i, im in enumerate(images)]
+    images, items, sel = every_token_kept(lvlm)
     question = QUESTIONS[1]
-    one = select_video_tokens(
-        lvlm, "v", items[:1], question, SelectTokensConfig(question="q", budget=1, segments=1)
-    )
-    everything = 4 * one.tokens_per_frame
-    sel = select_video_tokens(
-        lvlm, "v", items, question, SelectTokensConfig(question="q", budget=everything)
-    )
     assert {tuple(d.shape) for d in sel.deepstack} == {(3, 2560)}
     with uncapped_frames(lvlm):
         plain = lvlm.yes_no([images], [question])

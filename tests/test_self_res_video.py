@@ -16,12 +16,11 @@ import numpy as np
 import pytest
 import torch
 
-from zsar_cli.artifacts import build_table, read_artifact, write_artifact
+from zsar_cli.artifacts import read_artifact
 from zsar_cli.backends import load_lvlm
 from zsar_cli.backends.hf_video import time_instruction
 from zsar_cli.backends.lvlm_base import Clip, set_video_input
 from zsar_cli.errors import ModelError
-from zsar_cli.images import encode_image
 from zsar_cli.stages.select_tokens import (
     FrameItem,
     SelectionError,
@@ -41,6 +40,7 @@ from .tiny_lvlms import (
     build_tiny_qwen2_5_vl,
     build_tiny_qwen3_vl,
     build_tiny_smolvlm,
+    write_frame_items,
 )
 
 torch.set_num_threads(2)
@@ -177,28 +177,6 @@ def test_llava_onevision_keeps_its_clip_newline_feature(tmp_path):
     torch.testing.assert_close(visual[-1], lvlm.model.model.image_newline)
 
 
-def write_frames(path, items: list[FrameItem]):
-    cols = {
-        "video_id": ["v"] * len(items),
-        "path": ["/x/v.mp4"] * len(items),
-        "frame_index": [f.frame_index for f in items],
-        "timestamp": [f.timestamp for f in items],
-        "segment": [f.segment for f in items],
-        "width": [W] * len(items),
-        "height": [H] * len(items),
-        "image": [encode_image(f.image, "png") for f in items],
-        "error": [None] * len(items),
-    }
-    write_artifact(
-        build_table("frames", cols),
-        path,
-        "frames",
-        {"test": 1},
-        extra_metadata={"image_encoding": "png"},
-    )
-    return path
-
-
 def test_cli_chain_native_by_default_and_recorded(tmp_path, runner):
     """select-tokens on SmolVLM2 selects over its video tokens by default (auto) and records it;
     query-lvlm --tokens answers as that native clip, and refuses another --video-input."""
@@ -206,7 +184,7 @@ def test_cli_chain_native_by_default_and_recorded(tmp_path, runner):
 
     folder = build_tiny_smolvlm(tmp_path / "smol")
     items = frames()
-    src = write_frames(tmp_path / "frames.parquet", items)
+    src = write_frame_items(tmp_path / "frames.parquet", items)
     tokens, answers = tmp_path / "tokens.parquet", tmp_path / "answers.parquet"
     common = ["-m", f"hf:{folder}", "--question", QUESTION, "--device", "cpu"]
     lvlm = load_lvlm(f"hf:{folder}", device="cpu", dtype="float32")

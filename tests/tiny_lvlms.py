@@ -329,3 +329,25 @@ def build_tiny_smolvlm(out: Path) -> Path:
     SmolVLMForConditionalGeneration(config).save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+def write_frame_items(path: Path, items: list, video_id: str = "v") -> Path:
+    """A `frames` artifact of one video from `select_tokens.FrameItem`s (PNG, exact pixels)."""
+    from zsar_cli.artifacts import build_table, write_artifact
+    from zsar_cli.images import encode_image
+
+    height, width = items[0].image.shape[:2]
+    cols = {
+        "video_id": [video_id] * len(items),
+        "path": [f"/x/{video_id}.mp4"] * len(items),
+        "frame_index": [f.frame_index for f in items],
+        "timestamp": [f.timestamp for f in items],
+        "segment": [f.segment for f in items],
+        "width": [width] * len(items),
+        "height": [height] * len(items),
+        "image": [encode_image(f.image, "png") for f in items],
+        "error": [None] * len(items),
+    }
+    table = build_table("frames", cols)
+    write_artifact(table, path, "frames", {"test": 1}, extra_metadata={"image_encoding": "png"})
+    return path
