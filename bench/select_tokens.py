@@ -14,6 +14,7 @@ language-model work (R passes of S frames instead of one of T, quadratic attenti
 attention scorer holds every layer's attention weights of a path (eager attention).
 
     python bench/select_tokens.py [--segments R] [--per-segment S] [--real NAME,...] [--repeats K]
+        [--video-input images|native]
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ import real_size  # before torch: sets OMP_WAIT_POLICY; puts the repository on s
 import torch
 
 from zsar_cli.backends import load_lvlm
+from zsar_cli.backends.lvlm_base import Clip
 from zsar_cli.stages.select_tokens import FrameItem, select_video_tokens, uncapped_frames
 from zsar_cli.stages.select_tokens_config import SelectTokensConfig
 from zsar_cli.stages.self_res import answer_yes_no, kept_from_selection
+from zsar_cli.stages.self_res_video import resolve_video_input
 from zsar_cli.synthetic import random_object, render_frame
 
 QUESTION = "Is there {label} in this frame?"
@@ -52,11 +55,15 @@ def frames(count: int, per_segment: int, seed: int = 0) -> tuple[list[FrameItem]
     return items, QUESTION.format(label=obj.label)
 
 
-def _measure(spec: str, method: str, segments: int, per_segment: int, threads: int, queue) -> None:
+def _measure(
+    spec: str, method: str, segments: int, per_segment: int, threads: int, video: str, queue
+) -> None:
     torch.set_num_threads(threads)
     lvlm = load_lvlm(spec, device="cpu", dtype="float32")
     items, question = frames(segments * per_segment, per_segment)
-    images = [f.image for f in items]
+    images: list = [f.image for f in items]
+    if resolve_video_input(lvlm, video) == "native":  # both sides: the model's video tokens
+        images = Clip(images, [float(f.timestamp or 0.0) for f in items])
     with uncapped_frames(lvlm):
         lvlm.yes_no([images[:1]], [question])  # warm-up (allocator, lazy init)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -66,7 +73,9 @@ def _measure(spec: str, method: str, segments: int, per_segment: int, threads: i
             p = float(lvlm.yes_no([images], [question]).p_yes[0])
     else:
         scorer = method.partition(":")[2]
-        cfg = SelectTokensConfig(model=spec, question=question, scorer=scorer).validated()
+        cfg = SelectTokensConfig(
+            model=spec, question=question, scorer=scorer, video_input=video
+        ).validated()
         sel = select_video_tokens(lvlm, "bench", items, question, cfg)
         p = answer_yes_no(lvlm, kept_from_selection(sel), 320, 240, question)[0]
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -81,7 +90,15 @@ def measure(spec: str, method: str, args: argparse.Namespace, repeats: int):
         queue = ctx.Queue()
         proc = ctx.Process(
             target=_measure,
-            args=(spec, method, args.segments, args.per_segment, args.threads, queue),
+            args=(
+                spec,
+                method,
+                args.segments,
+                args.per_segment,
+                args.threads,
+                args.video_input,
+                queue,
+            ),
         )
         proc.start()
         runs.append(queue.get()[:3])
@@ -98,9 +115,18 @@ def main() -> None:
     parser.add_argument("--real", default="smolvlm2-256m", help="real-size models ('' for none)")
     parser.add_argument("--real-repeats", type=int, default=1)
     parser.add_argument("--scorers", default="attention,similarity")
+    parser.add_argument(
+        "--video-input",
+        default="images",
+        choices=("images", "native", "auto"),
+        help="how frames reach the LVLM on both sides (native: its video tokens, real times)",
+    )
     args = parser.parse_args()
     total = args.segments * args.per_segment
-    print(f"T = {args.segments} paths × {args.per_segment} frames = {total}; budget 16 frames")
+    print(
+        f"T = {args.segments} paths × {args.per_segment} frames = {total}; budget 16 frames; "
+        f"--video-input {args.video_input}"
+    )
     models = [("world-lvlm (tiny)", "builtin:world-lvlm", args.repeats)]
     for name in filter(None, args.real.split(",")):
         models.append((f"{name} (real size, random init)", real_size.real_model_spec(name), 0))
