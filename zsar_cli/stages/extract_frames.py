@@ -52,6 +52,10 @@ from zsar_cli.video import (
 )
 
 CHUNK_FRAMES = 32  # frames per written batch: small enough to keep memory flat for long videos
+# Finished videos are checkpointed together every this many seconds, not one file each: a
+# short clip decodes in less time than its own checkpoint file took (issue #17). A kill
+# redoes at most this much work.
+CHECKPOINT_EVERY_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -461,6 +465,7 @@ def run(
         shard=shard or output_shard,
         force=force,
         on_unit=None if on_video is None else lambda u, rows: on_video(_result_of(u.data, rows)),
+        checkpoint_every_s=CHECKPOINT_EVERY_S,
     )
     order = {v.video_id: i for i, v in enumerate(videos)}
     errors = sorted(summary.errors, key=lambda e: order.get(e[0], 0))
