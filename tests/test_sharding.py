@@ -181,6 +181,27 @@ def test_batched_checkpoints_resume_after_a_kill(clips, tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_a_run_within_one_checkpoint_interval_writes_no_checkpoint(clips, tmp_path, monkeypatch):
+    """Five short clips finish well within CHECKPOINT_EVERY_S: their rows go from memory to the
+    output, with no checkpoint file written and read back; the same rows as per-video files."""
+    import zsar_cli.sharding as sharding
+
+    opened = []
+    real = sharding.Checkpoint.writer
+    monkeypatch.setattr(
+        sharding.Checkpoint, "writer", lambda self, *a: opened.append(a) or real(self, *a)
+    )
+    batched = run(clips, tmp_path / "a.parquet", ExtractConfig(num_frames=3))
+    assert opened == []
+    monkeypatch.setattr(stage, "CHECKPOINT_EVERY_S", 0.0)  # a file per video, read back
+    per_video = run(clips, tmp_path / "b.parquet", ExtractConfig(num_frames=3))
+    assert opened == [(p,) for p in range(5)]
+    assert batched.frames == per_video.frames == 15
+    assert rows(read_artifact(tmp_path / "a.parquet").table).equals(
+        rows(read_artifact(tmp_path / "b.parquet").table)
+    )
+
+
 def test_checkpoint_batch_files_name_their_units(tmp_path):
     """Consecutive finished units share a file named by their range; a gap in positions (units
     resumed from an earlier run) starts a new file; a unit larger than the batch cap streams

@@ -321,18 +321,23 @@ def _run(
             current[0][1].append(_seen(table))
         if current:
             finish()
-        batch.flush()
+        # A run that ended before its first checkpoint file writes its output straight from
+        # memory (a checkpoint now would be read back at once).
+        direct = batch.take() if resumed == 0 else None
+        if direct is None:
+            batch.flush()
     except BaseException:
         batch.stop()
         checkpoint.discard_if_empty()
         raise
-    for unit in listed:  # a unit that produced no rows still counts as done
+    for unit in listed if direct is None else []:  # a unit without rows still counts as done
         if not checkpoint.done(unit.position):
             with checkpoint.writer(unit.position):
                 pass
     summary = RunSummary(target, compute_cache_key(kind, config, upstream), resumed=resumed)
+    finished = checkpoint.tables([u.position for u in listed]) if direct is None else direct
     with ArtifactWriter(target, kind, config, upstream, extra(), force=True) as writer:
-        for table in checkpoint.tables([u.position for u in listed]):
+        for table in finished:
             summary.count(table)
             writer.write(table)
     checkpoint.remove()

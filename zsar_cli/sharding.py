@@ -267,6 +267,7 @@ class CheckpointBatch:
         self._rows: list[pa.Table] = []
         self._bytes = 0
         self._stream: ArtifactWriter | None = None  # the current unit's own file, once large
+        self._wrote = False  # a file has been written (or is being streamed)
 
     def write(self, position: int, table: pa.Table) -> None:
         """A table of the unit at `position` (one unit at a time, in order)."""
@@ -281,6 +282,7 @@ class CheckpointBatch:
             return
         # Too large to hold (or no batching): the unit streams into its own file.
         self.flush()
+        self._wrote = True
         self._stream = self.checkpoint.writer(position)
         for held in self._rows:
             self._stream.write(held)
@@ -310,12 +312,22 @@ class CheckpointBatch:
         """Write the finished units held, as one file."""
         if self._held:
             first, last = self._held[0][0], self._held[-1][0]
+            self._wrote = True
             with self.checkpoint.writer(first, last) as writer:
                 for _, rows in self._held:
                     for table in rows:
                         writer.write(table)
             self._held, self._held_bytes = [], 0
         self._since = self._clock()
+
+    def take(self) -> list[pa.Table] | None:
+        """The rows of every unit, in order, when none has been written to a file yet (and
+        then none will be); else None."""
+        if self._wrote or self._stream is not None:
+            return None
+        tables = [table for _, rows in self._held for table in rows]
+        self._held, self._held_bytes = [], 0
+        return tables
 
     def stop(self) -> None:
         """After an exception: keep the finished units (a file each, what a run stopped after
