@@ -53,8 +53,8 @@ from zsar_cli.video import (
 
 CHUNK_FRAMES = 32  # frames per written batch: small enough to keep memory flat for long videos
 # Finished videos are checkpointed together every this many seconds, not one file each: a
-# short clip decodes in less time than its own checkpoint file took (issue #17). A kill
-# redoes at most this much work.
+# short clip's own checkpoint file cost a fifth of decoding it (issue #17). A kill redoes at
+# most this much work.
 CHECKPOINT_EVERY_S = 2.0
 
 
