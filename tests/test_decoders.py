@@ -271,18 +271,18 @@ def test_seeks_and_skipped_frames_change_nothing(tmp_path):
                 np.testing.assert_array_equal(a, b)
 
 
-def test_frame_threads_only_for_large_frames(tmp_path, monkeypatch):
-    """One video at a time: one decoder thread under 960x540 (frame threads cost CPU there
-    and saved no wall time, docs/benchmarks.md), one per core from there; with several videos
-    at once (threads=1) always one; the frames are the same either way."""
+def test_frame_threads_only_from_640x360(tmp_path, monkeypatch):
+    """One video at a time: one decoder thread under 640x360 (frame threads gained next to no
+    wall time there for a third more CPU, docs/benchmarks.md), one per core from there; with
+    several videos at once (threads=1) always one; the frames are the same either way."""
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2}, raising=False)
-    assert decoder_threads(640, 360) == 1
-    assert decoder_threads(959, 540) == 1
-    assert decoder_threads(960, 540) == 3
+    assert decoder_threads(320, 240) == 1
+    assert decoder_threads(639, 360) == 1
+    assert decoder_threads(640, 360) == 3
     assert decoder_threads(1920, 1080) == 3
     assert decoder_threads(1920, 1080, threads=1) == 1
     small = make_clip(tmp_path / "s.mp4", size="320x240", extra_output=["-c:v", "libx264"])
-    large = make_clip(tmp_path / "l.mp4", duration=1.0, size="960x540")
+    large = make_clip(tmp_path / "l.mp4", duration=1.0, size="640x360")
     with PyAVReader(small) as reader:
         assert reader.stream.codec_context.thread_count == 1
     frames = {}

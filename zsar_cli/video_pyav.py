@@ -54,11 +54,13 @@ DTS_CONTAINERS = frozenset({"avi"})
 MAX_SEEK_RETRIES = 6
 
 
-# Frames this large or larger decode faster with FFmpeg's frame threads; smaller ones do not.
-# Measured on 2 cores (issue #17, docs/benchmarks.md): 640x360 H.264 took 0.26 s one-threaded
-# and 0.29 s with frame threads (more CPU, no less wall: per-frame hand-offs cost what the
-# threads save), 960x540 0.28 s against 0.18 s, 1280x720 0.38 s against 0.23 s.
-FRAME_THREADS_MIN_PIXELS = 960 * 540
+# Frames this large or larger decode faster with FFmpeg's frame threads, one per core. Measured
+# on 2 idle cores (issue #17, docs/benchmarks.md): 640x360 H.264 0.24 s one-threaded, 0.21 s
+# with 2 threads (and 0.23 s with FFmpeg's own choice, cores + 1); 960x540 0.28 s against
+# 0.18 s; 320x240 0.034 s against 0.031 s for a third more CPU, so small frames keep one thread.
+# On a loaded machine the threads only add CPU; --workers N (one thread per video) is the
+# setting for batches.
+FRAME_THREADS_MIN_PIXELS = 640 * 360
 
 
 def decoder_threads(width: int, height: int, threads: int = 0) -> int:

@@ -123,8 +123,8 @@ def decode_frames(
     report = report if report is not None else VideoReport()
     if video.error is not None:
         raise VideoError(video.error)
-    # One video at a time: the decoder picks its threads by frame size (frame threads only pay
-    # off on large frames: video_pyav.decoder_threads); several: one thread each.
+    # One video at a time: frame threads, one per core, from 640x360 up (smaller frames gain
+    # next to nothing from them: video_pyav.decoder_threads); several: one thread each.
     threads = 0 if cfg.workers <= 1 else 1
     with open_video(
         video.path,
