@@ -7,7 +7,10 @@ Rows (issue #17), each tool doing the same sampling on the same generated videos
    overhead. zsar with `--workers 2`, the others in a 2-process pool (started and warmed
    before timing); also shown as clips/s (issue #17: torchcodec ~62 clips/s on 2 idle cores);
 4. 8 uniform frames of a 30-s 640x360 clip, the whole `zsar` command (Python start-up and
-   imports included) vs the others in process.
+   imports included) vs the others in process;
+5. the same as row 4 with every tool a whole command: `python -c` processes that import
+   torchcodec (or PyAV), decode the 8 frames and save them as JPEG files, against the `zsar`
+   command (a command against a command: what issue #17's whole-CLI row is judged by).
 Rows 1-3 time zsar's library call in process (`extract_frames.run`: decode, JPEG by default,
 Parquet with its per-video checkpoints), as the others are timed in process decoding to RGB
 arrays (`--image-format raw` spares zsar the JPEG encoding); `--cli` times the command instead,
@@ -179,6 +182,46 @@ def ffmpeg_uniform_one_pass(path: str, n: int, duration: float) -> None:
     ffmpeg_filtered(path, f"select='if(gte(t,{step / 2}+ld(0)*{step}),st(0,ld(0)+1),0)'")
 
 
+# Row 5: the others as whole commands, as a user runs zsar: a Python process that imports the
+# library, decodes the 8 frames and saves them as JPEG files (PIL, the quality zsar uses).
+TC_COMMAND = """
+import sys
+from pathlib import Path
+from PIL import Image
+from torchcodec.decoders import VideoDecoder
+path, out = sys.argv[1], Path(sys.argv[2])
+decoder = VideoDecoder(path)
+meta = decoder.metadata
+begin, end = meta.begin_stream_seconds, meta.end_stream_seconds
+step = (end - begin) / 8
+frames = decoder.get_frames_played_at([begin + step / 2 + k * step for k in range(8)]).data
+for k, frame in enumerate(frames):
+    Image.fromarray(frame.permute(1, 2, 0).numpy()).save(out / f"{k}.jpg", quality=90)
+"""
+AV_COMMAND = """
+import sys
+from pathlib import Path
+import av
+path, out = sys.argv[1], Path(sys.argv[2])
+with av.open(path) as container:
+    stream = container.streams.video[0]
+    tb = stream.time_base
+    start, duration = float(stream.start_time * tb), float(stream.duration * tb)
+    for k in range(8):
+        t = start + duration / 16 + k * duration / 8
+        container.seek(int(t / tb), stream=stream)
+        for frame in container.decode(stream):
+            if frame.time >= t:
+                frame.to_image().save(out / f"{k}.jpg", quality=90)
+                break
+"""
+
+
+def command(script: str, path: str, out: Path) -> None:
+    out.mkdir(exist_ok=True)
+    subprocess.run([sys.executable, "-c", script, path, str(out)], check=True, env=ENV)
+
+
 def _warm(_: int) -> int:
     import av  # noqa: F401
     from torchcodec.decoders import VideoDecoder  # noqa: F401
@@ -320,6 +363,7 @@ def main() -> None:
         first_row = f"16 uniform frames, {minutes:g}-min 640x360"
         batch_row = "8 frames x 20 7-s 320x240 clips"
         cli_row = "8 frames of a 30-s clip (zsar: whole CLI)"
+        commands_row = "8 frames of a 30-s clip, each tool a command"
         rows: dict[str, dict[str, Callable[[], object]]] = {
             first_row: {
                 "zsar": zsar(ExtractConfig(num_frames=16, **cfg), [long], [long_s, "-n", "16"]),
@@ -349,6 +393,12 @@ def main() -> None:
                 "pyav": lambda: av_uniform(thirty_s, 8),
                 "ffmpeg": lambda: ffmpeg_seeks(thirty_s, uniform_targets(0, 30.0, 8)),
             },
+            commands_row: {
+                "zsar": lambda: cli([thirty_s, "-n", "8", *dec, "-o", str(out), "--force"]),
+                "torchcodec": lambda: command(TC_COMMAND, thirty_s, work / "tc_jpegs"),
+                "pyav": lambda: command(AV_COMMAND, thirty_s, work / "av_jpegs"),
+                "ffmpeg": lambda: ffmpeg_seeks(thirty_s, uniform_targets(0, 30.0, 8)),
+            },
         }
         tools = ["zsar", "torchcodec", "pyav", "ffmpeg"]
         others = tools[1:]
@@ -370,7 +420,7 @@ def main() -> None:
                     samples[tool].append(measured(fns[tool]))
             wall = {tool: statistics.median(w for w, _ in v) for tool, v in samples.items()}
             cpu = {tool: statistics.median(c for _, c in v) for tool, v in samples.items()}
-            if args.cli and name != cli_row:
+            if args.cli and name not in (cli_row, commands_row):
                 wall["zsar"] = max(0.0, wall["zsar"] - startup)
             results[name] = {tool: (wall[tool], cpu[tool]) for tool in tools}
             cells = " | ".join(f"{wall[tool]:.3f}" for tool in tools)

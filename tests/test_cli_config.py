@@ -194,6 +194,35 @@ def test_help_text_with_brackets_is_shown_intact(runner):
     assert "[default: $ZSAR_CACHE_DIR/descriptions or ~/.cache/zsar/descriptions]" in result.output
 
 
+def test_the_program_imports_only_the_command_it_runs():
+    """`zsar extract-frames` builds an app of that one command (issue #17: the other 14 command
+    modules, the synthetic world and the OpenAI client cost 0.06-0.09 s of its start-up); no
+    command, an option first or an unknown name get the whole app."""
+    from zsar_cli.cli.app import command_module
+
+    assert command_module(["extract-frames", "x.mp4"]) == "extract_frames"
+    assert command_module(["encode-text", "--labels", "l.txt"]) == "encode"
+    assert command_module(["query-lvlm"]) == "query_lvlm"
+    assert command_module([]) is None
+    assert command_module(["--version"]) is None
+    assert command_module(["extract-framez"]) is None
+    code = (
+        "import sys\n"
+        "sys.argv = ['zsar', 'extract-frames', '--help']\n"
+        "from zsar_cli.cli.app import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "names = ('zsar_cli.cli.extract_frames', 'zsar_cli.cli.synth', 'zsar_cli.cli.describe',"
+        " 'zsar_cli.synthetic', 'zsar_cli.backends.openai_client')\n"
+        "print(' '.join(n for n in names if n in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "Usage:" in done.stdout and "--num-frames" in done.stdout
+    assert done.stdout.strip().splitlines()[-1] == "zsar_cli.cli.extract_frames"
+
+
 def test_help_is_light():
     """Importing the app and rendering every command's help loads no numpy, pyarrow or torch."""
     code = (

@@ -31,7 +31,7 @@ from zsar_cli.stages.extract_frames import (
     run,
 )
 from zsar_cli.video import DECODERS, open_video, probe
-from zsar_cli.video_pyav import PyAVReader
+from zsar_cli.video_pyav import PyAVReader, decoder_threads
 
 ZSAR = [sys.executable, "-m", "zsar_cli"]
 
@@ -269,6 +269,30 @@ def test_seeks_and_skipped_frames_change_nothing(tmp_path):
             assert [t for t, _ in other] == [t for t, _ in reference]
             for (_, a), (_, b) in zip(other, reference, strict=True):
                 np.testing.assert_array_equal(a, b)
+
+
+def test_frame_threads_only_from_640x360(tmp_path, monkeypatch):
+    """One video at a time: one decoder thread under 640x360 (frame threads gained next to no
+    wall time there for a third more CPU, docs/benchmarks.md), one per core from there; with
+    several videos at once (threads=1) always one; the frames are the same either way."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1, 2}, raising=False)
+    assert decoder_threads(320, 240) == 1
+    assert decoder_threads(639, 360) == 1
+    assert decoder_threads(640, 360) == 3
+    assert decoder_threads(1920, 1080) == 3
+    assert decoder_threads(1920, 1080, threads=1) == 1
+    small = make_clip(tmp_path / "s.mp4", size="320x240", extra_output=["-c:v", "libx264"])
+    large = make_clip(tmp_path / "l.mp4", duration=1.0, size="640x360")
+    with PyAVReader(small) as reader:
+        assert reader.stream.codec_context.thread_count == 1
+    frames = {}
+    for threads in (0, 1):
+        with PyAVReader(large, threads=threads) as reader:
+            assert reader.stream.codec_context.thread_count == (3 if threads == 0 else 1)
+            frames[threads] = list(reader.frames(plan_sampling(reader.info, num_frames=4), 64))
+    assert [t for t, _ in frames[0]] == [t for t, _ in frames[1]]
+    for (_, a), (_, b) in zip(frames[0], frames[1], strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("sampling", [{"num_frames": 6}, {"fps": 2}, {"all_frames": True}])

@@ -131,6 +131,119 @@ def test_checkpoint_resumes_finished_videos(clips, tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
+def test_batched_checkpoints_resume_after_a_kill(clips, tmp_path, monkeypatch):
+    """extract-frames writes one checkpoint file per CHECKPOINT_EVERY_S of finished videos: a
+    process killed (no clean-up at all) after the first batch resumes from that batch and
+    redoes only the videos finished after it."""
+    import multiprocessing
+
+    import zsar_cli.sharding as sharding
+
+    out = tmp_path / "f.parquet"
+    config = ExtractConfig(fps=4)
+    reference = run(clips, tmp_path / "ref.parquet", config)
+
+    def killed_run() -> None:
+        # A clock that moves one second per finished video, checkpoints every 2.5 s: videos
+        # v0-v3 are written as one file when v3 ends, v4 is held when the process dies.
+        now = [0.0]
+        sharding.time = type("Clock", (), {"monotonic": staticmethod(lambda: now[0])})
+        stage.CHECKPOINT_EVERY_S = 2.5
+
+        def tick(result):
+            now[0] += 1.0
+            if result.video.video_id == "v4":
+                os._exit(9)  # as a SIGKILL: no finally, no flush
+
+        run(clips, out, config, on_video=tick)
+
+    child = multiprocessing.get_context("fork").Process(target=killed_run)
+    child.start()
+    child.join(60)
+    assert child.exitcode == 9 and not out.exists()
+    (folder,) = tmp_path.glob(".f.parquet.ckpt-*")
+    assert sorted(p.name for p in folder.glob("*.parquet")) == ["00000000-00000003.parquet"]
+
+    decoded = []
+    real = stage.decode_frames
+
+    def counting(video, cfg, *report):
+        decoded.append(video.video_id)
+        return real(video, cfg, *report)
+
+    monkeypatch.setattr(stage, "decode_frames", counting)
+    summary = run(clips, out, config)
+    assert decoded == ["v4"]  # v0-v3 came from the one batch file
+    assert summary.frames == reference.frames
+    assert rows(read_artifact(out).table).equals(
+        rows(read_artifact(tmp_path / "ref.parquet").table)
+    )
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_run_within_one_checkpoint_interval_writes_no_checkpoint(clips, tmp_path, monkeypatch):
+    """Five short clips finish well within CHECKPOINT_EVERY_S: their rows go from memory to the
+    output, with no checkpoint file written and read back; the same rows as per-video files."""
+    import zsar_cli.sharding as sharding
+
+    opened = []
+    real = sharding.Checkpoint.writer
+    monkeypatch.setattr(
+        sharding.Checkpoint, "writer", lambda self, *a: opened.append(a) or real(self, *a)
+    )
+    batched = run(clips, tmp_path / "a.parquet", ExtractConfig(num_frames=3))
+    assert opened == []
+    monkeypatch.setattr(stage, "CHECKPOINT_EVERY_S", 0.0)  # a file per video, read back
+    per_video = run(clips, tmp_path / "b.parquet", ExtractConfig(num_frames=3))
+    assert opened == [(p,) for p in range(5)]
+    assert batched.frames == per_video.frames == 15
+    assert rows(read_artifact(tmp_path / "a.parquet").table).equals(
+        rows(read_artifact(tmp_path / "b.parquet").table)
+    )
+
+
+def test_checkpoint_batch_files_name_their_units(tmp_path):
+    """Consecutive finished units share a file named by their range; a gap in positions (units
+    resumed from an earlier run) starts a new file; a unit larger than the batch cap streams
+    into its own file; every unit reads back once, in position order."""
+    from pathlib import Path
+
+    import pyarrow as pa
+
+    from zsar_cli.sharding import Checkpoint, CheckpointBatch
+
+    def rows_of(position: int, n: int = 2) -> pa.Table:
+        video = stage.VideoInput(Path(f"v{position}.mp4"), f"v{position}")
+        return pa.concat_tables([stage.error_row(video, f"row {i}") for i in range(n)])
+
+    now = [0.0]
+    checkpoint = Checkpoint(str(tmp_path / "o.parquet"), "frames", {"k": 1}, [])
+    batch = CheckpointBatch(checkpoint, every_s=10.0, max_bytes=4096, clock=lambda: now[0])
+    for position in (0, 1, 2, 5, 6):  # 3 and 4: done by an earlier run
+        batch.write(position, rows_of(position))
+        batch.finish(position)
+    written = [p.name for p in checkpoint.folder.glob("*.parquet")]
+    assert written == ["00000000-00000002.parquet"]  # written at the gap; 5-6 still held
+    batch.finish(7)  # a unit without rows still counts as done
+    batch.write(8, rows_of(8, 20))
+    batch.write(8, rows_of(8, 20))  # past max_bytes: the rest of v8 streams to its own file
+    batch.finish(8)
+    now[0] = 10.0
+    batch.write(9, rows_of(9))
+    batch.finish(9)  # 10 s since the last file: written with what it holds
+    names = sorted(p.name for p in checkpoint.folder.glob("*.parquet"))
+    assert names == [
+        "00000000-00000002.parquet",
+        "00000005-00000007.parquet",
+        "00000008.parquet",
+        "00000009.parquet",
+    ]
+    again = Checkpoint(str(tmp_path / "o.parquet"), "frames", {"k": 1}, [])
+    assert [p for p in range(11) if again.done(p)] == [0, 1, 2, 5, 6, 7, 8, 9]
+    ids = [v for t in again.tables(range(11)) for v in t.column("video_id").to_pylist()]
+    assert ids == [f"v{p}" for p in (0, 0, 1, 1, 2, 2, 5, 5, 6, 6, *[8] * 40, 9, 9)]
+
+
 def test_kill_at_random_points_then_rerun_is_identical(clips, tmp_path):
     ref = tmp_path / "ref.parquet"
     args = ["extract-frames", *map(str, clips), "--fps", "5", "--size", "48"]

@@ -35,7 +35,7 @@ from zsar_cli.artifacts import (
 )
 from zsar_cli.errors import CacheMismatchError, ConfigError, ModelError, ZsarError
 from zsar_cli.outputs import claim_output
-from zsar_cli.sharding import PART_RE, Checkpoint, Shard, shard_output
+from zsar_cli.sharding import PART_RE, Checkpoint, CheckpointBatch, Shard, shard_output
 
 
 def _own_part(source: str, shard: Shard) -> Path | None:
@@ -202,6 +202,7 @@ def run_stage(
     shard: Shard | None = None,
     force: bool = False,
     on_unit: Callable[[Unit, pa.Table], None] | None = None,
+    checkpoint_every_s: float = 0.0,
 ) -> RunSummary:
     """The one per-unit loop of every dataset-level stage.
 
@@ -209,6 +210,9 @@ def run_stage(
     once); the runner owns the rest: the shard's part name, the output lock, up to date /
     refused / `force`, per-unit checkpoints and resume, error rows for a unit whose work raised
     a user-facing error (`error_rows`), the final atomic assembly, and the counts.
+    `checkpoint_every_s` > 0 batches the checkpoints of units finished within that many
+    seconds into one file (`zsar_cli.sharding.CheckpointBatch`): for units much cheaper than a
+    file (short clips).
     """
     if (work is None) == (stream is None):
         raise TypeError("run_stage: give exactly one of work= or stream=")
@@ -221,8 +225,9 @@ def run_stage(
                 summary.count(pa.Table.from_batches([batch]))
             return summary
         return _run(
-            target, kind, config, upstream, units, work, stream, error_rows, extra_metadata, on_unit
-        )
+            target, kind, config, upstream, units, work, stream, error_rows, extra_metadata,
+            on_unit, checkpoint_every_s,
+        )  # fmt: skip
 
 
 def _run(
@@ -236,6 +241,7 @@ def _run(
     error_rows: Callable[[Unit, str], pa.Table] | None,
     extra_metadata: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None,
     on_unit: Callable[[Unit, pa.Table], None] | None,
+    checkpoint_every_s: float,
 ) -> RunSummary:
     extra_cache: list[Mapping[str, Any]] = []
 
@@ -291,42 +297,47 @@ def _run(
             else:
                 yield unit
 
-    # Each unit's rows stream into its own checkpoint file, closed (= done) when it ends.
-    open_part: list[tuple[Unit, ArtifactWriter, list[pa.Table]]] = []
+    # Each unit's rows go to a checkpoint (its own file, or a batch of units every
+    # `checkpoint_every_s`), which counts as done once the unit has ended and the file is closed.
+    batch = CheckpointBatch(checkpoint, checkpoint_every_s)
+    current: list[tuple[Unit, list[pa.Table]]] = []
 
-    def close_part() -> None:
-        if open_part:
-            unit, part, seen = open_part.pop()
-            part.close()
-            if on_unit is not None:
-                on_unit(unit, pa.concat_tables(seen))
+    def finish() -> None:
+        unit, seen = current.pop()
+        batch.finish(unit.position)
+        if on_unit is not None:
+            on_unit(unit, pa.concat_tables(seen))
 
     try:
         for unit, table in produce(todo()):
-            if open_part and open_part[0][0].position != unit.position:
-                close_part()
-            if table is None:  # the unit is complete: its checkpoint now counts as done
-                if not open_part:
-                    open_part.append((unit, checkpoint.writer(unit.position), []))
-                close_part()
+            if current and current[0][0].position != unit.position:
+                finish()
+            if not current:
+                current.append((unit, []))
+            if table is None:  # the unit is complete
+                finish()
                 continue
-            if not open_part:
-                open_part.append((unit, checkpoint.writer(unit.position), []))
-            open_part[0][1].write(table)
-            open_part[0][2].append(_seen(table))
-        close_part()
+            batch.write(unit.position, table)
+            current[0][1].append(_seen(table))
+        if current:
+            finish()
+        # A run that ended before its first checkpoint file writes its output straight from
+        # memory (a checkpoint now would be read back at once).
+        direct = batch.take() if resumed == 0 else None
+        if direct is None:
+            batch.flush()
     except BaseException:
-        for _, part, _ in open_part:
-            part.abort()
+        batch.stop()
         checkpoint.discard_if_empty()
         raise
-    for unit in listed:  # a unit that produced no rows still counts as done
+    for unit in listed if direct is None else []:  # a unit without rows still counts as done
         if not checkpoint.done(unit.position):
             with checkpoint.writer(unit.position):
                 pass
     summary = RunSummary(target, compute_cache_key(kind, config, upstream), resumed=resumed)
+    finished = checkpoint.tables([u.position for u in listed]) if direct is None else direct
     with ArtifactWriter(target, kind, config, upstream, extra(), force=True) as writer:
-        for table in checkpoint.tables([u.position for u in listed]):
+        for table in finished:
             summary.count(table)
             writer.write(table)
     checkpoint.remove()

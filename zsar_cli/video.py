@@ -93,7 +93,8 @@ def open_video(
 ) -> VideoReader:
     """Open a video with the chosen decoder (VideoError with one reason if it cannot be read).
 
-    `threads`: decoder threads per video (0: one per core; 1 when several videos decode at once).
+    `threads`: decoder threads per video (0: by frame size, `video_pyav.decoder_threads`; 1 when
+    several videos decode at once).
     """
     limits = limits or DecodeLimits()
     if device == "cuda":

@@ -52,6 +52,10 @@ from zsar_cli.video import (
 )
 
 CHUNK_FRAMES = 32  # frames per written batch: small enough to keep memory flat for long videos
+# Finished videos are checkpointed together every this many seconds, not one file each: a
+# short clip's own checkpoint file cost a fifth of decoding it (issue #17). A kill redoes at
+# most this much work.
+CHECKPOINT_EVERY_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,8 @@ def decode_frames(
     report = report if report is not None else VideoReport()
     if video.error is not None:
         raise VideoError(video.error)
-    # One video at a time: the decoder's frame threads use the cores; several: one thread each.
+    # One video at a time: frame threads, one per core, from 640x360 up (smaller frames gain
+    # next to nothing from them: video_pyav.decoder_threads); several: one thread each.
     threads = 0 if cfg.workers <= 1 else 1
     with open_video(
         video.path,
@@ -460,6 +465,7 @@ def run(
         shard=shard or output_shard,
         force=force,
         on_unit=None if on_video is None else lambda u, rows: on_video(_result_of(u.data, rows)),
+        checkpoint_every_s=CHECKPOINT_EVERY_S,
     )
     order = {v.video_id: i for i, v in enumerate(videos)}
     errors = sorted(summary.errors, key=lambda e: order.get(e[0], 0))
