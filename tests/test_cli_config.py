@@ -366,3 +366,19 @@ def test_nested_and_repeatable_options_build_the_config(runner, monkeypatch):
     values["seed"] = 3
     built = cp.build(values)
     assert built.prompts.templates == "none" and built.prompts.seed == 3 and not values
+
+
+def test_every_command_is_found_by_the_program():
+    """Each command of the whole app is either built alone from the module `main` picks for it
+    (so `zsar NAME` works with one module imported) or left to the whole app."""
+    from typer.main import get_command
+
+    from zsar_cli.cli.app import app, build_app, command_module
+
+    names = sorted(get_command(app).commands)  # type: ignore[attr-defined]
+    assert "extract-frames" in names and "encode-text" in names
+    for name in names:
+        module = command_module([name])
+        if module is not None:
+            alone = get_command(build_app((module,))).commands  # type: ignore[attr-defined]
+            assert name in alone, (name, module)
