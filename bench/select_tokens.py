@@ -55,7 +55,17 @@ def frames(count: int, per_segment: int, seed: int = 0) -> tuple[list[FrameItem]
     return items, QUESTION.format(label=obj.label)
 
 
-def _measure(
+def _measure(*args: object) -> None:
+    """One measurement in this (forked) process; a failure goes back as its message, so the
+    parent reports it instead of waiting for a result that never comes."""
+    queue = args[-1]
+    try:
+        _measured(*args)
+    except Exception as exc:  # any failure is reported by the parent
+        queue.put(f"{type(exc).__name__}: {exc}")  # type: ignore[attr-defined]
+
+
+def _measured(
     spec: str, method: str, segments: int, per_segment: int, threads: int, video: str, queue
 ) -> None:
     torch.set_num_threads(threads)
@@ -101,8 +111,11 @@ def measure(spec: str, method: str, args: argparse.Namespace, repeats: int):
             ),
         )
         proc.start()
-        runs.append(queue.get()[:3])
+        got = queue.get()
         proc.join()
+        if isinstance(got, str):
+            raise RuntimeError(got)
+        runs.append(got[:3])
     return tuple(float(np.median(column)) for column in zip(*runs, strict=True))
 
 
@@ -132,7 +145,11 @@ def main() -> None:
         models.append((f"{name} (real size, random init)", real_size.real_model_spec(name), 0))
     for name, spec, repeats in models:
         repeats = repeats or args.real_repeats
-        dense_s, dense_cpu, dense_mb = measure(spec, "dense", args, repeats)
+        try:
+            dense_s, dense_cpu, dense_mb = measure(spec, "dense", args, repeats)
+        except RuntimeError as exc:  # e.g. --video-input native on a model without a video path
+            print(f"\n{name}: not measured ({exc})")
+            continue
         print(f"\n{name}")
         print(
             f"  dense (all {total} frames, one pass): {dense_s:7.1f} s wall {dense_cpu:7.1f} s CPU"
