@@ -97,6 +97,19 @@ def test_rerun_skips_and_mismatch_is_refused(clips, tmp_path, runner):
     assert res.exit_code == 1 and "--force" in res.output
 
 
+def rerun_counting_decodes(monkeypatch, clips, out, config):
+    """Run again, noting which videos are decoded (the others came from the checkpoint)."""
+    decoded = []
+    real = stage.decode_frames
+
+    def counting(video, cfg, *report):
+        decoded.append(video.video_id)
+        return real(video, cfg, *report)
+
+    monkeypatch.setattr(stage, "decode_frames", counting)
+    return decoded, run(clips, out, config)
+
+
 def test_checkpoint_resumes_finished_videos(clips, tmp_path, monkeypatch):
     out = tmp_path / "f.parquet"
     config = ExtractConfig(fps=4)
@@ -114,15 +127,7 @@ def test_checkpoint_resumes_finished_videos(clips, tmp_path, monkeypatch):
     ckpt = [p for p in tmp_path.iterdir() if p.name.startswith(".f.parquet.ckpt-")]
     assert len(ckpt) == 1 and len(list(ckpt[0].glob("*.parquet"))) == 2
 
-    decoded = []
-    real = stage.decode_frames
-
-    def counting(video, cfg, *report):
-        decoded.append(video.video_id)
-        return real(video, cfg, *report)
-
-    monkeypatch.setattr(stage, "decode_frames", counting)
-    summary = run(clips, out, config)
+    decoded, summary = rerun_counting_decodes(monkeypatch, clips, out, config)
     assert decoded == ["v2", "v3", "v4"]  # the first two came from the checkpoint
     assert summary.frames == reference.frames
     assert rows(read_artifact(out).table).equals(
@@ -164,15 +169,7 @@ def test_batched_checkpoints_resume_after_a_kill(clips, tmp_path, monkeypatch):
     (folder,) = tmp_path.glob(".f.parquet.ckpt-*")
     assert sorted(p.name for p in folder.glob("*.parquet")) == ["00000000-00000003.parquet"]
 
-    decoded = []
-    real = stage.decode_frames
-
-    def counting(video, cfg, *report):
-        decoded.append(video.video_id)
-        return real(video, cfg, *report)
-
-    monkeypatch.setattr(stage, "decode_frames", counting)
-    summary = run(clips, out, config)
+    decoded, summary = rerun_counting_decodes(monkeypatch, clips, out, config)
     assert decoded == ["v4"]  # v0-v3 came from the one batch file
     assert summary.frames == reference.frames
     assert rows(read_artifact(out).table).equals(

@@ -104,7 +104,8 @@ def shared_budget_size(processor: Any, clip: Clip, whole: int) -> dict[str, int]
 
     video = getattr(processor, "video_processor", None)
     smart = getattr(sys.modules.get(type(video).__module__), "smart_resize", None)
-    if video is None or type(video).__name__ != "Qwen3VLVideoProcessor" or smart is None:
+    # A processor whose resize rule takes the clip's frame count (Qwen3-VL's) shares a budget.
+    if video is None or smart is None or "num_frames" not in inspect.signature(smart).parameters:
         return None
     low, high = int(video.size["shortest_edge"]), int(video.size["longest_edge"])
     n = len(clip)

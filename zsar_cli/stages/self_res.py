@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from zsar_cli.artifacts import build_table
 from zsar_cli.backends import canonical_spec, check_recorded_model, model_record, revision_key
-from zsar_cli.backends.lvlm_base import EmbeddedInputs, set_video_input
+from zsar_cli.backends.lvlm_base import Clip, EmbeddedInputs, set_video_input
 from zsar_cli.errors import ConfigError, InputError, ModelError
 from zsar_cli.outputs import scoped
 from zsar_cli.prompts import format_choice_prompt
@@ -39,7 +39,7 @@ from zsar_cli.runner import RunSummary, Unit, artifact_units, run_stage
 from zsar_cli.sharding import Shard
 from zsar_cli.stages.option_order import ask_in_orders, choice_rows
 from zsar_cli.stages.select_tokens import SelectionError
-from zsar_cli.stages.self_res_video import tail_features
+from zsar_cli.stages.self_res_video import frames_per_unit, is_native, tail_features
 from zsar_cli.stages.shortlist import ChoiceOptions, NoOptions, choice_options
 from zsar_cli.stages.token_scores import (
     DEEPSTACK_EMBEDS,
@@ -128,9 +128,6 @@ def final_inputs(
 def _layout(lvlm: SelectionHooks, kept: Sequence[KeptFrame], stand_in: np.ndarray) -> Any:
     """One stand-in per kept frame; native video: one per frame of each kept unit, as a clip
     with those frames' recorded times."""
-    from zsar_cli.backends.lvlm_base import Clip
-    from zsar_cli.stages.self_res_video import frames_per_unit, is_native
-
     if not is_native(lvlm):
         return [stand_in] * len(kept)
     k = frames_per_unit(lvlm)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from zsar_cli.errors import ConfigError, ModelError
+from zsar_cli.stages.self_res_video import frames_per_unit, laid_out, tail_count, units_of
 
 if TYPE_CHECKING:
     from zsar_cli.backends.lvlm_base import SelectionHooks
@@ -132,8 +133,6 @@ def tokens_per_frame(
 ) -> int:
     """Visual tokens the model makes of one frame of this size (processor only, no forward); in
     native video mode, of one unit (a temporal patch of frames for the Qwen-VL families)."""
-    from zsar_cli.stages.self_res_video import frames_per_unit, laid_out, tail_count
-
     k = frames_per_unit(lvlm)
     with uncapped_frames(lvlm):
         unit = laid_out(lvlm, [image] * k, [float(i) for i in range(k)], video_frames)
@@ -155,8 +154,6 @@ def score_path(
     embeddings are per unit (`self_res_video`) instead of per frame; `video_frames` (the whole
     video's frame count) fixes the resolution where a clip's frames share one pixel budget."""
     import torch
-
-    from zsar_cli.stages.self_res_video import frames_per_unit, laid_out, tail_count, units_of
 
     n = units_of(len(images), frames_per_unit(lvlm))
     with uncapped_frames(lvlm):
