@@ -90,9 +90,12 @@ def assert_frames_match_truth(frames: np.ndarray, presence: list[str | None], vi
             side = obj.size * min(video.width, video.height)
             area = object_mask(obj.shape, cx, cy, side, video.width, video.height).sum()
             assert counts[expected_color][i] * weight >= 0.8 * area, (video.video_id, i, label)
+        # Other colours: at most a few edge pixels that codec blur happens to mix into their
+        # range (x264 builds differ: 3 at most with Debian's ffmpeg, 4 with PyAV's encoder),
+        # against the hundreds an object covers.
         for name, per_frame in counts.items():
             if name != expected_color:
-                assert per_frame[i] <= 3, (video.video_id, i, name, int(per_frame[i]))
+                assert per_frame[i] <= 8, (video.video_id, i, name, int(per_frame[i]))
 
 
 def reference_render(width, height, objects, t, background, noise_sigma, rng):

@@ -201,13 +201,36 @@ class ArtifactWriter:
         self._tmp = temp_path(target)
         # Page checksums: a flipped byte in a data page is refused on read instead of read as
         # another number (zstd alone let such a page decode; found by tests/test_fuzz.py).
+        compression, dictionary = self._column_options(schema)
         try:
             self._writer = pq.ParquetWriter(
-                str(self._tmp), schema, compression="zstd", write_page_checksum=True
+                str(self._tmp),
+                schema,
+                compression=compression,
+                use_dictionary=dictionary,
+                write_page_checksum=True,
             )
         except OSError as exc:
             self.abort()
             raise self._refused(exc) from None
+
+    def _column_options(self, schema: pa.Schema) -> tuple[dict[str, str], list[str]]:
+        """Per-column Parquet compression and the columns dictionary-encoded.
+
+        Binary columns (images, tensors) hold values that never repeat: a dictionary only costs
+        hashing every value, and makes reading them back slower (measured, issue #17: 160
+        JPEG frames written in 13.6 ms with one, 5.9 ms without, read in 22.7 ms against 2.2).
+        JPEG and PNG images are compressed already; zstd over them saves nothing."""
+        encoding = self.metadata.get(b"zsar.image_encoding", b"").decode().strip('"')
+        compression: dict[str, str] = {}
+        dictionary: list[str] = []
+        for field in schema:
+            binary = pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type)
+            packed = binary and field.name == "image" and encoding in ("jpeg", "png")
+            compression[field.name] = "none" if packed else "zstd"
+            if not binary:
+                dictionary.append(field.name)
+        return compression, dictionary
 
     def _check_existing(self, target: Path) -> None:
         """An existing output is replaced only by the same settings, or with --force."""

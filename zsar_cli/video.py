@@ -19,18 +19,16 @@ inputs as plain local files (no playlists unless allowed) and refuses frames ove
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from zsar_cli.errors import ConfigError, VideoError
+from zsar_cli.errors import ConfigError
 from zsar_cli.probe import DECODE_DEVICES as DECODE_DEVICES
 from zsar_cli.probe import DECODERS as DECODERS
 from zsar_cli.probe import DecodeLimits as DecodeLimits
@@ -40,6 +38,10 @@ from zsar_cli.sampling import SEEK_MIN_GAP_S as SEEK_MIN_GAP_S
 from zsar_cli.sampling import SamplingPlan as SamplingPlan
 from zsar_cli.sampling import output_size as output_size
 from zsar_cli.sampling import plan_sampling as plan_sampling
+
+# Encoding (PyAV, no ffmpeg program: zsar_cli.video_write), re-exported for callers.
+from zsar_cli.video_write import loop_video as loop_video
+from zsar_cli.video_write import write_video as write_video
 
 VIDEO_EXTENSIONS: frozenset[str] = frozenset(
     {
@@ -172,86 +174,3 @@ def decode(
 
 # ---------------------------------------------------------------------------------------------
 # Encoding
-
-
-def write_video(
-    frames: Iterable[np.ndarray],
-    path: str | Path,
-    fps: int,
-    size: tuple[int, int],
-    codec: str,
-    pix_fmt: str = "yuv420p",
-    output_args: Mapping[str, Any] | None = None,
-) -> int:
-    """Encode H×W×3 uint8 RGB frames into a video file; returns the number of frames written.
-
-    `size` is (width, height) and every frame must have it. `codec` and `pix_fmt` are the ffmpeg
-    encoder and its pixel format; `output_args` are further ffmpeg output options by name
-    (`{"crf": 23, "preset": "veryfast"}`). Frames are consumed one at a time, so a video is never
-    held in memory. On failure the partial file is removed: VideoError when ffmpeg fails,
-    ValueError for a frame of the wrong shape or dtype.
-    """
-    import ffmpeg
-
-    path = Path(path)
-    width, height = size
-    stream = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="rgb24", s=f"{width}x{height}", r=fps)
-    stream = ffmpeg.output(
-        stream, str(path), r=fps, vcodec=codec, pix_fmt=pix_fmt, **dict(output_args or {})
-    )
-    stream = stream.global_args("-nostdin", "-hide_banner", "-loglevel", "error")
-    cmd = ffmpeg.compile(stream, overwrite_output=True)
-    count = 0
-    # stderr to a file rather than a pipe: a chatty ffmpeg must not block on a full pipe.
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
-        assert proc.stdin is not None
-        try:
-            for frame in frames:
-                if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
-                    raise ValueError(
-                        f"frame {count}: expected {(height, width, 3)} uint8, "
-                        f"got {frame.shape} {frame.dtype}"
-                    )
-                proc.stdin.write(np.ascontiguousarray(frame).data)
-                count += 1
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass  # ffmpeg quit early; its exit code and log below say why
-        except BaseException:
-            proc.kill()
-            proc.wait()
-            with contextlib.suppress(OSError):
-                path.unlink()
-            raise
-        rc = proc.wait()
-        if rc != 0:
-            log.seek(0)
-            lines = log.read().decode("utf-8", "replace").strip().splitlines()
-            reason = lines[-1] if lines else f"exit code {rc}"
-            with contextlib.suppress(OSError):
-                path.unlink()
-            raise VideoError(f"{path}: ffmpeg could not encode the video: {reason}")
-    return count
-
-
-def loop_video(source: str | Path, path: str | Path, num_frames: int) -> Path:
-    """Write `source` played in a loop until `num_frames` frames, by stream copy (no re-encoding).
-
-    The copies are concatenated packet by packet, so `source` must be one closed GOP without
-    B-frames reaching past its end (see `write_video`'s `output_args`), or the seams will not
-    decode cleanly.
-    """
-    import ffmpeg
-
-    path = Path(path)
-    stream = ffmpeg.input(str(source), stream_loop=-1)
-    stream = ffmpeg.output(stream, str(path), c="copy", **{"frames:v": num_frames})
-    stream = stream.global_args("-nostdin", "-hide_banner", "-loglevel", "error")
-    done = subprocess.run(
-        ffmpeg.compile(stream, overwrite_output=True), capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        raise VideoError(f"{path}: ffmpeg could not write the video: {lines[-1:]}")
-    return path

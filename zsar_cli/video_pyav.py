@@ -413,17 +413,25 @@ class PyAVReader:
         picker = FramePicker(plan)
         sparse = plan.mode == "seek"
         sought = None  # one seek per target at most, whatever the index estimates
+        # The decoder only moves forward between seeks, so a target found not worth a seek
+        # stays so; it is asked once, and the frames before it (never kept: the picker keeps
+        # nothing before its target, which lies inside the window) are drained without
+        # offering them, a short loop per frame where most frames of a clip are passed over.
+        checked = None
         while not picker.done:
             target = picker.target()
-            if (
-                self.seeks
-                and target != sought
-                and self._should_seek(target, sparse or picker.kept == 0)
-            ):
-                self._seek(target)
-                sought = target
+            if self.seeks and target != sought and target != checked:
+                if self._should_seek(target, sparse or picker.kept == 0):
+                    self._seek(target)
+                    sought = target
+                else:
+                    checked = target
             self._skip_before = target if self.skips else -math.inf
             got = self._next()
+            if target <= plan.t1:
+                before = target - EPS
+                while got is not None and got[0] < before:
+                    got = self._next()
             if got is None:
                 if picker.kept < (plan.count or 0):
                     self._missed_target = True
