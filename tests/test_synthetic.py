@@ -331,6 +331,8 @@ def test_same_seed_same_world(small_world, tmp_path):
     ]
     for name in files:
         assert (again.outdir / name).read_bytes() == (small_world.outdir / name).read_bytes()
+    # world.json names the encoder (same pixels need the same x264 build).
+    assert load_world(again.outdir).encoder.startswith(("ffmpeg ", "pyav "))
     for a, b in zip(small_world.videos[:4], again.videos[:4], strict=True):
         assert np.array_equal(decode(a.path, a.width, a.height), decode(b.path, b.width, b.height))
     other = plan_world(SynthConfig(**{**SMALL, "seed": 22}), again.outdir)

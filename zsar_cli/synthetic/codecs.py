@@ -98,7 +98,7 @@ def write_video(
     threads: int = 1,
     extra_output_args: dict[str, Any] | None = None,
 ) -> int:
-    """Stream H×W×3 uint8 frames into an ffmpeg encoder; returns the number of frames written.
+    """Stream H×W×3 uint8 frames into an encoder (zsar_cli.video_write); returns the frame count.
 
     Frames are consumed one at a time (a video is never held in memory). `quality` is the codec's
     quality knob (CRF for libx264/VP9, q:v for mpeg4/mjpeg); None = the codec's default here.

@@ -55,7 +55,8 @@ def generate_world(
 ) -> WorldManifest:
     """Render and encode every video of the world into `outdir`, then write the ground truth.
 
-    Videos are rendered frame by frame straight into ffmpeg. `progress` is called after each video.
+    Videos are rendered frame by frame straight into the encoder (the ffmpeg program, else PyAV:
+    zsar_cli.video_write). `progress` is called after each video.
     The manifest (world.json) is written last: its presence marks a complete world.
     """
     config = config or SynthConfig()
@@ -81,7 +82,10 @@ def generate_world(
         )
         if progress is not None:
             progress(v)
-    manifest = WorldManifest(outdir, config, videos)
+    from zsar_cli.video import decoder_version
+    from zsar_cli.video_write import encoder
+
+    manifest = WorldManifest(outdir, config, videos, decoder_version(encoder()))
     write_ground_truth(manifest)
     return manifest
 

@@ -149,6 +149,9 @@ class WorldManifest:
     outdir: Path
     config: SynthConfig
     videos: tuple[WorldVideo, ...]
+    # Which encoder and version wrote the videos ("" in a manifest from before it was recorded):
+    # x264 builds differ, so the same seed makes the same pixels only with the same encoder.
+    encoder: str = ""
 
     def of_kind(self, kind: str) -> tuple[WorldVideo, ...]:
         return tuple(v for v in self.videos if v.kind == kind)
@@ -208,6 +211,7 @@ class WorldManifest:
             "format": "zsar-world",
             "version": 1,
             "config": asdict(self.config),
+            "encoder": self.encoder,
             "videos": [_video_to_json(v, self.outdir) for v in self.videos],
         }
 
@@ -215,7 +219,7 @@ class WorldManifest:
     def from_json(cls, payload: dict[str, Any], outdir: Path) -> WorldManifest:
         config = SynthConfig(**payload["config"])
         videos = tuple(_video_from_json(v, outdir) for v in payload["videos"])
-        return cls(outdir, config, videos)
+        return cls(outdir, config, videos, str(payload.get("encoder", "")))
 
 
 def _video_to_json(video: WorldVideo, outdir: Path) -> dict[str, Any]:
