@@ -229,6 +229,16 @@ def _warm(_: int) -> int:
     return 0
 
 
+def tc_uniform_frames(path: str, n: int) -> object:
+    """tc_uniform, returning the frames (H×W×3 uint8) as a script that keeps them must."""
+    from torchcodec.decoders import VideoDecoder
+
+    decoder = VideoDecoder(path, dimension_order="NHWC")
+    meta = decoder.metadata
+    begin, end = meta.begin_stream_seconds, meta.end_stream_seconds
+    return decoder.get_frames_played_at(uniform_targets(begin, end - begin, n)).data.numpy()
+
+
 def _cpu_task(fn: Callable[..., object], path: str, *extra: object) -> float:
     """fn(path, *extra) in a pool worker; returns the CPU seconds it took there."""
     start = cpu_now()
@@ -428,6 +438,35 @@ def main() -> None:
             cpu_cells = " | ".join(f"{cpu[tool]:.2f}" for tool in tools)
             cpu_ratios = " | ".join(f"{cpu['zsar'] / cpu[o]:.2f}x" for o in others)
             print(f"| {name} | {cells} | {ratios} | {cpu_cells} | {cpu_ratios} |", flush=True)
+        # Row 3's two like-for-like variants: torchcodec's frames sent back to the parent (the
+        # baseline above drops them in the workers), and zsar writing the same RGB arrays
+        # (--image-format raw) instead of JPEG. Interleaved with the baseline again.
+        raw_cfg = ExtractConfig(num_frames=8, workers=2, decoder=args.decoder, image_format="raw")
+        raw_args = [*clip_s, "-n", "8", "--workers", "2", "--decoder", args.decoder]
+
+        def raw_run() -> object:
+            if args.cli:
+                return cli([*raw_args, "--image-format", "raw", "-o", str(out), "--force"])
+            return run(clips, out, raw_cfg, force=True)
+
+        variants: dict[str, Callable[[], object]] = {
+            "torchcodec (baseline)": rows[batch_row]["torchcodec"],
+            "torchcodec, frames back": lambda: list(
+                pool.map(tc_uniform_frames, clip_s, [8] * len(clip_s))
+            ),
+            "zsar jpeg": rows[batch_row]["zsar"],
+            "zsar raw": raw_run,
+        }
+        walls: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(repeat):
+            for name, fn in variants.items():
+                walls[name].append(measured(fn)[0])
+        base = statistics.median(walls["torchcodec (baseline)"])
+        shown = ", ".join(
+            f"{name} {statistics.median(w):.3f} s ({statistics.median(w) / base:.2f}x)"
+            for name, w in walls.items()
+        )
+        print(f"# row 3 variants, wall (ratio to the torchcodec baseline): {shown}")
         pool.shutdown()
         rates = ", ".join(
             f"{tool} {len(clips) / results[batch_row][tool][0]:.1f}" for tool in tools

@@ -233,8 +233,10 @@ class Checkpoint:
 _CKPT_RE = re.compile(r"(\d{8})(?:-(\d{8}))?\.parquet")
 
 # A unit whose rows pass this many bytes streams into its own checkpoint file instead of being
-# held in memory for a batch (a long video sampled at a rate: flat memory).
-BATCH_MAX_BYTES = 32 * 1024 * 1024
+# held in memory for a batch (a long video sampled at a rate: flat memory). One Parquet row group
+# (artifact_writer.ROW_GROUP_BYTES): what a writer holds anyway. At 32 MiB, 20 short clips at
+# `--image-format raw` (37 MB) went through a checkpoint file and back before the output.
+BATCH_MAX_BYTES = 64 * 1024 * 1024
 
 
 class CheckpointBatch:
