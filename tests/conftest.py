@@ -1,15 +1,15 @@
-"""Shared fixtures: synthetic clips made with `ffmpeg -f lavfi`, a CliRunner, the world videos, and
-`require`/the `ffmpeg` marker for tests that need a program zsar does not."""
+"""Shared fixtures: synthetic clips (tests/clips.py: lavfi sources through PyAV), a CliRunner, the
+world videos, and `require`/the `ffmpeg` marker for tests that need a program zsar does not."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.clips import make_clip as make_clip
 from zsar_cli.backends import register_scheme
 from zsar_cli.video import DECODERS as ZSAR_DECODERS
 
@@ -63,34 +63,6 @@ DECODERS = [
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("ffmpeg") is not None:
         needs_ffmpeg()
-
-
-def make_clip(
-    path: Path,
-    duration: float = 2.0,
-    rate: str = "25",
-    size: str = "160x120",
-    extra_input: list[str] | None = None,
-    extra_output: list[str] | None = None,
-    source: str = "testsrc2",
-) -> Path:
-    """Generate a short test clip with ffmpeg's lavfi sources (no media committed to the repo)."""
-    cmd = [
-        "ffmpeg",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        f"{source}=duration={duration}:rate={rate}:size={size}",
-        *(extra_input or []),
-        *(extra_output or ["-pix_fmt", "yuv420p"]),
-        str(path),
-    ]
-    subprocess.run(cmd, check=True)
-    return path
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
 """Per-row time spans in list files, Kinetics CSVs as inputs and ground truth, and the frame counts
 the frames artifact records and later stages carry (issue 15 items 5a, 6a).
 
-Clips are generated with `ffmpeg -f lavfi` at known rates, so the expected timestamps, frame
-numbers and frame counts follow from the rate alone; both decoders are checked.
+Clips are generated from lavfi sources at known rates (tests/clips.py), so the expected timestamps,
+frame numbers and frame counts follow from the rate alone; both decoders are checked.
 """
 
 from __future__ import annotations
