@@ -5,7 +5,7 @@ DEMO_DIR ?= build/demo
 KSHOT_DIR ?= build/kshot
 
 .DEFAULT_GOAL := help
-.PHONY: help install lint test test-all bench demo recipe-world-kshot recipe-world-icl zeal zeal-demo slurm-pipeline \
+.PHONY: help install lint test test-no-ffmpeg test-all bench demo recipe-world-kshot recipe-world-icl zeal zeal-demo slurm-pipeline \
 	recipe-ucfcrime-selfres recipe-ucf101 recipe-hmdb51 recipe-k600 recipe-thumos14-zeal recipe-ucfcrime-auc \
 	recipe-charades-sta
 
@@ -20,8 +20,12 @@ lint: ## ruff lint + format check, mypy on the package.
 	$(PYTHON) -m ruff format --check zsar_cli tests bench scripts
 	$(PYTHON) -m mypy zsar_cli --ignore-missing-imports
 
+TEST = $(PYTHON) -m pytest -q -m "not slow"
 test: ## Run the test suite (no GPU, no network; a few minutes on 2 cores; slow tests excluded).
-	$(PYTHON) -m pytest -q -m "not slow"
+	$(TEST)
+
+test-no-ffmpeg: ## The same tests with the ffmpeg/ffprobe programs hidden from PATH (theirs skip).
+	scripts/without_ffmpeg.sh $(TEST)
 
 test-all: ## The test suite including slow end-to-end world tests.
 	$(PYTHON) -m pytest -q

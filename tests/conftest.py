@@ -1,15 +1,17 @@
-"""Shared fixtures: synthetic clips made with `ffmpeg -f lavfi`, a CliRunner, the world videos."""
+"""Shared fixtures: synthetic clips (tests/clips.py: lavfi sources through PyAV), a CliRunner, the
+world videos, and `require`/the `ffmpeg` marker for tests that need a program zsar does not."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.clips import make_clip as make_clip
 from zsar_cli.backends import register_scheme
+from zsar_cli.video import DECODERS as ZSAR_DECODERS
 
 # The deterministic fake backend (tests/fakes.py) for every test. In this process only: the
 # package never registers it, and a subprocess (`python -m zsar_cli ...`) does not know `fake:`.
@@ -27,8 +29,9 @@ os.environ.setdefault("ZSAR_NO_PROGRESS", "1")
 
 
 def require(what: str, reason: str | None) -> None:
-    """Skip a test whose optional system part (`slurm`, `ray`) is missing, with the reason; fail
-    instead where ZSAR_REQUIRE names it (CI sets ZSAR_REQUIRE=slurm,ray: those tests must run)."""
+    """Skip a test whose optional system part (`slurm`, `ray`, `ffmpeg`) is missing, with the
+    reason; fail instead where ZSAR_REQUIRE names it (CI sets ZSAR_REQUIRE=slurm,ray: those tests
+    must run)."""
     if reason is None:
         return
     required = {w.strip() for w in os.environ.get("ZSAR_REQUIRE", "").split(",")}
@@ -37,38 +40,29 @@ def require(what: str, reason: str | None) -> None:
     pytest.skip(reason)
 
 
-def pytest_collection_modifyitems(config, items):
-    # ffmpeg is a hard requirement of the product; fail loudly rather than skip silently.
-    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
-        raise pytest.UsageError("ffmpeg and ffprobe must be on PATH to run the tests")
+def missing_ffmpeg() -> str | None:
+    """Why the ffmpeg/ffprobe programs cannot run here, or None. zsar decodes with PyAV's bundled
+    FFmpeg; the programs are for `--decoder ffmpeg` and for tests that use them as a reference."""
+    missing = [name for name in ("ffmpeg", "ffprobe") if shutil.which(name) is None]
+    return f"{' and '.join(missing)} not on PATH" if missing else None
 
 
-def make_clip(
-    path: Path,
-    duration: float = 2.0,
-    rate: str = "25",
-    size: str = "160x120",
-    extra_input: list[str] | None = None,
-    extra_output: list[str] | None = None,
-    source: str = "testsrc2",
-) -> Path:
-    """Generate a short test clip with ffmpeg's lavfi sources (no media committed to the repo)."""
-    cmd = [
-        "ffmpeg",
-        "-nostdin",
-        "-loglevel",
-        "error",
-        "-y",
-        "-f",
-        "lavfi",
-        "-i",
-        f"{source}=duration={duration}:rate={rate}:size={size}",
-        *(extra_input or []),
-        *(extra_output or ["-pix_fmt", "yuv420p"]),
-        str(path),
-    ]
-    subprocess.run(cmd, check=True)
-    return path
+def needs_ffmpeg() -> None:
+    """Skip (fail with ZSAR_REQUIRE=ffmpeg) where the ffmpeg/ffprobe programs are missing."""
+    require("ffmpeg", missing_ffmpeg())
+
+
+# zsar's decoders to parametrize a test over: the ffmpeg case needs the programs, the others run
+# anywhere (the ids stay "pyav", "ffmpeg").
+DECODERS = [
+    pytest.param(d, marks=pytest.mark.ffmpeg) if d == "ffmpeg" else d for d in ZSAR_DECODERS
+]
+
+
+@pytest.hookimpl(tryfirst=True)  # before the test's fixtures are set up: none built to skip
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("ffmpeg") is not None:
+        needs_ffmpeg()
 
 
 @pytest.fixture

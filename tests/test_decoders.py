@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import make_clip
+from tests.conftest import DECODERS, make_clip
 from zsar_cli.artifacts import read_artifact
 from zsar_cli.errors import ConfigError, VideoError
 from zsar_cli.sampling import plan_sampling
@@ -30,7 +30,7 @@ from zsar_cli.stages.extract_frames import (
     decode_frames,
     run,
 )
-from zsar_cli.video import DECODERS, open_video, probe
+from zsar_cli.video import open_video, probe
 from zsar_cli.video_pyav import PyAVReader, decoder_threads
 
 ZSAR = [sys.executable, "-m", "zsar_cli"]
@@ -295,12 +295,13 @@ def test_frame_threads_only_from_640x360(tmp_path, monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.ffmpeg
 @pytest.mark.parametrize("sampling", [{"num_frames": 6}, {"fps": 2}, {"all_frames": True}])
 def test_decoders_agree_on_real_clips(realvideos, sampling):
     for name in ("yoga__Ask-Anything.mp4", "ApplyEyeMakeup__mmaction2_test.avi", "asl_book.mkv"):
         path = realvideos / name
         got = {}
-        for decoder in DECODERS:
+        for decoder in ("pyav", "ffmpeg"):
             config = ExtractConfig(decoder=decoder, size=64, **sampling)
             got[decoder] = frames_of(path, config)
         a, b = got["pyav"], got["ffmpeg"]
@@ -311,6 +312,7 @@ def test_decoders_agree_on_real_clips(realvideos, sampling):
             assert np.abs(x.rgb.astype(int) - y.rgb.astype(int)).mean() < 1.0
 
 
+@pytest.mark.ffmpeg
 def test_probe_agrees_with_ffprobe(realvideos):
     for path in sorted(realvideos.glob("*.*")):
         if path.suffix in (".tsv", ".md"):
@@ -331,6 +333,7 @@ def test_probe_agrees_with_ffprobe(realvideos):
 # Provenance, cache keys, the options
 
 
+@pytest.mark.ffmpeg
 def test_decoder_is_recorded_and_default_cache_key_did_not_move(tmp_path):
     from zsar_cli import provenance
 
@@ -436,6 +439,7 @@ def test_cuda_decoding_matches_the_cpu(tmp_path):
 # No ffmpeg program: `pip install` is the whole set-up
 
 
+@pytest.mark.ffmpeg  # compared with the program's frames
 def test_extraction_without_ffmpeg_on_path_equals_the_program(tmp_path):
     clips = [
         make_clip(tmp_path / "a.mp4", duration=2.0),

@@ -1,4 +1,8 @@
-"""Library tests of video.py and the extract-frames stage against ffprobe's own frame times."""
+"""Library tests of video.py and the extract-frames stage against ffprobe's own frame times.
+
+The comparisons with ffprobe (and with the ffmpeg program's rotated decode) need the programs
+(marker `ffmpeg`); zsar's own decoding, the ffmpeg decoder aside, does not.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tests.conftest import make_clip
+from tests.conftest import DECODERS, make_clip
 from zsar_cli.artifacts import read_artifact
 from zsar_cli.errors import ConfigError, InputError, VideoError
 from zsar_cli.images import decode_image
@@ -21,7 +25,7 @@ from zsar_cli.stages.extract_frames import (
     resolve_inputs,
     run,
 )
-from zsar_cli.video import DECODERS, SamplingPlan, decode, plan_sampling, probe
+from zsar_cli.video import SamplingPlan, decode, plan_sampling, probe
 
 
 def ffprobe_times(path: Path) -> np.ndarray:
@@ -117,6 +121,7 @@ def known_limit(name: str, decoder: str) -> None:
         pytest.xfail("--decoder ffmpeg: frame_index of an AVI with B-frames")
 
 
+@pytest.mark.ffmpeg  # ffprobe is the reference
 @pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("name", list(AWKWARD))
 def test_fps_sampling_matches_ffprobe(awkward_clips, name, decoder):
@@ -131,6 +136,7 @@ def test_fps_sampling_matches_ffprobe(awkward_clips, name, decoder):
     assert [round(f.timestamp, 3) for f in frames] == [round(t, 3) for t in expected]
 
 
+@pytest.mark.ffmpeg  # ffprobe is the reference
 @pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("name", list(AWKWARD))
 def test_uniform_sampling_matches_ffprobe(awkward_clips, name, decoder):
@@ -141,6 +147,7 @@ def test_uniform_sampling_matches_ffprobe(awkward_clips, name, decoder):
     assert all(b.timestamp > a.timestamp for a, b in itertools.pairwise(frames))
 
 
+@pytest.mark.ffmpeg  # ffprobe is the reference
 @pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("name", ["vfr.mp4", "h264.mkv", "vp9.webm", "anim.gif", "h264.ts"])
 def test_all_frames_equals_ffprobe_frame_list(awkward_clips, decoder, name):
@@ -177,6 +184,7 @@ def test_seek_and_sequential_paths_pick_the_same_frames(awkward_clips, decoder):
         assert np.abs(x.astype(int) - y.astype(int)).mean() < 1.0
 
 
+@pytest.mark.ffmpeg  # the program writes the rotation and decodes the reference
 @pytest.mark.parametrize("decoder", DECODERS)
 def test_rotated_video_is_display_oriented(tmp_path, decoder):
     base = make_clip(tmp_path / "base.mp4", duration=1.0, size="160x96")

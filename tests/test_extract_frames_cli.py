@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.clips import make_audio
 from tests.conftest import make_clip
 from zsar_cli.artifacts import read_artifact
 from zsar_cli.cli.app import app
@@ -74,21 +74,7 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     good = make_clip(tmp_path / "whole.mp4", duration=3.0)
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
-    audio = tmp_path / "audio.m4a"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=duration=1",
-            str(audio),
-        ],
-        check=True,
-    )
+    audio = make_audio(tmp_path / "audio.m4a", duration=1.0)
     return {
         "missing": (tmp_path / "missing.mp4", "no such file"),
         "empty": (empty, "empty file"),
@@ -243,4 +229,3 @@ def test_folder_list_with_labels(runner, tmp_path):
     assert res.exit_code == 0, res.output
     table = read_artifact(out, "frames").table
     assert table.column("label").to_pylist() == ["walking"] * 2 + ["running"] * 2
-    assert shutil.which("ffmpeg")

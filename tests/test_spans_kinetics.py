@@ -1,8 +1,8 @@
 """Per-row time spans in list files, Kinetics CSVs as inputs and ground truth, and the frame counts
 the frames artifact records and later stages carry (issue 15 items 5a, 6a).
 
-Clips are generated with `ffmpeg -f lavfi` at known rates, so the expected timestamps, frame
-numbers and frame counts follow from the rate alone; both decoders are checked.
+Clips are generated from lavfi sources at known rates (tests/clips.py), so the expected timestamps,
+frame numbers and frame counts follow from the rate alone; both decoders are checked.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from tests.conftest import make_clip
+from tests.conftest import DECODERS, make_clip
 from zsar_cli.artifacts import build_table, read_artifact, write_artifact
 from zsar_cli.cli.app import app
 from zsar_cli.datasets import detect_gt_format, load_ground_truth, read_kinetics
@@ -22,7 +22,6 @@ from zsar_cli.datasets.kinetics import read_kinetics_rows
 from zsar_cli.errors import InputError
 from zsar_cli.stages.extract_frames import ExtractConfig, inputs_fingerprint, resolve_inputs, run
 
-DECODERS = ("pyav", "ffmpeg")
 RATE = 25
 
 

@@ -213,6 +213,7 @@ def small_world(tmp_path_factory):
     return generate_world(outdir, SynthConfig(seed=21, **SMALL))
 
 
+@pytest.mark.ffmpeg  # the program decodes the reference frames
 def test_generated_videos_show_objects_exactly_where_the_ground_truth_says(small_world):
     out = small_world.outdir
     fps = small_world.config.fps
@@ -318,6 +319,7 @@ def test_ground_truth_files_formats(small_world):
     assert {r[1] for r in rows[1:]} & {BACKGROUND_PHRASE}
 
 
+@pytest.mark.ffmpeg  # the program decodes the reference frames
 def test_same_seed_same_world(small_world, tmp_path):
     again = generate_world(tmp_path / "again", small_world.config)
     files = [
@@ -369,6 +371,7 @@ def test_rerun_removes_videos_of_the_previous_world(small_world, tmp_path):
     ],
     ids=["160x120@10", "1280x720@60", "mpeg4-avi", "vp9-webm", "h264-mkv"],
 )
+@pytest.mark.ffmpeg  # the programs decode and probe the reference
 def test_sizes_rates_and_containers(tmp_path, options):
     config = SynthConfig(
         trimmed=1,
@@ -398,6 +401,7 @@ def test_sizes_rates_and_containers(tmp_path, options):
         assert Fraction(stream["avg_frame_rate"]) == config.fps
 
 
+@pytest.mark.ffmpeg  # the programs decode and probe the reference
 def test_background_video_repeats_a_unit_without_reencoding(tmp_path):
     path = generate_background_video(
         tmp_path / "long.mp4", 6.0, size=(160, 120), fps=25, unit_s=2.0, objects=1
@@ -508,6 +512,7 @@ def test_phase_seconds_mark_each_instance_start_and_end():
         SynthConfig(phase_seconds=-1)
 
 
+@pytest.mark.ffmpeg  # the program decodes the reference frames
 def test_phase_frames_are_rendered(tmp_path):
     """Decoded frames: white ring pixels around the object in the start phase, the object's
     centre showing background in the end phase, neither in the middle."""
