@@ -229,6 +229,11 @@ def format_filters(codec: av.Codec, pix_fmt: str | None) -> list[str]:
 
 
 def codec_options(codec: av.Codec, options: ClipOptions) -> dict[str, str]:
+    if codec.name == "libx264":
+        # As zsar's own PyAV writer (zsar_cli.video_write): the wheel's x264 is not reproducible
+        # with its AVX-512 assembly, and a test clip made twice must be the same clip.
+        params = options.codec_options.get("x264-params")
+        options.codec_options["x264-params"] = f"{params}:asm=0" if params else "asm=0"
     if options.qscale is None:
         return dict(options.codec_options)
     if codec.name not in QSCALE_ENCODERS:

@@ -6,12 +6,11 @@ the two are compared with each other."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 
 import numpy as np
 import pytest
 
-from tests.conftest import require
+from tests.conftest import needs_ffmpeg
 from zsar_cli.errors import VideoError
 from zsar_cli.video import decode, loop_video, plan_sampling, probe, write_video
 
@@ -26,7 +25,7 @@ def random_frames(count: int, seed: int = 0) -> list[np.ndarray]:
 @pytest.fixture(autouse=True, params=["ffmpeg", "pyav"])
 def encoder(request, monkeypatch) -> str:
     if request.param == "ffmpeg":
-        require("ffmpeg", None if shutil.which("ffmpeg") else "the ffmpeg program is not on PATH")
+        needs_ffmpeg()
     monkeypatch.setenv("ZSAR_ENCODER", request.param)
     return request.param
 
@@ -154,7 +153,7 @@ def test_constant_quantizer_takes_effect(tmp_path):
 def test_the_two_encoders_agree(tmp_path, encoder, monkeypatch):
     if encoder != "pyav":
         pytest.skip("compared once")
-    require("ffmpeg", None if shutil.which("ffmpeg") else "the ffmpeg program is not on PATH")
+    needs_ffmpeg()
     frames = moving_square(9, noise=0)
     got = {}
     for name in ("ffmpeg", "pyav"):
