@@ -23,7 +23,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,17 @@ def _codec_options(output_args: Mapping[str, Any] | None, codec: str) -> dict[st
     return options
 
 
+def _checked(frames: Iterable[np.ndarray], width: int, height: int) -> Iterator[np.ndarray]:
+    """The frames as C-contiguous arrays; ValueError naming the first of another shape or type."""
+    for count, frame in enumerate(frames):
+        if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
+            raise ValueError(
+                f"frame {count}: expected {(height, width, 3)} uint8, "
+                f"got {frame.shape} {frame.dtype}"
+            )
+        yield np.ascontiguousarray(frame)
+
+
 def _write_with_pyav(
     frames: Iterable[np.ndarray],
     path: str | Path,
@@ -80,13 +91,8 @@ def _write_with_pyav(
             stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
             stream.time_base = time_base
             stream.options = _codec_options(output_args, codec)
-            for frame in frames:
-                if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
-                    raise ValueError(
-                        f"frame {count}: expected {(height, width, 3)} uint8, "
-                        f"got {frame.shape} {frame.dtype}"
-                    )
-                rgb = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            for frame in _checked(frames, width, height):
+                rgb = av.VideoFrame.from_ndarray(frame, format="rgb24")
                 # Bicubic, as the scale filter the ffmpeg program inserts (chroma is resampled).
                 out = rgb.reformat(format=pix_fmt, interpolation="BICUBIC")
                 out.pts, out.time_base = count, time_base
@@ -177,13 +183,8 @@ def _write_with_program(
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
         assert proc.stdin is not None
         try:
-            for frame in frames:
-                if frame.shape != (height, width, 3) or frame.dtype != np.uint8:
-                    raise ValueError(
-                        f"frame {count}: expected {(height, width, 3)} uint8, "
-                        f"got {frame.shape} {frame.dtype}"
-                    )
-                proc.stdin.write(np.ascontiguousarray(frame).data)
+            for frame in _checked(frames, width, height):
+                proc.stdin.write(frame.data)
                 count += 1
             proc.stdin.close()
         except BrokenPipeError:
