@@ -19,6 +19,7 @@ libx264 runs without assembly (about 2x the encoding time of 320x240 frames, 0.0
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import subprocess
@@ -66,6 +67,23 @@ def _checked(frames: Iterable[np.ndarray], width: int, height: int) -> Iterator[
         yield np.ascontiguousarray(frame)
 
 
+@contextlib.contextmanager
+def _removed_on_failure(path: Path, doing: str) -> Iterator[None]:
+    """No partial file under `path` after a failure; FFmpeg's errors as a VideoError."""
+    import av
+
+    try:
+        yield
+    except av.error.FFmpegError as exc:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise VideoError(f"{path}: could not {doing} the video ({exc})") from None
+    except BaseException:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+
+
 def _write_with_pyav(
     frames: Iterable[np.ndarray],
     path: str | Path,
@@ -82,78 +100,67 @@ def _write_with_pyav(
     width, height = size
     time_base = Fraction(1, fps)
     count = 0
-    try:
-        with av.open(str(path), "w") as container:
-            try:
-                stream: Any = container.add_stream(codec, rate=fps)
-            except ValueError as exc:  # an unknown encoder, or one the container cannot hold
-                raise VideoError(f"{path}: cannot encode {codec} video here ({exc})") from None
-            stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-            stream.time_base = time_base
-            stream.options = _codec_options(output_args, codec)
-            for frame in _checked(frames, width, height):
-                rgb = av.VideoFrame.from_ndarray(frame, format="rgb24")
-                # Bicubic, as the scale filter the ffmpeg program inserts (chroma is resampled).
-                out = rgb.reformat(format=pix_fmt, interpolation="BICUBIC")
-                out.pts, out.time_base = count, time_base
-                container.mux(stream.encode(out))
-                count += 1
-            container.mux(stream.encode(None))
-    except av.error.FFmpegError as exc:
-        with contextlib.suppress(OSError):
-            path.unlink()
-        raise VideoError(f"{path}: could not encode the video ({exc})") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            path.unlink()
-        raise
+    with _removed_on_failure(path, "encode"), av.open(str(path), "w") as container:
+        try:
+            stream: Any = container.add_stream(codec, rate=fps)
+        except ValueError as exc:  # an unknown encoder, or one the container cannot hold
+            raise VideoError(f"{path}: cannot encode {codec} video here ({exc})") from None
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        stream.time_base = time_base
+        stream.options = _codec_options(output_args, codec)
+        for frame in _checked(frames, width, height):
+            rgb = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            # Bicubic, as the scale filter the ffmpeg program inserts (chroma is resampled).
+            out = rgb.reformat(format=pix_fmt, interpolation="BICUBIC")
+            out.pts, out.time_base = count, time_base
+            container.mux(stream.encode(out))
+            count += 1
+        container.mux(stream.encode(None))
     return count
 
 
+def _unit_span(source: str | Path) -> int:
+    """The source's video length in its stream's time base: first packet time to last end."""
+    import av
+
+    with av.open(str(source)) as src:
+        times = [
+            (p.pts, p.pts + (p.duration or 0))
+            for p in src.demux(src.streams.video[0])
+            if p.pts is not None and p.size
+        ]
+    if not times:
+        raise VideoError(f"{source}: no video packets to repeat")
+    return max(end for _, end in times) - min(start for start, _ in times)
+
+
 def _loop_with_pyav(source: str | Path, path: str | Path, num_frames: int) -> Path:
-    """`loop_video` through PyAV: each copy of the unit's packets shifted by its span."""
+    """`loop_video` through PyAV: each copy of the unit's packets shifted by its span. Each
+    copy demuxes the source anew (muxing a packet hands its data to the muxer)."""
     import av
 
     path = Path(path)
+    span = _unit_span(source)
     written = 0
-    span: int | None = None  # the source's length in its stream's time base, from pass one
-    try:
-        with av.open(str(path), "w") as out:
-            stream: Any = None
-            shift = 0
-            # Each pass demuxes the source anew: muxing a packet hands its data to the muxer.
-            while written < num_frames:
-                first: int | None = None
-                end = 0
-                with av.open(str(source)) as src:
-                    video = src.streams.video[0]
-                    if stream is None:
-                        stream = out.add_stream_from_template(video)
-                    for packet in src.demux(video):
-                        if packet.pts is None or not packet.size:
-                            continue
-                        if written == num_frames:
-                            break
-                        first = packet.pts if first is None else min(first, packet.pts)
-                        end = max(end, packet.pts + (packet.duration or 0))
-                        packet.pts += shift
-                        if packet.dts is not None:
-                            packet.dts += shift
-                        packet.stream = stream
-                        out.mux(packet)
-                        written += 1
-                if first is None:
-                    raise VideoError(f"{source}: no video packets to repeat")
-                span = span if span is not None else end - first
-                shift += span
-    except av.error.FFmpegError as exc:
-        with contextlib.suppress(OSError):
-            path.unlink()
-        raise VideoError(f"{path}: could not write the video ({exc})") from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            path.unlink()
-        raise
+    with _removed_on_failure(path, "write"), av.open(str(path), "w") as out:
+        stream: Any = None
+        for copy in itertools.count():
+            if written == num_frames:
+                break
+            with av.open(str(source)) as src:
+                video = src.streams.video[0]
+                stream = stream or out.add_stream_from_template(video)
+                for packet in src.demux(video):
+                    if written == num_frames:
+                        break
+                    if packet.pts is None or not packet.size:
+                        continue
+                    packet.pts += copy * span
+                    if packet.dts is not None:
+                        packet.dts += copy * span
+                    packet.stream = stream
+                    out.mux(packet)
+                    written += 1
     return path
 
 
