@@ -332,18 +332,14 @@ class CheckpointBatch:
         return tables
 
     def stop(self) -> None:
-        """After an exception: keep the finished units (a file each, what a run stopped after
-        N units always left), drop the unfinished one's rows."""
+        """After an exception: keep the finished units (written as a batch), drop the
+        unfinished one's rows."""
         if self._stream is not None:
             self._stream.abort()
             self._stream = None
         self._position, self._rows = None, []
-        held, self._held, self._held_bytes = self._held, [], 0
         try:
-            for position, rows in held:
-                with self.checkpoint.writer(position) as writer:
-                    for table in rows:
-                        writer.write(table)
+            self.flush()
         except Exception:
             pass  # best effort (a full disk): the exception being handled is the one to show
 

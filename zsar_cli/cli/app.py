@@ -16,6 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from zsar_cli import __version__
+from zsar_cli.pandas_probe import skip_pandas_probe
 
 
 class ZsarGroup(TyperGroup):
@@ -111,8 +112,6 @@ def main() -> None:
     # later when all 15 command modules, with the synthetic world and the OpenAI client, were);
     # `zsar`, `zsar --help` and an unknown command get the whole app.
     module = command_module(sys.argv[1:])
-    from zsar_cli.pandas_probe import skip_pandas_probe
-
     skip_pandas_probe()  # 0.13-0.18 s of every command where pandas is installed (its docstring)
     build_app(COMMAND_MODULES if module is None else (module,))()
 
