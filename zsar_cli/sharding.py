@@ -338,10 +338,9 @@ class CheckpointBatch:
             self._stream.abort()
             self._stream = None
         self._position, self._rows = None, []
-        try:
+        # Best effort (a full disk): the exception being handled is the one to show.
+        with contextlib.suppress(Exception):
             self.flush()
-        except Exception:
-            pass  # best effort (a full disk): the exception being handled is the one to show
 
 
 # ---------------------------------------------------------------------------------------------
